@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the system tools famguard's lab, tests and benchmarks use, from
+# Debian's packages, only when something is missing. Needs root (the lab needs
+# root anyway: it creates network namespaces).
+set -euo pipefail
+
+# tool -> Debian package
+declare -A need=(
+  [iptables]=iptables
+  [ip6tables]=iptables
+  [iptables-restore]=iptables
+  [conntrack]=conntrack
+  [ipset]=ipset
+  [ip]=iproute2
+  [dnsmasq]=dnsmasq-base
+  [dig]=dnsutils
+  [iperf3]=iperf3
+  [curl]=curl
+  [nft]=nftables
+  [shellcheck]=shellcheck
+  [unshare]=util-linux
+)
+missing=()
+for tool in "${!need[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" != 0 ]; then
+  echo "famguard needs these Debian packages: ${pkgs[*]} — run as root: apt-get install ${pkgs[*]}" >&2
+  exit 1
+fi
+echo "installing: ${pkgs[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
