@@ -1,0 +1,111 @@
+// Package clock is the agent's notion of "now" and of the wall clock being
+// stepped.
+//
+// Schedules are wall-clock rules, but Go timers run on the monotonic clock:
+// if NTP steps the clock by an hour (routers boot with a wrong clock), a
+// timer armed for "21:00" fires an hour off. So the daemon sleeps on a
+// monotonic timer until the next transition AND listens to WallJumps, which
+// uses a Linux timerfd with TFD_TIMER_CANCEL_ON_SET: the kernel wakes it the
+// moment anyone sets CLOCK_REALTIME, with no polling.
+package clock
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Clock tells the time.
+type Clock interface{ Now() time.Time }
+
+type system struct{}
+
+func (system) Now() time.Time { return time.Now() }
+
+// System is the real clock.
+func System() Clock { return system{} }
+
+type offset struct {
+	start time.Time
+	real  time.Time // carries Go's monotonic reading
+}
+
+func (o offset) Now() time.Time { return o.start.Add(time.Since(o.real)) }
+
+// StartingAt is a clock that shows start now and then runs in real time
+// (the --clock flag, for labs, demos and tests).
+func StartingAt(start time.Time) Clock { return offset{start: start, real: time.Now()} }
+
+// WallJumps signals (coalescing, never blocking) every time the wall clock is
+// set. The channel closes when ctx ends. On systems without timerfd support
+// it stays silent; the daemon's hourly safety wake-up still corrects.
+func WallJumps(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	fd, err := unix.TimerfdCreate(unix.CLOCK_REALTIME, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		close(out)
+		return out
+	}
+	go func() {
+		defer close(out)
+		defer unix.Close(fd)
+		watchCancelOnSet(ctx, timerfd(fd), out)
+	}()
+	return out
+}
+
+// timerSource is the part of a timerfd the watcher needs; a fake drives it
+// in tests (setting the host's real clock in a test is not acceptable).
+type timerSource interface {
+	arm() error
+	// wait blocks up to timeout; it returns errClockSet when the wall clock
+	// was set, nil on timeout or expiry.
+	wait(timeout time.Duration) error
+}
+
+var errClockSet = errors.New("wall clock was set")
+
+func watchCancelOnSet(ctx context.Context, src timerSource, out chan<- struct{}) {
+	if err := src.arm(); err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		// A short wait keeps ctx cancellation prompt without a second fd.
+		err := src.wait(500 * time.Millisecond)
+		if errors.Is(err, errClockSet) {
+			select {
+			case out <- struct{}{}:
+			default: // one pending signal is enough: the daemon re-reads the clock
+			}
+			// A cancelled timer must be re-armed to be told again.
+			if src.arm() != nil {
+				return
+			}
+		}
+	}
+}
+
+type timerfd int
+
+// arm sets an absolute expiry far in the future with CANCEL_ON_SET, so the
+// only thing that wakes the fd is a change of the wall clock.
+func (fd timerfd) arm() error {
+	spec := unix.ItimerSpec{Value: unix.Timespec{Sec: 1<<62 - 1}}
+	return unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &spec, nil)
+}
+
+func (fd timerfd) wait(timeout time.Duration) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+	if err != nil || n == 0 {
+		return nil
+	}
+	var buf [8]byte
+	_, err = unix.Read(int(fd), buf[:])
+	if errors.Is(err, unix.ECANCELED) {
+		return errClockSet
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package clock
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestStartingAtRunsInRealTime(t *testing.T) {
+	start := time.Date(2026, 11, 26, 20, 59, 30, 0, time.UTC)
+	c := StartingAt(start)
+	first := c.Now()
+	if d := first.Sub(start); d < 0 || d > time.Second {
+		t.Fatalf("Now right after start = %v", first)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if d := c.Now().Sub(first); d < 20*time.Millisecond {
+		t.Errorf("clock advanced %v over 20ms of real time", d)
+	}
+}
+
+// fakeTimer reports a clock set on demand and counts re-arms.
+type fakeTimer struct {
+	mu    sync.Mutex
+	sets  int
+	arms  int
+	fired chan struct{}
+}
+
+func (f *fakeTimer) arm() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.arms++
+	return nil
+}
+
+func (f *fakeTimer) wait(timeout time.Duration) error {
+	select {
+	case <-f.fired:
+		return errClockSet
+	case <-time.After(timeout):
+		return nil
+	}
+}
+
+func TestWatcherSignalsCoalescesAndRearms(t *testing.T) {
+	f := &fakeTimer{fired: make(chan struct{})}
+	out := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { watchCancelOnSet(ctx, f, out); close(done) }()
+
+	// Three steps before the daemon looks: one pending signal.
+	for i := 0; i < 3; i++ {
+		f.fired <- struct{}{}
+	}
+	select {
+	case <-out:
+	case <-time.After(time.Second):
+		t.Fatal("no signal after the clock was set")
+	}
+	select {
+	case <-out:
+		t.Fatal("signals not coalesced")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	<-done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.arms != 4 {
+		t.Errorf("armed %d times, want 1 + one re-arm per clock set (4)", f.arms)
+	}
+}
+
+func TestWallJumpsStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := WallJumps(ctx)
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			// A real clock step during the test is possible but harmless;
+			// drain until closed.
+			for range ch {
+			}
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("WallJumps did not stop after its context ended")
+	}
+}
