@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// IsProfileFile says whether a directory entry is a profile: *.yaml or
+// *.yml, not hidden. Editors' and tools' temporary files (.x.swp, x~, .#x,
+// x.yaml.tmp, x.yaml.dpkg-new, x.yaml.bak) do not match, so a half-saved
+// file is never read.
+func IsProfileFile(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	ext := filepath.Ext(name)
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// MaxFiles bounds how many profile files one directory may hold.
+const MaxFiles = 1000
+
+// LoadDir reads every profile file in dir (not recursively) and merges them.
+// It returns Problems when the set is invalid, and a plain error when the
+// directory itself cannot be read.
+func LoadDir(dir string) (*Policy, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("profile directory %s does not exist: create it and put the family's profiles (*.yaml) in it", dir)
+		}
+		return nil, fmt.Errorf("profile directory %s: %w", dir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if IsProfileFile(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		// An empty directory is what a push looks like between deleting the
+		// old files and writing the new ones: never read it as "no rules".
+		return nil, Problems{{File: dir, Msg: "no profile files (*.yaml) here; to remove all protection on purpose, keep one file with just `version: 1`, or run famguard cleanup"}}
+	}
+	if len(names) > MaxFiles {
+		return nil, Problems{{File: dir, Msg: fmt.Sprintf("%d profile files; at most %d are read (merge them)", len(names), MaxFiles)}}
+	}
+	var parsers []*parser
+	var srcs []Source
+	for _, name := range names {
+		path := filepath.Join(dir, name)
+		p := &parser{file: path}
+		data, err := readProfile(path)
+		if err != nil {
+			p.problems = append(p.problems, Problem{File: path, Msg: err.Error()})
+		} else {
+			p.parse(data)
+			sum := sha256.Sum256(data)
+			srcs = append(srcs, Source{Path: path, SHA256: hex.EncodeToString(sum[:])})
+		}
+		parsers = append(parsers, p)
+	}
+	pol, probs := merge(parsers)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	pol.Sources = srcs
+	pol.Digest = digest(srcs)
+	return pol, nil
+}
+
+// readProfile reads a file through symlinks, bounded in size.
+func readProfile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, errors.New("cannot be read: it is a symbolic link to a file that does not exist")
+		case errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "too many levels of symbolic links"):
+			return nil, errors.New("cannot be read: symbolic link loop")
+		case errors.Is(err, os.ErrPermission):
+			return nil, errors.New("cannot be read: permission denied (famguard runs as root; check the file's mode)")
+		}
+		return nil, fmt.Errorf("cannot be read: %v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read: %v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("is not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read: %v", err)
+	}
+	return data, nil
+}
+
+// merge combines parsed files and checks what spans files: a child defined
+// twice, a MAC listed twice, conflicting time zones.
+func merge(parsers []*parser) (*Policy, Problems) {
+	var probs Problems
+	pol := &Policy{}
+	childAt := map[string]position{}
+	macAt := map[string]macRef{}
+	var zone *zoneRef
+	for _, p := range parsers {
+		probs = append(probs, p.problems...)
+		if p.tz != nil {
+			if zone != nil && zone.name != p.tz.name {
+				probs = append(probs, Problem{File: p.file, Line: p.tz.pos.line, Col: p.tz.pos.col, Field: "timezone",
+					Msg: fmt.Sprintf("%q conflicts with %q set at %s:%d; set the zone in one file only", p.tz.name, zone.name, zone.pos.file, zone.pos.line)})
+			} else if zone == nil {
+				zone = p.tz
+			}
+		}
+		for _, c := range p.children {
+			if prev, dup := childAt[c.child.Name]; dup {
+				probs = append(probs, Problem{File: c.pos.file, Line: c.pos.line, Col: c.pos.col, Field: c.pos.field,
+					Msg: fmt.Sprintf("child %q is already defined at %s:%d; keep each child in one place", c.child.Name, prev.file, prev.line)})
+				continue
+			}
+			childAt[c.child.Name] = c.pos
+			pol.Children = append(pol.Children, c.child)
+		}
+		for _, m := range p.macs {
+			if prev, dup := macAt[m.mac]; dup {
+				who := "the same child"
+				if prev.child != m.child {
+					who = fmt.Sprintf("child %q", prev.child)
+				}
+				probs = append(probs, Problem{File: m.pos.file, Line: m.pos.line, Col: m.pos.col, Field: m.pos.field,
+					Msg: fmt.Sprintf("MAC %s is already listed for %s at %s:%d; a device belongs to one child, once", m.mac, who, prev.pos.file, prev.pos.line)})
+				continue
+			}
+			macAt[m.mac] = m
+		}
+		pol.refs = append(pol.refs, p.refs...)
+	}
+	if len(probs) > 0 {
+		probs.sort()
+		return nil, probs
+	}
+	if zone != nil {
+		pol.Timezone = zone.name
+	}
+	sort.Slice(pol.Children, func(i, j int) bool { return pol.Children[i].Name < pol.Children[j].Name })
+	return pol, nil
+}

@@ -1,0 +1,306 @@
+package policy
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+	_ "time/tzdata"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")
+
+const testdata = "../../testdata/profiles"
+
+// TestInvalidSets: every invalid set is rejected whole with exactly the
+// problem lines in its expected.txt (paths relative to the set).
+func TestInvalidSets(t *testing.T) {
+	cases, _ := filepath.Glob(filepath.Join(testdata, "invalid", "*"))
+	if len(cases) == 0 {
+		t.Fatal("no invalid test cases found")
+	}
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			pol, err := LoadDir(dir)
+			if err == nil {
+				t.Fatalf("accepted: %+v", pol)
+			}
+			probs, ok := err.(Problems)
+			if !ok {
+				t.Fatalf("error %v is not Problems", err)
+			}
+			got := strings.ReplaceAll(probs.Error(), dir+string(filepath.Separator), "") + "\n"
+			got = strings.ReplaceAll(got, dir, ".")
+			want := filepath.Join(dir, "expected.txt")
+			if *update {
+				if err := os.WriteFile(want, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, err := os.ReadFile(want)
+			if err != nil {
+				t.Fatalf("%v (run go test ./agent/policy -update)", err)
+			}
+			if got != string(b) {
+				t.Errorf("problems differ from %s:\ngot:\n%s\nwant:\n%s", want, got, b)
+			}
+			for _, p := range probs {
+				if p.File == "" || (p.Line == 0 && p.File != dir && !strings.Contains(p.Msg, "cannot be read")) {
+					t.Errorf("problem without a position: %s", p)
+				}
+			}
+		})
+	}
+}
+
+func TestValidFamily(t *testing.T) {
+	pol, err := LoadDir(filepath.Join(testdata, "valid", "family"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Timezone != "Europe/Berlin" || len(pol.Children) != 2 || pol.Children[0].Name != "alice" {
+		t.Fatalf("unexpected policy: %+v", pol)
+	}
+	a := pol.Children[0]
+	if got := []string{a.Devices[0].MAC, a.Devices[1].MAC}; !reflect.DeepEqual(got, []string{"02:00:00:00:00:11", "02:00:00:00:00:12"}) {
+		t.Errorf("MACs not normalised: %v", got)
+	}
+	if !a.SafeSearch || !reflect.DeepEqual(a.Allow, []string{"khanacademy.org"}) || !reflect.DeepEqual(a.Block, []string{"adult", "gambling"}) {
+		t.Errorf("alice = %+v", a)
+	}
+	if got := pol.Categories(); !reflect.DeepEqual(got, []string{"adult", "gambling", "games", "social", "video-streaming"}) {
+		t.Errorf("Categories = %v", got)
+	}
+	if len(pol.Digest) != 12 || len(pol.Sources) != 1 {
+		t.Errorf("digest %q sources %v", pol.Digest, pol.Sources)
+	}
+	missing := pol.MissingCategories(map[string]bool{"adult": true, "gambling": true, "games": true})
+	var lines []string
+	for _, m := range missing {
+		lines = append(lines, strings.TrimPrefix(m.String(), filepath.Join(testdata, "valid", "family")+"/"))
+	}
+	want := []string{
+		`family.yaml:15:86: children.alice.schedules[2].block[1]: category "social" has no list (add social.txt to the categories directory); other rules still apply`,
+		`family.yaml:33:24: children.bob.schedules[1].block[1]: category "video-streaming" has no list (add video-streaming.txt to the categories directory); other rules still apply`,
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("MissingCategories =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestMultiFileIgnoresTemporaryFiles(t *testing.T) {
+	dir := filepath.Join(testdata, "valid", "multi-file")
+	pol, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Timezone != "America/New_York" || len(pol.Children) != 2 || len(pol.Sources) != 3 {
+		t.Fatalf("policy = %+v", pol)
+	}
+	if n := len(pol.Children[1].Schedules); n != 1 {
+		t.Errorf("bob has %d schedules, want 1 (the disabled one is not loaded)", n)
+	}
+	for _, name := range []string{".alice.yaml.swp", "alice.yaml~", ".#a.yaml", "a.yaml.tmp", "a.yaml.dpkg-new"} {
+		if IsProfileFile(name) {
+			t.Errorf("IsProfileFile(%q) = true", name)
+		}
+	}
+}
+
+func TestDigestChangesWithContent(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		if err := os.WriteFile(filepath.Join(dir, "f.yaml"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pol, err := LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pol.Digest
+	}
+	a := write("version: 1\n")
+	b := write("version: 1\n# a comment\n")
+	if a == b || a != write("version: 1\n") {
+		t.Error("digest must follow file content exactly")
+	}
+}
+
+func TestSymlinksAndUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "v2.yaml")
+	if err := os.WriteFile(target, []byte("version: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "family.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDir(dir); err != nil {
+		t.Fatalf("symlinked profile: %v", err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "loop.yaml"), filepath.Join(dir, "loop.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent/x.yaml", filepath.Join(dir, "dangling.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadDir(dir)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if !strings.Contains(msg, "dangling.yaml: cannot be read: it is a symbolic link to a file that does not exist") ||
+		!strings.Contains(msg, "loop.yaml: cannot be read: symbolic link loop") {
+		t.Errorf("got %q", msg)
+	}
+	if _, err := LoadDir(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing dir: %v", err)
+	}
+}
+
+func TestOversizedAndDeepInput(t *testing.T) {
+	big := "version: 1\n#" + strings.Repeat("x", MaxFileSize) + "\n"
+	if _, probs := ParseFile("big.yaml", []byte(big)); len(probs) != 1 || !strings.Contains(probs[0].Msg, "at most") {
+		t.Errorf("oversized: %v", probs)
+	}
+	deep := "version: 1\nchildren: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "\n"
+	if _, probs := ParseFile("deep.yaml", []byte(deep)); len(probs) == 0 {
+		t.Error("deep nesting accepted")
+	}
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+	if _, probs := ParseFile("bomb.yaml", []byte(bomb)); len(probs) == 0 {
+		t.Error("alias bomb accepted")
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	pol, err := LoadDir(filepath.Join(testdata, "valid", "family"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	at := func(s string) time.Time {
+		v, err := time.ParseInLocation("2006-01-02 15:04", s, berlin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	type row struct {
+		online bool
+		reason string
+		until  string
+		cats   string
+	}
+	for _, tc := range []struct {
+		at    string
+		alice row
+		bob   row
+	}{
+		{"2026-11-26 12:00", // Thursday noon
+			row{true, "online: no schedule active; always blocked: adult, gambling", "2026-11-26 16:00", "adult,gambling"},
+			row{true, "online; school blocks games, video-streaming (Mon–Fri 08:00–13:00); always blocked: adult", "2026-11-26 13:00", "adult,games,video-streaming"}},
+		{"2026-11-26 16:30",
+			row{true, "online; homework blocks games, social (Mon–Fri 16:00–18:00); always blocked: adult, gambling", "2026-11-26 18:00", "adult,gambling,games,social"},
+			row{true, "online: no schedule active; always blocked: adult", "2026-11-26 20:00", "adult"}},
+		{"2026-11-26 21:00",
+			row{false, "offline: bedtime (Sun–Thu 21:00–07:00); always blocked: adult, gambling", "2026-11-27 07:00", "adult,gambling"},
+			row{false, "offline: bedtime (daily 20:00–07:00); always blocked: adult", "2026-11-27 07:00", "adult"}},
+		{"2026-11-27 06:59", // Friday morning still belongs to Thursday's bedtime
+			row{false, "offline: bedtime (Sun–Thu 21:00–07:00); always blocked: adult, gambling", "2026-11-27 07:00", "adult,gambling"},
+			row{false, "offline: bedtime (daily 20:00–07:00); always blocked: adult", "2026-11-27 07:00", "adult"}},
+		{"2026-11-27 22:00", // Friday: the weekend bedtime is later
+			row{true, "online: no schedule active; always blocked: adult, gambling", "2026-11-27 22:30", "adult,gambling"},
+			row{false, "offline: bedtime (daily 20:00–07:00); always blocked: adult", "2026-11-28 07:00", "adult"}},
+		{"2026-11-28 07:30", // Saturday: Friday's window runs to 08:00
+			row{false, "offline: weekend-bedtime (Fri, Sat 22:30–08:00); always blocked: adult, gambling", "2026-11-28 08:00", "adult,gambling"},
+			row{true, "online: no schedule active; always blocked: adult", "2026-11-28 20:00", "adult"}},
+		{"2026-03-28 23:00", // the night Berlin springs forward: bedtime still ends at 08:00 CEST
+			row{false, "offline: weekend-bedtime (Fri, Sat 22:30–08:00); always blocked: adult, gambling", "2026-03-29 08:00", "adult,gambling"},
+			row{false, "offline: bedtime (daily 20:00–07:00); always blocked: adult", "2026-03-29 07:00", "adult"}},
+	} {
+		states := pol.Evaluate(at(tc.at), berlin)
+		if len(states) != 3 {
+			t.Fatalf("%d device states, want 3", len(states))
+		}
+		for _, chk := range []struct {
+			s   DeviceState
+			row row
+		}{{states[0], tc.alice}, {states[2], tc.bob}} {
+			got := row{chk.s.Online, chk.s.Reason, "", strings.Join(chk.s.BlockedCategories, ",")}
+			if chk.s.Until != nil {
+				got.until = chk.s.Until.In(berlin).Format("2006-01-02 15:04")
+			}
+			if got != chk.row {
+				t.Errorf("%s %s:\n got %+v\nwant %+v", tc.at, chk.s.Child, got, chk.row)
+			}
+		}
+		if states[0].Online != states[1].Online || states[1].MAC != "02:00:00:00:00:12" {
+			t.Errorf("both of Alice's devices follow her rules: %+v", states[:2])
+		}
+	}
+	next, ok := NextChange(pol.Evaluate(at("2026-11-26 12:00"), berlin))
+	if !ok || !next.Equal(at("2026-11-26 13:00")) {
+		t.Errorf("NextChange = %v", next)
+	}
+}
+
+// TestJSONSchemaMatchesKeys: the published schema lists exactly the keys the
+// loader accepts, and requires what the loader requires.
+func TestJSONSchemaMatchesKeys(t *testing.T) {
+	var s map[string]any
+	if err := json.Unmarshal(JSONSchema, &s); err != nil {
+		t.Fatalf("schema.json is not valid JSON: %v", err)
+	}
+	defs := s["$defs"].(map[string]any)
+	props := func(obj map[string]any) []string {
+		var keys []string
+		for k := range obj["properties"].(map[string]any) {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if obj["additionalProperties"] != false {
+			t.Errorf("schema object with %v must forbid additional properties", keys)
+		}
+		return keys
+	}
+	for kind, obj := range map[string]map[string]any{
+		"file": s, "child": defs["child"].(map[string]any), "device": defs["device"].(map[string]any), "schedule": defs["schedule"].(map[string]any),
+	} {
+		want := append([]string(nil), Keys[kind]...)
+		sort.Strings(want)
+		if got := props(obj); !reflect.DeepEqual(got, want) {
+			t.Errorf("schema %s keys %v, loader accepts %v", kind, got, want)
+		}
+	}
+}
+
+func FuzzParseFile(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join(testdata, "*", "*", "*.y*ml"))
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("version: 1\nchildren: {a: {devices: [{mac: 02:00:00:00:00:11}]}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pol, probs := ParseFile("fuzz.yaml", data)
+		if (pol == nil) == (len(probs) == 0) {
+			t.Fatalf("policy %v with %d problems", pol, len(probs))
+		}
+		for _, p := range probs {
+			if p.File != "fuzz.yaml" || p.Msg == "" {
+				t.Fatalf("malformed problem %+v", p)
+			}
+		}
+		if pol != nil {
+			// Whatever was accepted evaluates without panicking.
+			pol.Evaluate(time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC), time.UTC)
+		}
+	})
+}
