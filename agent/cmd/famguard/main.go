@@ -1,0 +1,484 @@
+// Command famguard is the agent's single binary: the daemon (`run`) and the
+// tools around it (`check`, `plan`, `status`, `cleanup`).
+//
+// The sub-commands, their flags and their JSON are a contract that scripts,
+// operators' management daemons and the lab tests rely on: add to them, never
+// rename. Everything is in one binary because a router's flash is small and a
+// second Go binary would cost megabytes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+	_ "time/tzdata" // OpenWrt has no zoneinfo: the zone database travels in the binary
+
+	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/control"
+	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/rules"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	defaultProfiles   = "/etc/famguard/profiles.d"
+	defaultCategories = "/etc/famguard/categories.d"
+	defaultState      = "/var/run/famguard"
+)
+
+const usage = `famguard — parental-control agent for home routers
+
+Usage:
+  famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
+  famguard check   [--categories DIR] DIR
+  famguard plan    [--at RFC3339] [--json] DIR
+  famguard status  [--json] [--state DIR]
+  famguard cleanup [--state DIR]
+  famguard version
+
+run      enforce the profiles in the foreground, logging to stderr
+check    validate a profile directory; exit 1 and one FILE:LINE:COL line per problem
+plan     show what the policy means at an instant, per device
+status   show the running agent's view: devices, reasons, policy, last reload
+cleanup  stop the agent on --state (if running) and remove all its firewall rules
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(args)
+	case "check":
+		err = cmdCheck(args, os.Stdout)
+	case "plan":
+		err = cmdPlan(args, os.Stdout)
+	case "status":
+		err = cmdStatus(args, os.Stdout)
+	case "cleanup":
+		err = cmdCleanup(args)
+	case "version", "--version", "-v":
+		fmt.Println("famguard", version)
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "famguard: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(int(ee))
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintf(os.Stderr, "famguard %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the program with that status after the command has already
+// printed what it had to say.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// parseInterleaved lets flags and positional arguments come in any order
+// (`famguard plan DIR --json` as well as `famguard plan --json DIR`).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+func oneDir(name string, pos []string) (string, error) {
+	if len(pos) != 1 {
+		return "", fmt.Errorf("expected one profile directory, got %d arguments (usage: famguard %s [flags] DIR)", len(pos), name)
+	}
+	return pos[0], nil
+}
+
+func cmdRun(args []string) error {
+	fs := newFlagSet("run")
+	profiles := fs.String("profiles", defaultProfiles, "directory of YAML profiles")
+	categories := fs.String("categories", defaultCategories, "directory of category lists (<category>.txt)")
+	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
+	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	heal := fs.Duration("heal-interval", 2*time.Second, "how often to check that the rules are still in the kernel")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q (the profile directory is given with --profiles)", pos[0])
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	clk, simulated := clock.System(), false
+	if *clockFlag != "" {
+		t, err := time.Parse(time.RFC3339, *clockFlag)
+		if err != nil {
+			return fmt.Errorf("--clock %q: expected an RFC3339 instant like 2026-11-26T20:59:30+01:00", *clockFlag)
+		}
+		clk, simulated = clock.StartingAt(t), true
+	}
+
+	dp, err := rules.NewKernel()
+	if err != nil {
+		return fmt.Errorf("firewall: %w (famguard needs iptables and ip6tables with the nf_tables or legacy backend, run as root)", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	d := daemon.New(daemon.Config{
+		ProfilesDir:    *profiles,
+		CategoriesDir:  *categories,
+		Version:        version,
+		Clock:          clk,
+		ClockSimulated: simulated,
+		Dataplane:      dp,
+		Neighbours:     netwatch.NewNeighbours(log),
+		DeleteFlows:    netwatch.DeleteFlows,
+		WallJumps:      clock.WallJumps(ctx),
+		Reload:         reload,
+		Log:            log,
+		HealInterval:   *heal,
+		WatchFiles:     true,
+	})
+	srv, err := control.Listen(*state, d.Handle)
+	if err != nil {
+		return err
+	}
+	go srv.Serve(ctx)
+	err = d.Run(ctx)
+	if errors.Is(err, daemon.ErrShutdownRequested) {
+		return nil
+	}
+	return err
+}
+
+func cmdCheck(args []string, out io.Writer) error {
+	fs := newFlagSet("check")
+	categories := fs.String("categories", "", "also report categories that have no list in this directory")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	dir, err := oneDir("check", pos)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.LoadDir(dir)
+	if err != nil {
+		var probs policy.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				fmt.Fprintln(out, p.String())
+			}
+			return exitError(1)
+		}
+		return err
+	}
+	if _, err := tz.Resolve(pol.Timezone, tz.Env{}); err != nil {
+		return err
+	}
+	if *categories != "" {
+		avail, err := daemon.AvailableCategories(*categories)
+		if err != nil {
+			return fmt.Errorf("--categories: %w", err)
+		}
+		for _, p := range pol.MissingCategories(avail) {
+			fmt.Fprintln(out, "warning: "+p.String())
+		}
+	}
+	children, devices := len(pol.Children), 0
+	for _, c := range pol.Children {
+		devices += len(c.Devices)
+	}
+	fmt.Fprintf(os.Stderr, "%s: valid (%d children, %d devices, policy %s)\n", dir, children, devices, pol.Digest)
+	return nil
+}
+
+// planOutput is `famguard plan --json`.
+type planOutput struct {
+	At      time.Time            `json:"at"`
+	Zone    daemon.ZoneStatus    `json:"zone"`
+	Policy  string               `json:"policy"`
+	Devices []policy.DeviceState `json:"devices"`
+}
+
+func cmdPlan(args []string, out io.Writer) error {
+	fs := newFlagSet("plan")
+	at := fs.String("at", "", "the instant to evaluate (RFC3339); default now")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	dir, err := oneDir("plan", pos)
+	if err != nil {
+		return err
+	}
+	when := time.Now()
+	if *at != "" {
+		if when, err = time.Parse(time.RFC3339, *at); err != nil {
+			return fmt.Errorf("--at %q: expected an RFC3339 instant like 2026-11-26T21:30:00+01:00", *at)
+		}
+	}
+	pol, err := policy.LoadDir(dir)
+	if err != nil {
+		var probs policy.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				fmt.Fprintln(os.Stderr, p.String())
+			}
+			return fmt.Errorf("%s is not valid; fix the problems above (famguard check %s)", dir, dir)
+		}
+		return err
+	}
+	zone, err := tz.Resolve(pol.Timezone, tz.Env{})
+	if err != nil {
+		return err
+	}
+	states := pol.Evaluate(when, zone.Loc)
+	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest, Devices: states}
+	if res.Devices == nil {
+		res.Devices = []policy.DeviceState{}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintf(out, "Policy %s at %s (zone %s, from %s)\n\n", pol.Digest, res.At.Format("Mon 2006-01-02 15:04:05 MST"), zone.Name, zone.Source)
+	printDevices(out, states, nil, zone.Loc, res.At)
+	return nil
+}
+
+// printDevices renders the per-device table shared by plan and status.
+func printDevices(out io.Writer, states []policy.DeviceState, addrs map[string][]string, loc *time.Location, now time.Time) {
+	if len(states) == 0 {
+		fmt.Fprintln(out, "No protected devices.")
+		return
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	head := "CHILD\tDEVICE\tMAC\tINTERNET\tUNTIL\tBLOCKED CATEGORIES\tWHY"
+	if addrs != nil {
+		head += "\tADDRESSES"
+	}
+	fmt.Fprintln(tw, head)
+	for _, s := range states {
+		state := "online"
+		if !s.Online {
+			state = "OFFLINE"
+		}
+		until := "-"
+		if s.Until != nil {
+			until = humanUntil(s.Until.In(loc), now)
+		}
+		cats := strings.Join(s.BlockedCategories, ",")
+		if cats == "" {
+			cats = "-"
+		}
+		name := s.Device
+		if name == "" {
+			name = "-"
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Child, name, s.MAC, state, until, cats, s.Reason)
+		if addrs != nil {
+			a := addrs[s.MAC]
+			if len(a) == 0 {
+				line += "\tnot seen"
+			} else {
+				line += "\t" + strings.Join(a, " ")
+			}
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
+
+// humanUntil says when, relative to now, in the family's zone.
+func humanUntil(t, now time.Time) string {
+	y1, m1, d1 := t.Date()
+	y2, m2, d2 := now.Date()
+	if y1 == y2 && m1 == m2 && d1 == d2 {
+		return t.Format("15:04")
+	}
+	if t.Sub(now) < 6*24*time.Hour {
+		return t.Format("Mon 15:04")
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+func cmdStatus(args []string, out io.Writer) error {
+	fs := newFlagSet("status")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	state := fs.String("state", defaultState, "the running agent's --state directory")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var raw json.RawMessage
+	if err := control.Call(ctx, *state, "status", &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := out.Write(append(raw, '\n'))
+		return err
+	}
+	var st daemon.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	printStatus(out, st)
+	return nil
+}
+
+func printStatus(out io.Writer, st daemon.Status) {
+	loc := st.Clock.Now.Location()
+	if l, err := time.LoadLocation(st.Zone.Name); err == nil {
+		loc = l
+	}
+	now := st.Clock.Now.In(loc)
+	clk := now.Format("Mon 2006-01-02 15:04:05 MST")
+	if st.Clock.Simulated {
+		clk += " (simulated clock)"
+	}
+	fmt.Fprintf(out, "famguard %s, pid %d, up since %s\n", st.Version, st.PID, st.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "Clock:    %s, zone %s (%s)\n", clk, st.Zone.Name, st.Zone.Source)
+	if st.Policy != nil {
+		fmt.Fprintf(out, "Policy:   %s from %s, loaded %s (%d files)\n", st.Policy.Digest, st.Policy.Dir, st.Policy.LoadedAt.Format(time.RFC3339), len(st.Policy.Sources))
+	} else {
+		fmt.Fprintln(out, "Policy:   none loaded yet — rules in the kernel were left as they were")
+	}
+	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", st.LastReload.Message, st.LastReload.At.Format(time.RFC3339), st.LastReload.Trigger)
+	for _, p := range st.LastReload.Problems {
+		fmt.Fprintf(out, "          %s\n", p)
+	}
+	fw := fmt.Sprintf("%s, %d applies, %d heals", st.Dataplane.Backend, st.Dataplane.Applies, st.Dataplane.Heals)
+	if st.Dataplane.LastError != "" {
+		fw += ", last error: " + st.Dataplane.LastError
+	}
+	fmt.Fprintf(out, "Firewall: %s\n", fw)
+	for _, w := range st.Warnings {
+		fmt.Fprintf(out, "Warning:  %s\n", w)
+	}
+	fmt.Fprintln(out)
+	states := make([]policy.DeviceState, 0, len(st.Devices))
+	addrs := map[string][]string{}
+	for _, d := range st.Devices {
+		states = append(states, d.DeviceState)
+		a := append([]string(nil), d.Addresses...)
+		sort.Strings(a)
+		addrs[d.MAC] = a
+	}
+	printDevices(out, states, addrs, loc, now)
+}
+
+func cmdCleanup(args []string) error {
+	fs := newFlagSet("cleanup")
+	state := fs.String("state", defaultState, "the agent's --state directory")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	// A running agent would restore its rules within seconds: ask it to
+	// exit first (it leaves its rules, which we then remove).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := control.Call(ctx, *state, "shutdown", nil); err == nil {
+		fmt.Fprintln(os.Stderr, "asked the running agent to stop")
+		waitGone(*state, 5*time.Second)
+	}
+	dp, err := rules.NewKernel()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if err := dp.Cleanup(fam); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", fam, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "famguard rules removed (IPv4 and IPv6); devices are no longer protected")
+	return nil
+}
+
+// waitGone waits until nobody answers on the control socket any more.
+func waitGone(stateDir string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := control.Call(ctx, stateDir, "status", nil)
+		cancel()
+		if errors.Is(err, control.ErrNotRunning) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,467 @@
+// Package daemon is famguard's enforcement loop.
+//
+// Design (after kube-proxy and Calico Felix): one goroutine, Run's loop, owns
+// everything that decides what the kernel holds — the last good policy, the
+// neighbour table, what was last written to each family and the snapshot read
+// back after writing. Everything else only sends it messages over channels:
+// the profile watcher and SIGHUP ("reload"), the neighbour watcher (new
+// table), the wall-clock jump detector, the schedule timer, the heal ticker
+// and control-socket requests. So there are no locks around dataplane state
+// and no two writers can interleave their iptables-restore transactions.
+//
+// Each pass ("reconcile") is pure computation followed by a thin write:
+// evaluate the policy at the agent's clock → rules.Desired → rules.Render text
+// per family → if the text differs from what was last applied, one
+// iptables-restore --noflush transaction per family. Devices that have just
+// gone offline then lose their conntrack entries, so connections that were
+// open at bedtime die at once instead of riding the ESTABLISHED fast path.
+//
+// Safety rules the loop keeps:
+//   - An invalid profile set is never applied; the last good policy stays in
+//     force and the failure is reported (log, status).
+//   - Before any valid policy has been loaded the loop leaves the kernel as it
+//     is: after a crash or kill -9 the previous agent's rules keep protecting
+//     until the restarted agent has something at least as good to write.
+//   - Stopping (SIGTERM, context end) leaves the rules in place; only
+//     `famguard cleanup` removes them.
+//   - The loop sleeps until the next schedule transition (no minute polling);
+//     a wall-clock step wakes it at once.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/rules"
+)
+
+// Neighbours is the source of device addresses (netwatch.Neighbours in
+// production, a channel-fed fake in tests).
+type Neighbours interface {
+	Run(ctx context.Context, out chan<- netwatch.Table) error
+}
+
+// Config wires the loop to its collaborators.
+type Config struct {
+	ProfilesDir   string
+	CategoriesDir string // may be empty
+	Version       string
+
+	Clock          clock.Clock
+	ClockSimulated bool   // --clock was given
+	Env            tz.Env // where the router's zone is read from
+
+	Dataplane   rules.Dataplane
+	Neighbours  Neighbours                             // nil: addresses unknown
+	DeleteFlows func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
+	WallJumps   <-chan struct{}                        // nil: none
+	Reload      <-chan struct{}                        // SIGHUP
+	Log         *slog.Logger
+
+	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
+	Debounce     time.Duration // quiet time after a profile change before reloading; default 20ms
+	WatchFiles   bool          // watch ProfilesDir with fsnotify (true in production)
+}
+
+// Daemon is the running agent. Create it with New and start it with Run.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	requests chan request
+	started  time.Time
+
+	// Owned by the loop goroutine only.
+	pol         *policy.Policy
+	polLoadedAt time.Time
+	zone        tz.Zone
+	lastReload  ReloadResult
+	neigh       netwatch.Table
+	states      []policy.DeviceState
+	offline     map[string]bool // MAC → offline in the last applied state
+	applied     [2]string       // restore text last applied per family ("" = must apply)
+	snapshot    [2]string       // kernel state read back after the last apply
+	dp          DataplaneStatus
+	missingCats []string
+	next        time.Time
+}
+
+type request struct {
+	cmd   string
+	args  []string
+	reply chan response
+}
+
+type response struct {
+	v   any
+	err error
+}
+
+// New prepares a daemon; nothing runs until Run.
+func New(cfg Config) *Daemon {
+	if cfg.HealInterval <= 0 {
+		cfg.HealInterval = 2 * time.Second
+	}
+	if cfg.Debounce <= 0 {
+		// Short enough that a parent's edit is live in well under 100 ms,
+		// long enough to fold an editor's write+rename or a multi-file push
+		// into one reload.
+		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System()
+	}
+	return &Daemon{
+		cfg:      cfg,
+		log:      cfg.Log,
+		requests: make(chan request),
+		offline:  map[string]bool{},
+		started:  time.Now(),
+	}
+}
+
+// Handle is the control-socket handler: it forwards the request to the loop
+// goroutine, which owns the state, and waits for its answer.
+func (d *Daemon) Handle(ctx context.Context, cmd string, args []string) (any, error) {
+	r := request{cmd: cmd, args: args, reply: make(chan response, 1)}
+	select {
+	case d.requests <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case resp := <-r.reply:
+		return resp.v, resp.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// ErrShutdownRequested is returned by Run when a client asked the agent to
+// exit (what `famguard cleanup` does before removing the rules).
+var ErrShutdownRequested = fmt.Errorf("shutdown requested over the control socket")
+
+// Run is the loop. It returns when ctx ends (nil) or a client requests a
+// shutdown; the rules stay in the kernel either way.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	d.dp.Backend = d.cfg.Dataplane.Backend()
+	d.log.Info("famguard starting", "version", d.cfg.Version, "profiles", d.cfg.ProfilesDir,
+		"firewall_backend", d.dp.Backend, "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
+
+	fsChanged := make(chan struct{}, 1)
+	if d.cfg.WatchFiles {
+		go watchProfiles(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged)
+	}
+	neighCh := make(chan netwatch.Table, 1)
+	if d.cfg.Neighbours != nil {
+		go func() {
+			if err := d.cfg.Neighbours.Run(ctx, neighCh); err != nil && ctx.Err() == nil {
+				d.log.Error("neighbour watch stopped; device addresses will no longer be updated", "err", err)
+			}
+		}()
+	}
+
+	d.reload("start")
+
+	schedTimer := time.NewTimer(time.Hour)
+	defer schedTimer.Stop()
+	heal := time.NewTicker(d.cfg.HealInterval)
+	defer heal.Stop()
+
+	for {
+		d.armTimer(schedTimer)
+		select {
+		case <-ctx.Done():
+			d.log.Info("famguard stopping; the rules stay in force (run `famguard cleanup` to remove them)")
+			return nil
+		case <-fsChanged:
+			d.reload("profile directory changed")
+		case <-d.cfg.Reload:
+			d.reload("SIGHUP")
+		case t := <-neighCh:
+			d.neigh = t
+			d.reconcile("neighbour table changed")
+		case <-d.cfg.WallJumps:
+			d.log.Info("wall clock was stepped; re-evaluating schedules", "now", d.cfg.Clock.Now().Format(time.RFC3339))
+			d.reconcile("clock step")
+		case <-schedTimer.C:
+			d.reconcile("schedule")
+		case <-heal.C:
+			d.heal()
+		case r := <-d.requests:
+			v, err := d.answer(r)
+			r.reply <- response{v, err}
+			if r.cmd == "shutdown" && err == nil {
+				d.log.Info("shutdown requested over the control socket")
+				return ErrShutdownRequested
+			}
+		}
+	}
+}
+
+// armTimer points the schedule timer at the next transition. A Go timer runs
+// on the monotonic clock, so a wall-clock step is handled by WallJumps; the
+// one-hour cap is a safety net for platforms without that signal.
+func (d *Daemon) armTimer(t *time.Timer) {
+	wait := time.Hour
+	if !d.next.IsZero() {
+		wait = d.next.Sub(d.cfg.Clock.Now())
+		if wait < 0 {
+			wait = 0
+		}
+		if wait > time.Hour {
+			wait = time.Hour
+		}
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(wait)
+}
+
+// reload reads and validates the whole profile set; only a valid set replaces
+// the policy in force.
+func (d *Daemon) reload(why string) {
+	now := time.Now()
+	pol, err := policy.LoadDir(d.cfg.ProfilesDir)
+	res := ReloadResult{At: now, Trigger: why}
+	if err != nil {
+		res.OK = false
+		if probs, ok := err.(policy.Problems); ok {
+			for _, p := range probs {
+				res.Problems = append(res.Problems, p.String())
+			}
+			res.Message = fmt.Sprintf("profiles rejected: %d problem(s)", len(probs))
+		} else {
+			res.Message = "profiles could not be read: " + err.Error()
+		}
+		if d.pol != nil {
+			res.Message += fmt.Sprintf("; still enforcing policy %s loaded at %s", d.pol.Digest, d.polLoadedAt.Format(time.RFC3339))
+		} else {
+			res.Message += "; no valid policy loaded yet, firewall rules left as they are"
+		}
+		d.lastReload = res
+		d.log.Error(res.Message, "trigger", why, "problems", strings.Join(res.Problems, "\n"))
+		return
+	}
+	zone, zerr := tz.Resolve(pol.Timezone, d.cfg.Env)
+	if zerr != nil {
+		// The loader validated the profile zone already; reaching here means
+		// the zone database itself failed, so keep the old policy.
+		res.OK = false
+		res.Message = "time zone: " + zerr.Error() + "; keeping the previous policy"
+		d.lastReload = res
+		d.log.Error(res.Message)
+		return
+	}
+	unchanged := d.pol != nil && d.pol.Digest == pol.Digest && d.zone.Name == zone.Name
+	d.pol, d.zone = pol, zone
+	d.polLoadedAt = now
+	d.missingCats = d.missingCategories()
+	res.OK = true
+	res.Policy = pol.Digest
+	if unchanged {
+		res.Message = fmt.Sprintf("profiles unchanged (policy %s)", pol.Digest)
+		d.lastReload = res
+		d.log.Debug(res.Message, "trigger", why)
+		return
+	}
+	children, devices := 0, 0
+	for _, c := range pol.Children {
+		children++
+		devices += len(c.Devices)
+	}
+	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
+	d.lastReload = res
+	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
+	for _, m := range d.missingCats {
+		d.log.Warn(m)
+	}
+	d.reconcile("policy loaded")
+}
+
+// missingCategories reports categories named in profiles that have no list in
+// the categories directory. They do not stop the rest of the policy.
+func (d *Daemon) missingCategories() []string {
+	if d.cfg.CategoriesDir == "" || d.pol == nil {
+		return nil
+	}
+	avail, err := AvailableCategories(d.cfg.CategoriesDir)
+	if err != nil {
+		if len(d.pol.Categories()) == 0 {
+			return nil
+		}
+		return []string{fmt.Sprintf("categories directory %s cannot be read (%v): category blocks are listed but not enforced", d.cfg.CategoriesDir, err)}
+	}
+	var out []string
+	for _, p := range d.pol.MissingCategories(avail) {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// AvailableCategories lists the categories with a list file (<name>.txt).
+func AvailableCategories(dir string) (map[string]bool, error) {
+	avail := map[string]bool{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".txt"); ok && !e.IsDir() {
+			avail[name] = true
+		}
+	}
+	return avail, nil
+}
+
+// reconcile evaluates the policy now and brings the kernel to match.
+func (d *Daemon) reconcile(why string) {
+	if d.pol == nil {
+		return
+	}
+	now := d.cfg.Clock.Now()
+	states := d.pol.Evaluate(now, d.zone.Loc)
+	d.states = states
+	if next, ok := policy.NextChange(states); ok {
+		d.next = next
+	} else {
+		d.next = time.Time{}
+	}
+
+	desired := rules.Desired{}
+	for _, s := range states {
+		desired.Devices = append(desired.Devices, rules.Device{
+			MAC: s.MAC, Child: s.Child, Name: s.Device,
+			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
+		})
+	}
+	if !d.apply(desired) {
+		return // retried by the heal ticker
+	}
+
+	// Conntrack: cut what the newly offline devices had open.
+	var cut []netip.Addr
+	nowOffline := map[string]bool{}
+	for _, s := range states {
+		if s.Online {
+			if d.offline[s.MAC] {
+				d.log.Info(fmt.Sprintf("%s is online again: %s", deviceLabel(s), s.Reason), "until", untilText(s.Until, d.zone.Loc))
+			}
+			continue
+		}
+		nowOffline[s.MAC] = true
+		if !d.offline[s.MAC] {
+			d.log.Info(fmt.Sprintf("%s is now offline: %s", deviceLabel(s), s.Reason), "until", untilText(s.Until, d.zone.Loc), "trigger", why)
+			cut = append(cut, d.neigh[s.MAC]...)
+		}
+	}
+	d.offline = nowOffline
+	if len(cut) > 0 && d.cfg.DeleteFlows != nil {
+		n, err := d.cfg.DeleteFlows(cut)
+		if err != nil {
+			d.log.Error("could not delete the connections of newly offline devices; they end when they next go idle", "err", err)
+		} else {
+			d.log.Info("cut live connections of newly offline devices", "connections", n, "addresses", len(cut))
+		}
+	}
+}
+
+// apply writes the desired state for both families if it changed. It reports
+// whether the kernel now holds it.
+func (d *Daemon) apply(desired rules.Desired) bool {
+	ok := true
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		text, err := rules.Render(desired, fam)
+		if err != nil {
+			// Render only fails on data the loader should have rejected.
+			d.dp.LastError = err.Error()
+			d.log.Error("cannot render rules; keeping the current ones", "family", fam, "err", err)
+			return false
+		}
+		if text == d.applied[fam] {
+			continue
+		}
+		start := time.Now()
+		if err := d.cfg.Dataplane.Apply(fam, text); err != nil {
+			d.applied[fam] = ""
+			d.dp.LastError = fmt.Sprintf("%s: %v", fam, err)
+			d.dp.Failures++
+			d.log.Error("applying firewall rules failed; the previous rules stay in force and the agent retries", "family", fam, "err", err)
+			ok = false
+			continue
+		}
+		d.applied[fam] = text
+		d.dp.LastApply = time.Now()
+		d.dp.LastApplyDuration = time.Since(start).String()
+		d.dp.LastError = ""
+		d.dp.Applies++
+		snap, err := d.cfg.Dataplane.Snapshot(fam)
+		if err != nil {
+			d.log.Warn("reading rules back failed", "family", fam, "err", err)
+		}
+		d.snapshot[fam] = snap
+	}
+	return ok
+}
+
+// heal compares the kernel with the snapshot taken after the last write and
+// rewrites everything if another program changed or removed our chains or
+// the jump (firewall restart, `nft flush ruleset`, a manual flush).
+func (d *Daemon) heal() {
+	if d.pol == nil {
+		return
+	}
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if d.applied[fam] == "" {
+			continue // a failed apply: retried below through reconcile
+		}
+		snap, err := d.cfg.Dataplane.Snapshot(fam)
+		if err != nil {
+			d.log.Warn("reading rules back failed", "family", fam, "err", err)
+			continue
+		}
+		if snap == d.snapshot[fam] {
+			continue
+		}
+		d.log.Warn("famguard's rules were changed or removed by another program (firewall restart or flush?); restoring them", "family", fam)
+		d.applied[fam] = ""
+		d.dp.Heals++
+	}
+	// Re-run the whole pass: it re-applies what is missing and retries
+	// failed applies, with the heal interval as the backoff.
+	if d.applied[rules.IPv4] == "" || d.applied[rules.IPv6] == "" {
+		d.reconcile("heal")
+	}
+}
+
+func deviceLabel(s policy.DeviceState) string {
+	if s.Device != "" {
+		return fmt.Sprintf("%s (%s, %s)", s.Device, s.Child, s.MAC)
+	}
+	return fmt.Sprintf("%s's device %s", s.Child, s.MAC)
+}
+
+func untilText(t *time.Time, loc *time.Location) string {
+	if t == nil {
+		return "no change scheduled"
+	}
+	return t.In(loc).Format("Mon 15:04 MST")
+}

@@ -1,0 +1,259 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	_ "time/tzdata"
+
+	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/rules"
+)
+
+// fakeDataplane is a stateful stand-in for the kernel: it holds the last
+// restore text per family, can lose it (an external flush) and can fail.
+type fakeDataplane struct {
+	mu      sync.Mutex
+	kernel  [2]string
+	applies int
+	fail    error
+}
+
+func (f *fakeDataplane) Apply(fam rules.Family, text string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.kernel[fam] = text
+	f.applies++
+	return nil
+}
+
+func (f *fakeDataplane) Snapshot(fam rules.Family) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.kernel[fam], nil
+}
+
+func (f *fakeDataplane) Cleanup(fam rules.Family) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kernel[fam] = ""
+	return nil
+}
+
+func (f *fakeDataplane) Backend() string { return "fake" }
+
+func (f *fakeDataplane) get(fam rules.Family) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.kernel[fam]
+}
+
+func (f *fakeDataplane) setFail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
+// fakeNeighbours sends one fixed table.
+type fakeNeighbours struct{ table netwatch.Table }
+
+func (n fakeNeighbours) Run(ctx context.Context, out chan<- netwatch.Table) error {
+	out <- n.table
+	<-ctx.Done()
+	return nil
+}
+
+const profile = `version: 1
+timezone: Europe/Berlin
+children:
+  alice:
+    devices:
+      - {mac: "02:00:00:00:00:11", name: "Alice's phone"}
+    schedules:
+      - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
+`
+
+var berlin, _ = time.LoadLocation("Europe/Berlin")
+
+type harness struct {
+	t       *testing.T
+	dir     string
+	dp      *fakeDataplane
+	d       *Daemon
+	reload  chan struct{}
+	cut     chan []netip.Addr
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+func newHarness(t *testing.T, start time.Time, content string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	if content != "" {
+		if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, dir: dir, dp: &fakeDataplane{}, reload: make(chan struct{}, 1),
+		cut: make(chan []netip.Addr, 10), stopped: make(chan struct{})}
+	h.d = New(Config{
+		ProfilesDir: dir,
+		Clock:       clock.StartingAt(start),
+		Env:         tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
+		Dataplane:   h.dp,
+		Neighbours: fakeNeighbours{netwatch.Table{"02:00:00:00:00:11": {
+			netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8:1::11")}}},
+		DeleteFlows: func(a []netip.Addr) (uint, error) {
+			h.cut <- append([]netip.Addr(nil), a...)
+			return uint(len(a)), nil
+		},
+		Reload:       h.reload,
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HealInterval: 50 * time.Millisecond,
+		WatchFiles:   true,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { _ = h.d.Run(ctx); close(h.stopped) }()
+	t.Cleanup(func() { cancel(); <-h.stopped })
+	return h
+}
+
+func (h *harness) status() Status {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := h.d.Handle(ctx, "status", nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return v.(Status)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
+	bed := time.Date(2026, 11, 26, 21, 0, 0, 0, berlin)
+	h := newHarness(t, bed.Add(-300*time.Millisecond), profile)
+
+	eventually(t, "first apply", func() bool { return h.dp.get(rules.IPv4) != "" })
+	if strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Fatal("Alice's MAC is in the rules before bedtime")
+	}
+	// The loop sleeps until 21:00 on the agent's clock, then blocks.
+	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	if !strings.Contains(h.dp.get(rules.IPv6), "02:00:00:00:00:11") {
+		t.Error("IPv6 rules do not block Alice's MAC at bedtime")
+	}
+	if !strings.Contains(h.dp.get(rules.IPv6), "2001:db8:1::11") {
+		t.Error("IPv6 rules do not cut traffic towards Alice's known address")
+	}
+	select {
+	case addrs := <-h.cut:
+		if len(addrs) != 2 {
+			t.Errorf("conntrack deletion for %v, want both of Alice's addresses", addrs)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no conntrack deletion when Alice went offline")
+	}
+	st := h.status()
+	if len(st.Devices) != 1 || st.Devices[0].Online || !st.Devices[0].Seen {
+		t.Fatalf("status devices = %+v", st.Devices)
+	}
+	if st.Zone.Name != "Europe/Berlin" || st.Policy == nil {
+		t.Errorf("status zone %+v policy %+v", st.Zone, st.Policy)
+	}
+}
+
+func TestInvalidReloadKeepsLastGoodPolicy(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 22, 0, 0, 0, berlin), profile)
+	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	good := h.status().Policy.Digest
+
+	// Broken: a bad time. The whole set must be rejected.
+	bad := strings.Replace(profile, `"21:00"`, `"21:60"`, 1)
+	if err := os.WriteFile(filepath.Join(h.dir, "family.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rejected reload", func() bool { return !h.status().LastReload.OK })
+	st := h.status()
+	if st.Policy.Digest != good {
+		t.Errorf("policy changed to %s after a broken edit, want %s", st.Policy.Digest, good)
+	}
+	if len(st.LastReload.Problems) == 0 || !strings.Contains(st.LastReload.Problems[0], "family.yaml:8:") {
+		t.Errorf("problems %q should name family.yaml line 8", st.LastReload.Problems)
+	}
+	if !strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("block lifted by a broken edit")
+	}
+}
+
+func TestNoValidPolicyLeavesKernelUntouched(t *testing.T) {
+	h := newHarness(t, time.Now(), "version: 1\nchildren: [oops]\n")
+	eventually(t, "rejected load", func() bool { return h.status().LastReload.At.After(time.Time{}) })
+	st := h.status()
+	if st.LastReload.OK || st.Policy != nil {
+		t.Fatalf("invalid set accepted: %+v", st.LastReload)
+	}
+	time.Sleep(100 * time.Millisecond)
+	h.dp.mu.Lock()
+	n := h.dp.applies
+	h.dp.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d applies without a valid policy; the previous agent's rules must be left alone", n)
+	}
+}
+
+func TestHealRestoresRemovedRules(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 22, 0, 0, 0, berlin), profile)
+	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	want := h.dp.get(rules.IPv4)
+	_ = h.dp.Cleanup(rules.IPv4) // another program flushed our chains
+	eventually(t, "heal", func() bool { return h.dp.get(rules.IPv4) == want })
+	if h.status().Dataplane.Heals == 0 {
+		t.Error("heal not counted in status")
+	}
+}
+
+func TestFailedApplyIsRetried(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 22, 0, 0, 0, berlin), "")
+	h.dp.setFail(errors.New("iptables-restore: line 3 failed"))
+	if err := os.WriteFile(filepath.Join(h.dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "failure reported", func() bool { return h.status().Dataplane.LastError != "" })
+	h.dp.setFail(nil)
+	eventually(t, "retried apply", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	if e := h.status().Dataplane.LastError; e != "" {
+		t.Errorf("last error still %q after recovery", e)
+	}
+}
+
+func TestSIGHUPReload(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), profile)
+	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
+	h.reload <- struct{}{}
+	eventually(t, "SIGHUP reload", func() bool { return h.status().LastReload.Trigger == "SIGHUP" })
+}

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/famguard/famguard/agent/policy"
+)
+
+// Status is what `famguard status --json` prints: the running agent's view.
+// Field names are a contract for scripts and operators; add, never rename.
+type Status struct {
+	Version    string          `json:"version"`
+	PID        int             `json:"pid"`
+	Started    time.Time       `json:"started"`
+	Clock      ClockStatus     `json:"clock"`
+	Zone       ZoneStatus      `json:"zone"`
+	Policy     *PolicyStatus   `json:"policy"` // null until a valid policy was loaded
+	LastReload ReloadResult    `json:"last_reload"`
+	Dataplane  DataplaneStatus `json:"dataplane"`
+	Warnings   []string        `json:"warnings"`
+	Devices    []DeviceStatus  `json:"devices"`
+}
+
+// ClockStatus says which time the agent evaluates schedules at.
+type ClockStatus struct {
+	Now        time.Time  `json:"now"`
+	Simulated  bool       `json:"simulated"` // started with --clock
+	NextChange *time.Time `json:"next_change"`
+}
+
+// ZoneStatus names the zone schedules are evaluated in and where it came from.
+type ZoneStatus struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+// PolicyStatus identifies the policy in force, so an operator can read back
+// which push is live.
+type PolicyStatus struct {
+	Digest   string          `json:"digest"`
+	Dir      string          `json:"dir"`
+	LoadedAt time.Time       `json:"loaded_at"`
+	Sources  []policy.Source `json:"sources"`
+}
+
+// ReloadResult is the outcome of the last attempt to load the profiles.
+type ReloadResult struct {
+	At       time.Time `json:"at"`
+	Trigger  string    `json:"trigger"`
+	OK       bool      `json:"ok"`
+	Message  string    `json:"message"`
+	Policy   string    `json:"policy,omitempty"`
+	Problems []string  `json:"problems"`
+}
+
+// DataplaneStatus reports the firewall side.
+type DataplaneStatus struct {
+	Backend           string    `json:"backend"`
+	Applies           int       `json:"applies"`
+	Failures          int       `json:"failures"`
+	Heals             int       `json:"heals"`
+	LastApply         time.Time `json:"last_apply"`
+	LastApplyDuration string    `json:"last_apply_duration"`
+	LastError         string    `json:"last_error,omitempty"`
+}
+
+// DeviceStatus is plan's per-device view plus what the network shows.
+type DeviceStatus struct {
+	policy.DeviceState
+	Seen      bool     `json:"seen"`
+	Addresses []string `json:"addresses"`
+}
+
+func (d *Daemon) answer(r request) (any, error) {
+	switch r.cmd {
+	case "status":
+		// Evaluate afresh so `until` and reasons are exact at this instant.
+		if d.pol != nil {
+			d.states = d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
+		}
+		return d.status(), nil
+	case "reload":
+		d.reload("control socket")
+		return d.lastReload, nil
+	case "shutdown":
+		return "bye", nil
+	default:
+		return nil, fmt.Errorf("unknown command %q (known: status, reload, shutdown)", r.cmd)
+	}
+}
+
+func (d *Daemon) status() Status {
+	st := Status{
+		Version:    d.cfg.Version,
+		PID:        os.Getpid(),
+		Started:    d.started,
+		Clock:      ClockStatus{Now: d.cfg.Clock.Now(), Simulated: d.cfg.ClockSimulated},
+		Zone:       ZoneStatus{Name: d.zone.Name, Source: d.zone.Source},
+		LastReload: d.lastReload,
+		Dataplane:  d.dp,
+		Warnings:   append([]string{}, d.missingCats...),
+		Devices:    []DeviceStatus{},
+	}
+	if st.LastReload.Problems == nil {
+		st.LastReload.Problems = []string{}
+	}
+	if !d.next.IsZero() {
+		n := d.next
+		st.Clock.NextChange = &n
+	}
+	if d.zone.Loc != nil {
+		st.Clock.Now = st.Clock.Now.In(d.zone.Loc)
+	}
+	if d.pol != nil {
+		st.Policy = &PolicyStatus{Digest: d.pol.Digest, Dir: d.cfg.ProfilesDir, LoadedAt: d.polLoadedAt, Sources: d.pol.Sources}
+	}
+	for _, s := range d.states {
+		ds := DeviceStatus{DeviceState: s, Addresses: []string{}}
+		for _, a := range d.neigh[s.MAC] {
+			ds.Addresses = append(ds.Addresses, a.String())
+		}
+		ds.Seen = len(ds.Addresses) > 0
+		st.Devices = append(st.Devices, ds)
+	}
+	return st
+}

@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// watchProfiles tells the loop (through changed, coalescing) that the profile
+// directory may have changed.
+//
+// Why the parent directory is watched too: a watch on the directory itself is
+// lost when an operator swaps the whole directory (rename or symlink swap of
+// profiles.d), and the directory may not exist yet at boot. Files are not
+// watched one by one because an editor's or a push's atomic rename replaces
+// the inode and a per-file watch silently stops firing. Chmod-only events are
+// ignored (touching permissions changes nothing we read). Events are
+// debounced: a push of many files, or an editor's write-rename-chmod dance,
+// becomes one reload once the directory has been quiet for `quiet`, but never
+// later than maxDelay after the first event, so a directory that keeps
+// changing cannot postpone reloads for ever. The loader then decides whether
+// anything really changed (by content digest), and a half-written file is
+// simply rejected until its last write arrives.
+// maxDelay bounds how long a burst of events can postpone a reload.
+const maxDelay = 500 * time.Millisecond
+
+func watchProfiles(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Error("cannot watch the profile directory; changes are picked up only on SIGHUP", "dir", dir, "err", err)
+		return
+	}
+	defer w.Close()
+
+	parent := filepath.Dir(filepath.Clean(dir))
+	base := filepath.Base(filepath.Clean(dir))
+	watchingDir := false
+	addDir := func() {
+		if err := w.Add(dir); err == nil {
+			watchingDir = true
+		} else if !os.IsNotExist(err) {
+			log.Warn("cannot watch the profile directory", "dir", dir, "err", err)
+		}
+	}
+	if err := w.Add(parent); err != nil {
+		log.Warn("cannot watch the profile directory's parent; a swap of the whole directory is noticed only on SIGHUP", "dir", parent, "err", err)
+	}
+	addDir()
+
+	var debounce *time.Timer
+	var fire <-chan time.Time
+	var first time.Time // first event of the current burst
+	touch := func() {
+		now := time.Now()
+		if fire == nil {
+			first = now
+		}
+		wait := quiet
+		if rest := maxDelay - now.Sub(first); rest < wait {
+			wait = max(rest, 0)
+		}
+		debounce, fire = arm(debounce, wait)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			// An overflowed queue means we lost events: reload to be sure.
+			log.Warn("profile watch error; reloading to be safe", "err", err)
+			touch()
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			inDir := filepath.Dir(ev.Name) == filepath.Clean(dir)
+			isDir := filepath.Dir(ev.Name) == parent && filepath.Base(ev.Name) == base
+			if !inDir && !isDir {
+				continue // another file beside the profile directory
+			}
+			if isDir {
+				// The directory was created, removed, renamed or swapped:
+				// (re)establish the watch on whatever is there now.
+				if watchingDir {
+					_ = w.Remove(dir)
+					watchingDir = false
+				}
+				addDir()
+			}
+			touch()
+		case <-fire:
+			fire = nil
+			select {
+			case changed <- struct{}{}:
+			default: // a reload is already pending; it will read the latest files
+			}
+		}
+	}
+}
+
+func arm(t *time.Timer, d time.Duration) (*time.Timer, <-chan time.Time) {
+	if t == nil {
+		t = time.NewTimer(d)
+	} else {
+		t.Stop()
+		t.Reset(d)
+	}
+	return t, t.C
+}

@@ -1,0 +1,127 @@
+package rules
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Chain names. Fixed and short (iptables allows 28 characters); the agent
+// owns exactly these two chains and one jump rule.
+const (
+	Chain       = "FAMGUARD"
+	RejectChain = "FAMGUARD-REJECT"
+	// JumpComment marks the single jump from FORWARD, so a person reading
+	// iptables-save knows whose rule it is.
+	JumpComment = "famguard: enforce per-device schedules"
+	table       = "filter"
+	maxComment  = 200 // xt_comment allows 255 bytes; leave room for quoting
+)
+
+// Render builds the iptables-restore --noflush input that replaces
+// famguard's chains with the desired state, in one transaction.
+//
+// Per-packet cost does not grow with the number of devices for established
+// traffic: the first rule returns every packet of an established or related
+// flow, so only the first packet of a new connection walks the per-device
+// rules, and only offline devices have rules at all. Bedtime still bites for
+// connections that were open before it, because the daemon deletes the
+// conntrack entries of a device when it goes offline: its next packet is NEW.
+//
+// Declaring `:CHAIN - [0:0]` under --noflush flushes just that chain, so the
+// old rules and the new rules swap atomically: there is no moment without
+// protection.
+func Render(d Desired, fam Family) (string, error) {
+	devs := append([]Device(nil), d.Devices...)
+	sort.Slice(devs, func(i, j int) bool {
+		if devs[i].Child != devs[j].Child {
+			return devs[i].Child < devs[j].Child
+		}
+		return devs[i].MAC < devs[j].MAC
+	})
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", Chain, RejectChain)
+	fmt.Fprintf(&b, "-A %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n", Chain)
+	for _, dev := range devs {
+		if !dev.Offline {
+			continue
+		}
+		mac, err := canonicalMAC(dev.MAC)
+		if err != nil {
+			return "", fmt.Errorf("device %q of %s: %w", dev.Name, dev.Child, err)
+		}
+		comment := Comment(fmt.Sprintf("famguard: %s: %s", who(dev), dev.Reason))
+		fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -m comment --comment %s -j %s\n", Chain, mac, comment, RejectChain)
+		addrs := append([]netip.Addr(nil), dev.Addrs...)
+		sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+		for _, a := range addrs {
+			a = a.Unmap()
+			if (fam == IPv4) != a.Is4() || a.IsLinkLocalUnicast() || !a.IsValid() {
+				continue // link-local addresses are never forwarded
+			}
+			fmt.Fprintf(&b, "-A %s -d %s -m comment --comment %s -j %s\n", Chain, netip.PrefixFrom(a, a.BitLen()), Comment("famguard: to "+who(dev)), RejectChain)
+		}
+	}
+	// Reject rather than drop: apps fail at once instead of hanging.
+	fmt.Fprintf(&b, "-A %s -p tcp -j REJECT --reject-with tcp-reset\n", RejectChain)
+	if fam == IPv6 {
+		fmt.Fprintf(&b, "-A %s -j REJECT --reject-with icmp6-adm-prohibited\n", RejectChain)
+	} else {
+		fmt.Fprintf(&b, "-A %s -j REJECT --reject-with icmp-admin-prohibited\n", RejectChain)
+	}
+	b.WriteString("COMMIT\n")
+	return b.String(), nil
+}
+
+// RenderCleanup removes famguard's chains (after the jump is gone).
+func RenderCleanup() string {
+	return fmt.Sprintf("*filter\n:%s - [0:0]\n:%s - [0:0]\n-X %s\n-X %s\nCOMMIT\n", Chain, RejectChain, Chain, RejectChain)
+}
+
+func who(d Device) string {
+	if d.Name != "" {
+		return d.Child + "/" + d.Name
+	}
+	return d.Child + "/" + d.MAC
+}
+
+// Comment quotes a comment for iptables-restore. Names come from profiles
+// written by people, so everything outside a plain safe set is replaced, and
+// the length is capped: nothing a profile says can change the rule's meaning.
+func Comment(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case strings.ContainsRune(" _.,:;()/+=@-", r):
+			b.WriteRune(r)
+		case r == '\'':
+			// "Alice's phone" reads fine as "Alices phone"; iptables-save
+			// would print a quote back escaped, so keep comments quote-free.
+		case r == '–' || r == '—':
+			b.WriteByte('-')
+		default:
+			b.WriteByte('_')
+		}
+		if b.Len() >= maxComment {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > maxComment {
+		out = out[:maxComment]
+	}
+	return `"` + out + `"`
+}
+
+func canonicalMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not a MAC address", s)
+	}
+	return hw.String(), nil
+}
