@@ -19,6 +19,7 @@ declare -A need=(
   [nft]=nftables
   [shellcheck]=shellcheck
   [unshare]=util-linux
+  [ping]=iputils-ping
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -1,0 +1,5 @@
+package main
+
+import "syscall"
+
+var errConnRefused = syscall.ECONNREFUSED
