@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"github.com/famguard/famguard/scripts/lab"
 	"context"
+	"github.com/famguard/famguard/scripts/lab"
 	"os"
 	"path/filepath"
 	"strings"
