@@ -60,12 +60,13 @@ type Config struct {
 	ClockSimulated bool   // --clock was given
 	Env            tz.Env // where the router's zone is read from
 
-	Dataplane   rules.Dataplane
-	Neighbours  Neighbours                             // nil: addresses unknown
-	DeleteFlows func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
-	WallJumps   <-chan struct{}                        // nil: none
-	Reload      <-chan struct{}                        // SIGHUP
-	Log         *slog.Logger
+	Dataplane    rules.Dataplane
+	Neighbours   Neighbours                             // nil: addresses unknown
+	DeleteFlows  func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
+	WallJumps    <-chan struct{}                        // nil: none
+	RulesChanged <-chan struct{}                        // the ruleset changed (nf_tables events); nil: rely on HealInterval
+	Reload       <-chan struct{}                        // SIGHUP
+	Log          *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
 	Debounce     time.Duration // quiet time after a profile change before reloading; default 20ms
@@ -201,6 +202,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-schedTimer.C:
 			d.reconcile("schedule")
 		case <-heal.C:
+			d.heal()
+		case <-d.cfg.RulesChanged:
 			d.heal()
 		case r := <-d.requests:
 			v, err := d.answer(r)

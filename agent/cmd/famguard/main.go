@@ -193,6 +193,7 @@ func cmdRun(args []string) error {
 		Neighbours:     netwatch.NewNeighbours(log),
 		DeleteFlows:    netwatch.DeleteFlows,
 		WallJumps:      clock.WallJumps(ctx),
+		RulesChanged:   rules.WatchChanges(ctx),
 		Reload:         reload,
 		Log:            log,
 		HealInterval:   *heal,
