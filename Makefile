@@ -40,9 +40,7 @@ lint:
 	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./rules/
-	$(GO) test -run '^$$' -bench . ./scripts/e2e/
-	$(GO) run ./scripts/iperf-bench --agent bin/famguard
+	bash scripts/bench.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFile -fuzztime $(FUZZTIME) ./agent/policy/

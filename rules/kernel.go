@@ -304,7 +304,15 @@ func Tokenize(line string) ([]string, error) {
 }
 
 // Kernel is the real Dataplane: one Runner per family.
-type Kernel struct{ r [2]*Runner }
+//
+// The jump rule is checked (an `iptables -S FORWARD` exec) on the first
+// Apply and again only after a Snapshot showed it missing, misplaced or
+// duplicated: the daemon reads a snapshot before every heal, so this saves
+// an exec on every ordinary change without ever trusting a stale belief.
+type Kernel struct {
+	r      [2]*Runner
+	jumpOK [2]bool
+}
 
 // NewKernel prepares both families.
 func NewKernel() (*Kernel, error) {

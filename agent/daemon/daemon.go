@@ -387,10 +387,12 @@ func (d *Daemon) reconcile(why string) {
 	}
 }
 
-// apply writes the desired state for both families if it changed. It reports
-// whether the kernel now holds it.
+// apply writes the desired state for both families if it changed, then
+// reads both back (the snapshots heal compares against). It reports whether
+// the kernel now holds the desired state.
 func (d *Daemon) apply(desired rules.Desired) bool {
 	ok := true
+	var written []rules.Family
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		text, err := rules.Render(desired, fam)
 		if err != nil {
@@ -414,8 +416,13 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 		d.applied[fam] = text
 		d.dp.LastApply = time.Now()
 		d.dp.LastApplyDuration = time.Since(start).String()
-		d.dp.LastError = ""
 		d.dp.Applies++
+		written = append(written, fam)
+	}
+	if ok && len(written) > 0 {
+		d.dp.LastError = ""
+	}
+	for _, fam := range written {
 		snap, err := d.cfg.Dataplane.Snapshot(fam)
 		if err != nil {
 			d.log.Warn("reading rules back failed", "family", fam, "err", err)
