@@ -527,4 +527,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
