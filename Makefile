@@ -44,6 +44,7 @@ bench: deps build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFile -fuzztime $(FUZZTIME) ./agent/policy/
+	$(GO) test -run '^$$' -fuzz FuzzParseDaysAndClock -fuzztime $(FUZZTIME) ./agent/schedule/
 
 clean:
 	rm -rf bin dist
