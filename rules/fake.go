@@ -1,0 +1,297 @@
+package rules
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Fake is a stateful, in-memory filter table per family that really applies
+// iptables-restore --noflush input, with the kernel's all-or-nothing
+// transaction semantics. Tests assert its iptables-save text (golden files)
+// and trace packets through it; the helpers below play "another program"
+// changing the firewall under the agent.
+type Fake struct {
+	mu sync.Mutex
+	t  [2]*fakeTable
+}
+
+type fakeTable struct {
+	order  []string // chain creation order (built-ins first)
+	chains map[string]*fakeChain
+}
+
+type fakeChain struct {
+	policy string // "ACCEPT" for built-ins, "-" for user chains
+	rules  []string
+}
+
+var builtins = []string{"INPUT", "FORWARD", "OUTPUT"}
+
+func newFakeTable() *fakeTable {
+	t := &fakeTable{chains: map[string]*fakeChain{}}
+	for _, c := range builtins {
+		t.order = append(t.order, c)
+		t.chains[c] = &fakeChain{policy: "ACCEPT"}
+	}
+	return t
+}
+
+func (t *fakeTable) clone() *fakeTable {
+	c := &fakeTable{order: append([]string(nil), t.order...), chains: map[string]*fakeChain{}}
+	for name, ch := range t.chains {
+		c.chains[name] = &fakeChain{policy: ch.policy, rules: append([]string(nil), ch.rules...)}
+	}
+	return c
+}
+
+// NewFake returns empty tables with the built-in chains.
+func NewFake() *Fake { return &Fake{t: [2]*fakeTable{newFakeTable(), newFakeTable()}} }
+
+// Apply applies restore input, then makes the jump first in FORWARD, once.
+func (f *Fake) Apply(fam Family, restore string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := f.t[fam].clone()
+	if err := next.restore(restore); err != nil {
+		return err
+	}
+	next.ensureJump()
+	f.t[fam] = next
+	return nil
+}
+
+// Snapshot is famguard's part of the table, as Runner.Snapshot reports it.
+func (f *Fake) Snapshot(fam Family) (string, error) { return ourLines(f.Save(fam)), nil }
+
+// Cleanup removes every jump to our chain, then our chains.
+func (f *Fake) Cleanup(fam Family) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t[fam].clone()
+	fwd := t.chains["FORWARD"]
+	var keep []string
+	for _, r := range fwd.rules {
+		if !isJump("-A FORWARD " + r) {
+			keep = append(keep, r)
+		}
+	}
+	fwd.rules = keep
+	if err := t.restore(RenderCleanup()); err != nil {
+		return err
+	}
+	f.t[fam] = t
+	return nil
+}
+
+// Backend names the fake.
+func (f *Fake) Backend() string { return "fake" }
+
+// Save prints the table like iptables-save -t filter (without the comment
+// and counter noise).
+func (f *Fake) Save(fam Family) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t[fam]
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	for _, name := range t.order {
+		fmt.Fprintf(&b, ":%s %s [0:0]\n", name, t.chains[name].policy)
+	}
+	for _, name := range t.order {
+		for _, r := range t.chains[name].rules {
+			fmt.Fprintf(&b, "-A %s %s\n", name, r)
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// Run applies one rule command as another program would: "-I FORWARD 1 -j
+// ACCEPT", "-F FAMGUARD", "-D FORWARD ...".
+func (f *Fake) Run(fam Family, command string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := f.t[fam].clone()
+	if err := next.restore("*filter\n" + command + "\nCOMMIT\n"); err != nil {
+		return err
+	}
+	f.t[fam] = next
+	return nil
+}
+
+// FlushRuleset empties everything, like `nft flush ruleset`.
+func (f *Fake) FlushRuleset(fam Family) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.t[fam] = newFakeTable()
+}
+
+// restore applies restore input to t (which the caller discards on error).
+func (t *fakeTable) restore(input string) error {
+	inTable := false
+	for i, line := range strings.Split(input, "\n") {
+		n := i + 1
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("line %d failed: %s (%q)", n, fmt.Sprintf(format, args...), line)
+		}
+		switch {
+		case line == "*filter":
+			inTable = true
+			continue
+		case strings.HasPrefix(line, "*"):
+			return fail("only the filter table is supported")
+		case line == "COMMIT":
+			inTable = false
+			continue
+		case !inTable:
+			return fail("rule outside a table")
+		case strings.HasPrefix(line, ":"):
+			f := strings.Fields(line[1:])
+			if len(f) < 2 {
+				return fail("bad chain declaration")
+			}
+			if c, ok := t.chains[f[0]]; ok {
+				c.rules = nil // --noflush: declaring a chain flushes it
+				if f[1] != "-" {
+					c.policy = f[1]
+				}
+			} else {
+				t.order = append(t.order, f[0])
+				t.chains[f[0]] = &fakeChain{policy: f[1]}
+			}
+			continue
+		}
+		args, err := Tokenize(line)
+		if err != nil || len(args) < 2 {
+			return fail("cannot parse")
+		}
+		op, chain, rest := args[0], args[1], args[2:]
+		c, ok := t.chains[chain]
+		if !ok && op != "-N" {
+			return fail("no chain %s", chain)
+		}
+		switch op {
+		case "-A", "-I", "-D":
+			pos := -1
+			if op == "-I" && len(rest) > 0 {
+				if p, err := strconv.Atoi(rest[0]); err == nil {
+					pos, rest = p-1, rest[1:]
+				}
+			}
+			rule := quoteRule(rest)
+			if target := targetOf(rest); target != "" && !isStandardTarget(target) {
+				if _, ok := t.chains[target]; !ok {
+					return fail("no chain/target/match by that name: %s", target)
+				}
+			}
+			switch op {
+			case "-A":
+				c.rules = append(c.rules, rule)
+			case "-I":
+				if pos < 0 {
+					pos = 0
+				}
+				if pos > len(c.rules) {
+					return fail("index of insertion too big")
+				}
+				c.rules = append(c.rules[:pos], append([]string{rule}, c.rules[pos:]...)...)
+			case "-D":
+				found := false
+				for j, r := range c.rules {
+					if r == rule {
+						c.rules = append(c.rules[:j], c.rules[j+1:]...)
+						found = true
+						break
+					}
+				}
+				if !found {
+					return fail("rule does not exist")
+				}
+			}
+		case "-F":
+			c.rules = nil
+		case "-N":
+			if ok {
+				return fail("chain already exists")
+			}
+			t.order = append(t.order, chain)
+			t.chains[chain] = &fakeChain{policy: "-"}
+		case "-X":
+			if c.policy != "-" {
+				return fail("cannot delete built-in chain")
+			}
+			if len(c.rules) > 0 {
+				return fail("directory not empty: flush %s first", chain)
+			}
+			for _, other := range t.order {
+				for _, r := range t.chains[other].rules {
+					if targetOf(strings.Fields(r)) == chain {
+						return fail("chain %s is still referenced from %s", chain, other)
+					}
+				}
+			}
+			delete(t.chains, chain)
+			for j, name := range t.order {
+				if name == chain {
+					t.order = append(t.order[:j], t.order[j+1:]...)
+					break
+				}
+			}
+		default:
+			return fail("unsupported command %s", op)
+		}
+	}
+	if inTable {
+		return fmt.Errorf("input ends without COMMIT")
+	}
+	return nil
+}
+
+// ensureJump mirrors Runner.EnsureJump on the fake table.
+func (t *fakeTable) ensureJump() {
+	fwd := t.chains["FORWARD"]
+	jump := quoteRule(jumpSpec)
+	var keep []string
+	for _, r := range fwd.rules {
+		if !isJump("-A FORWARD " + r) {
+			keep = append(keep, r)
+		}
+	}
+	fwd.rules = append([]string{jump}, keep...)
+}
+
+// quoteRule joins arguments as iptables-save prints them: arguments with
+// spaces in double quotes.
+func quoteRule(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t") || a == "" {
+			a = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+func targetOf(args []string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-j" || args[i] == "-g" {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func isStandardTarget(t string) bool {
+	switch t {
+	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,174 @@
+package rules
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func apply(t *testing.T, f *Fake, fam Family, d Desired) {
+	t.Helper()
+	text, err := Render(d, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(fam, text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFakeReplacesAtomically(t *testing.T) {
+	for _, fam := range []Family{IPv4, IPv6} {
+		f := NewFake()
+		apply(t, f, fam, Desired{Devices: []Device{alicePhone, aliceLaptop}})
+		apply(t, f, fam, Desired{Devices: []Device{aliceLaptop}})
+		s := f.Save(fam)
+		if strings.Contains(s, alicePhone.MAC) || !strings.Contains(s, aliceLaptop.MAC) {
+			t.Errorf("%s: stale or missing rules after re-apply:\n%s", fam, s)
+		}
+		if n := strings.Count(s, "-j FAMGUARD\n"); n != 1 {
+			t.Errorf("%s: %d jumps, want 1", fam, n)
+		}
+
+		// A broken transaction changes nothing and names its line.
+		before := f.Save(fam)
+		err := f.Apply(fam, "*filter\n:FAMGUARD - [0:0]\n-A FAMGUARD -j NOWHERE\nCOMMIT\n")
+		if err == nil || !strings.Contains(err.Error(), "line 3") {
+			t.Errorf("%s: broken input error = %v, want it to name line 3", fam, err)
+		}
+		if f.Save(fam) != before {
+			t.Errorf("%s: a failed transaction changed the table", fam)
+		}
+	}
+}
+
+func TestFakeJumpStaysFirstAndCleanupRestores(t *testing.T) {
+	f := NewFake()
+	if err := f.Run(IPv4, "-A FORWARD -p tcp -j DROP"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := f.Save(IPv4)
+	apply(t, f, IPv4, Desired{Devices: []Device{alicePhone}})
+	// Another program puts a rule in front of ours; the next apply moves
+	// our jump back to the top and keeps the other rule.
+	if err := f.Run(IPv4, "-I FORWARD 1 -j ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, f, IPv4, Desired{Devices: []Device{alicePhone}})
+	lines := strings.Split(f.Save(IPv4), "\n")
+	var fwd []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "-A FORWARD") {
+			fwd = append(fwd, l)
+		}
+	}
+	if len(fwd) != 3 || !strings.HasSuffix(fwd[0], "-j FAMGUARD") || fwd[1] != "-A FORWARD -j ACCEPT" {
+		t.Errorf("FORWARD = %q", fwd)
+	}
+	if err := f.Run(IPv4, "-D FORWARD -j ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Cleanup(IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Save(IPv4); got != fresh {
+		t.Errorf("after cleanup:\n%s\nwant\n%s", got, fresh)
+	}
+	if err := f.Cleanup(IPv4); err != nil {
+		t.Errorf("second cleanup: %v", err)
+	}
+}
+
+func TestSnapshotNoticesOtherPrograms(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(f *Fake) error
+	}{
+		{"flush our chain", func(f *Fake) error { return f.Run(IPv4, "-F FAMGUARD") }},
+		{"flush FORWARD", func(f *Fake) error { return f.Run(IPv4, "-F FORWARD") }},
+		{"rule before our jump", func(f *Fake) error { return f.Run(IPv4, "-I FORWARD 1 -j ACCEPT") }},
+		{"nft flush ruleset", func(f *Fake) error { f.FlushRuleset(IPv4); return nil }},
+	} {
+		f := NewFake()
+		apply(t, f, IPv4, Desired{Devices: []Device{alicePhone}})
+		before, _ := f.Snapshot(IPv4)
+		if err := tc.change(f); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := f.Snapshot(IPv4)
+		if after == before {
+			t.Errorf("%s: snapshot unchanged", tc.name)
+		}
+		if jumpFirstOnce(after) {
+			if tc.name != "flush our chain" {
+				t.Errorf("%s: jump still reported first", tc.name)
+			}
+		}
+		// Re-applying heals.
+		apply(t, f, IPv4, Desired{Devices: []Device{alicePhone}})
+		if healed, _ := f.Snapshot(IPv4); healed != before {
+			t.Errorf("%s: not healed:\n%s\nwant\n%s", tc.name, healed, before)
+		}
+	}
+}
+
+// TestTraceVerdicts walks packets through the applied rules: this is what
+// the rules do, not what their text looks like.
+func TestTraceVerdicts(t *testing.T) {
+	f := NewFake()
+	d := Desired{Devices: []Device{alicePhone, bobTablet}}
+	v4 := struct{ alice, bob, parent, inet netip.Addr }{
+		netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("192.0.2.21"), netip.MustParseAddr("192.0.2.31"), netip.MustParseAddr("198.51.100.10")}
+	v6 := struct{ alice, bob, parent, inet netip.Addr }{
+		netip.MustParseAddr("2001:db8:1::11"), netip.MustParseAddr("2001:db8:1::21"), netip.MustParseAddr("2001:db8:1::31"), netip.MustParseAddr("2001:db8:2::10")}
+	for _, fam := range []Family{IPv4, IPv6} {
+		apply(t, f, fam, d)
+		a := v4
+		prohibited := "icmp-admin-prohibited"
+		if fam == IPv6 {
+			a, prohibited = v6, "icmp6-adm-prohibited"
+		}
+		for _, tc := range []struct {
+			name   string
+			p      Packet
+			action string
+			with   string
+		}{
+			{"offline child, new TCP", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "NEW"}, "REJECT", "tcp-reset"},
+			{"offline child, new UDP", Packet{alicePhone.MAC, a.alice, a.inet, "udp", "NEW"}, "REJECT", prohibited},
+			// Established packets return before any device rule: the cost
+			// does not grow with devices. Bedtime still bites because the
+			// agent deletes the device's conntrack entries, which makes
+			// its next packet NEW (the lab test shows the stream cut).
+			{"offline child, established", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "ESTABLISHED"}, "ACCEPT", ""},
+			{"offline child, changed address", Packet{alicePhone.MAC, a.parent, a.inet, "tcp", "NEW"}, "REJECT", "tcp-reset"},
+			{"connection opened towards the offline child", Packet{"02:99:00:00:00:01", a.inet, a.alice, "tcp", "NEW"}, "REJECT", "tcp-reset"},
+			{"online child", Packet{bobTablet.MAC, a.bob, a.inet, "tcp", "NEW"}, "ACCEPT", ""},
+			{"towards the online child", Packet{"02:99:00:00:00:01", a.inet, a.bob, "udp", "NEW"}, "ACCEPT", ""},
+			{"parent, not in any profile", Packet{parentMAC, a.parent, a.inet, "tcp", "NEW"}, "ACCEPT", ""},
+		} {
+			v, err := Trace(f.Save(fam), tc.p)
+			if err != nil {
+				t.Fatalf("%s %s: %v", fam, tc.name, err)
+			}
+			if v.Action != tc.action || v.RejectWith != tc.with {
+				t.Errorf("%s %s: %s %s, want %s %s (path %q)", fam, tc.name, v.Action, v.RejectWith, tc.action, tc.with, v.Path)
+			}
+		}
+	}
+	// After another program flushed our chain the offline child passes:
+	// exactly the gap the heal closes.
+	if err := f.Run(IPv4, "-F FAMGUARD"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := Trace(f.Save(IPv4), Packet{alicePhone.MAC, v4.alice, v4.inet, "tcp", "NEW"}); v.Action != "ACCEPT" {
+		t.Errorf("flushed chain still rejects: %+v", v)
+	}
+}
+
+func TestTraceRefusesUnknownRules(t *testing.T) {
+	save := "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth0 -j DROP\nCOMMIT\n"
+	if _, err := Trace(save, Packet{Proto: "tcp", CtState: "NEW"}); err == nil {
+		t.Error("a rule the tracer does not understand must be an error")
+	}
+}
