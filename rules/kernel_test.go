@@ -3,44 +3,19 @@ package rules
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/famguard/famguard/scripts/lab"
 )
 
-// TestMain moves the whole test binary into a fresh, empty network namespace
-// (unshare -n) when it runs as root, so the real-kernel tests and benchmarks
-// below can never touch the host's own firewall.
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv("FAMGUARD_TEST_NETNS") == "" {
-		if _, err := exec.LookPath("unshare"); err == nil {
-			cmd := exec.Command("unshare", append([]string{"-n", os.Args[0]}, os.Args[1:]...)...)
-			cmd.Env = append(os.Environ(), "FAMGUARD_TEST_NETNS=1")
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-			if err := cmd.Run(); err != nil {
-				if ee, ok := err.(*exec.ExitError); ok {
-					os.Exit(ee.ExitCode())
-				}
-				fmt.Fprintln(os.Stderr, "unshare -n:", err)
-				os.Exit(1)
-			}
-			os.Exit(0)
-		}
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { lab.MainInPrivateNetns(m) }
 
 // kernel returns a real Dataplane inside the private namespace, or skips.
 func kernel(t testing.TB) *Kernel {
 	t.Helper()
-	if os.Getenv("FAMGUARD_TEST_NETNS") == "" {
-		msg := "needs root (runs iptables inside a private network namespace)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; CI must run it")
-		}
-		t.Skip(msg)
-	}
+	lab.RequirePrivateNetns(t)
 	k, err := NewKernel()
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,10 @@ package netwatch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -17,37 +15,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/famguard/famguard/scripts/lab"
 )
 
-// TestMain re-execs the test binary in a private network namespace when run
-// as root, so the netlink tests below never see or touch the host's tables.
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv("FAMGUARD_TEST_NETNS") == "" {
-		cmd := exec.Command("unshare", append([]string{"-n", os.Args[0]}, os.Args[1:]...)...)
-		cmd.Env = append(os.Environ(), "FAMGUARD_TEST_NETNS=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "unshare -n:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func inPrivateNetns(t *testing.T) {
-	t.Helper()
-	if os.Getenv("FAMGUARD_TEST_NETNS") == "" {
-		msg := "needs root (runs inside a private network namespace)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; CI must run it")
-		}
-		t.Skip(msg)
-	}
-}
+func TestMain(m *testing.M) { lab.MainInPrivateNetns(m) }
 
 func sh(t *testing.T, args ...string) {
 	t.Helper()
@@ -94,7 +66,7 @@ func waitTable(t *testing.T, ch <-chan Table, what string, cond func(Table) bool
 }
 
 func TestNeighboursFollowsKernelAndResubscribes(t *testing.T) {
-	inPrivateNetns(t)
+	lab.RequirePrivateNetns(t)
 	sh(t, "ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
 	sh(t, "ip", "link", "set", "lan0", "up")
 	sh(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "lan0")
@@ -150,7 +122,7 @@ func conntrackList(t *testing.T, family string) string {
 }
 
 func TestDeleteFlows(t *testing.T) {
-	inPrivateNetns(t)
+	lab.RequirePrivateNetns(t)
 	if _, err := exec.LookPath("conntrack"); err != nil {
 		t.Fatal("conntrack tool missing: run scripts/install-deps.sh")
 	}
