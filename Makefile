@@ -10,7 +10,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 RACE_PKGS := ./agent/... ./rules/...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean
 
 all: build
 
@@ -48,3 +48,8 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+# Removes lab namespaces left behind by a test or demo that was killed with
+# SIGKILL (a normal exit, Ctrl-C or a failure cleans up by itself).
+lab-clean:
+	@ip netns list | awk '{print $$1}' | grep -E '^fg(e|l|f|b|demo|perf)[0-9]+' | xargs -r -n1 ip netns del

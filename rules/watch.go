@@ -16,20 +16,21 @@ const nfnlgrpNftables = 7
 // iptables-nft, fw4 and `nft flush ruleset` all change it. The daemon then
 // compares its snapshot at once instead of waiting for the next heal tick,
 // so a firewall restart leaves a gap of milliseconds, not seconds. With the
-// legacy backend nothing is announced and the periodic check remains. The
-// channel closes when ctx ends or the socket cannot be opened.
-func WatchChanges(ctx context.Context) <-chan struct{} {
+// legacy backend nothing is announced and the periodic check remains. ok is
+// false when the event socket cannot be opened; the channel closes when ctx
+// ends.
+func WatchChanges(ctx context.Context) (changes <-chan struct{}, ok bool) {
 	out := make(chan struct{}, 1)
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		close(out)
-		return out
+		return out, false
 	}
 	sa := &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (nfnlgrpNftables - 1)}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		close(out)
-		return out
+		return out, false
 	}
 	// A receive timeout lets the loop notice ctx without a second fd.
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
@@ -60,5 +61,5 @@ func WatchChanges(ctx context.Context) <-chan struct{} {
 			}
 		}
 	}()
-	return out
+	return out, true
 }

@@ -69,6 +69,7 @@ type Config struct {
 	Log          *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
+	EventHealing bool          // RulesChanged delivers nf_tables change events (logged)
 	Debounce     time.Duration // quiet time after a profile change before reloading; default 20ms
 	WatchFiles   bool          // watch ProfilesDir with fsnotify (true in production)
 }
@@ -161,7 +162,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.dp.Backend = d.cfg.Dataplane.Backend()
 	d.log.Info("famguard starting", "version", d.cfg.Version, "profiles", d.cfg.ProfilesDir,
-		"firewall_backend", d.dp.Backend, "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
+		"firewall_backend", d.dp.Backend, "heal", healMode(d.cfg), "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
 
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
@@ -214,6 +215,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+func healMode(c Config) string {
+	if c.EventHealing {
+		return "on nf_tables change events, and every " + c.HealInterval.String()
+	}
+	return "every " + c.HealInterval.String()
 }
 
 // armTimer points the schedule timer at the next transition. A Go timer runs

@@ -141,7 +141,7 @@ func cmdRun(args []string) error {
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	heal := fs.Duration("heal-interval", 2*time.Second, "how often to check that the rules are still in the kernel")
+	heal := fs.Duration("heal-interval", 0, "how often to compare the kernel with famguard's rules (default: 30s when nf_tables announces changes, else 2s)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -171,6 +171,17 @@ func cmdRun(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// With iptables-nft every ruleset change is announced and healing is
+	// event-driven; the periodic comparison (two iptables-save execs) is then
+	// only a safety net and can be rare, which matters on a router's CPU.
+	// The legacy backend announces nothing: compare often.
+	rulesChanged, events := rules.WatchChanges(ctx)
+	if *heal == 0 {
+		*heal = 2 * time.Second
+		if events && strings.Contains(dp.Backend(), "nf_tables") {
+			*heal = 30 * time.Second
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
@@ -193,10 +204,11 @@ func cmdRun(args []string) error {
 		Neighbours:     netwatch.NewNeighbours(log),
 		DeleteFlows:    netwatch.DeleteFlows,
 		WallJumps:      clock.WallJumps(ctx),
-		RulesChanged:   rules.WatchChanges(ctx),
+		RulesChanged:   rulesChanged,
 		Reload:         reload,
 		Log:            log,
 		HealInterval:   *heal,
+		EventHealing:   events,
 		WatchFiles:     true,
 	})
 	srv, err := control.Listen(*state, d.Handle)
