@@ -184,6 +184,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	heal := time.NewTicker(d.cfg.HealInterval)
 	defer heal.Stop()
 
+	// Optional event sources close when they stop (or could not start); a
+	// closed channel is always ready, so each is set to nil once closed.
+	wallJumps, rulesChanged, sighup := d.cfg.WallJumps, d.cfg.RulesChanged, d.cfg.Reload
+
 	for {
 		d.armTimer(schedTimer)
 		select {
@@ -192,19 +196,31 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case <-fsChanged:
 			d.reload("profile directory changed")
-		case <-d.cfg.Reload:
+		case _, ok := <-sighup:
+			if !ok {
+				sighup = nil
+				continue
+			}
 			d.reload("SIGHUP")
 		case t := <-neighCh:
 			d.neigh = t
 			d.reconcile("neighbour table changed")
-		case <-d.cfg.WallJumps:
+		case _, ok := <-wallJumps:
+			if !ok {
+				wallJumps = nil
+				continue
+			}
 			d.log.Info("wall clock was stepped; re-evaluating schedules", "now", d.cfg.Clock.Now().Format(time.RFC3339))
 			d.reconcile("clock step")
 		case <-schedTimer.C:
 			d.reconcile("schedule")
 		case <-heal.C:
 			d.heal()
-		case <-d.cfg.RulesChanged:
+		case _, ok := <-rulesChanged:
+			if !ok {
+				rulesChanged = nil
+				continue
+			}
 			d.heal()
 		case r := <-d.requests:
 			v, err := d.answer(r)

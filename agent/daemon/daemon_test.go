@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	_ "time/tzdata"
@@ -248,6 +249,43 @@ func TestFailedApplyIsRetried(t *testing.T) {
 	eventually(t, "retried apply", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
 	if e := h.status().Dataplane.LastError; e != "" {
 		t.Errorf("last error still %q after recovery", e)
+	}
+}
+
+// countingDataplane counts snapshots, to catch a busy loop.
+type countingDataplane struct {
+	fakeDataplane
+	snapshots atomic.Int64
+}
+
+func (c *countingDataplane) Snapshot(fam rules.Family) (string, error) {
+	c.snapshots.Add(1)
+	return c.fakeDataplane.Snapshot(fam)
+}
+
+// TestClosedEventSourcesDoNotSpin: event sources that could not start hand
+// over closed channels; the loop must stop listening to them, not spin.
+func TestClosedEventSourcesDoNotSpin(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	close(closed)
+	dp := &countingDataplane{}
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+		Dataplane: dp, WallJumps: closed, RulesChanged: closed, Reload: closed,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-done
+	// One snapshot per family after the first apply; a spinning loop would
+	// have taken thousands.
+	if n := dp.snapshots.Load(); n > 4 {
+		t.Errorf("%d snapshots in 200 ms with closed event channels: the loop spins", n)
 	}
 }
 
