@@ -69,7 +69,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 			t.Fatalf("%s apply: %v", fam, err)
 		}
 		got := save(t, saveBin)
-		if !strings.Contains(got, "-A FORWARD -m comment --comment \""+JumpComment+"\" -j FAMGUARD\n-A FORWARD -p tcp -m tcp --dport 25 -j DROP") {
+		if !strings.Contains(got, "-A FORWARD -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment \""+JumpComment+"\" -j FAMGUARD\n-A FORWARD -p tcp -m tcp --dport 25 -j DROP") {
 			t.Errorf("%s: jump not first in FORWARD:\n%s", fam, got)
 		}
 		if n := strings.Count(got, "--mac-source"); n != 3 {
@@ -102,7 +102,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 		// Another program's changes are visible in the snapshot.
 		for _, change := range [][]string{
 			{"-F", "FAMGUARD"},
-			{"-D", "FORWARD", "-m", "comment", "--comment", JumpComment, "-j", "FAMGUARD"},
+			append([]string{"-D", "FORWARD"}, jumpSpec...),
 			{"-I", "FORWARD", "1", "-j", "ACCEPT"},
 		} {
 			if out, err := exec.Command(iptBin, change...).CombinedOutput(); err != nil {
@@ -125,7 +125,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 		}
 
 		// A bad input names the line and changes nothing.
-		bad := strings.Replace(text, "-j RETURN", "-j NO-SUCH-CHAIN", 1)
+		bad := strings.Replace(text, "-j FAMGUARD-REJECT", "-j NO-SUCH-CHAIN", 1)
 		err = k.Apply(fam, bad)
 		// iptables-nft reports the failing rule's line for IPv4 and, for
 		// some errors, the COMMIT line for IPv6; either way it is quoted.

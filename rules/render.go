@@ -24,9 +24,10 @@ const (
 // famguard's chains with the desired state, in one transaction.
 //
 // Per-packet cost does not grow with the number of devices for established
-// traffic: the first rule returns every packet of an established or related
-// flow, so only the first packet of a new connection walks the per-device
-// rules, and only offline devices have rules at all. Bedtime still bites for
+// traffic: the jump from FORWARD (see jumpSpec) lets only packets that are
+// not part of an established or related flow into our chain, so only the
+// first packet of a new connection walks the per-device rules, and only
+// offline devices have rules at all. Bedtime still bites for
 // connections that were open before it, because the daemon deletes the
 // conntrack entries of a device when it goes offline: its next packet is NEW.
 //
@@ -44,7 +45,6 @@ func Render(d Desired, fam Family) (string, error) {
 	var b strings.Builder
 	b.WriteString("*filter\n")
 	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", Chain, RejectChain)
-	fmt.Fprintf(&b, "-A %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n", Chain)
 	for _, dev := range devs {
 		if !dev.Offline {
 			continue

@@ -99,8 +99,16 @@ func walk(chains map[string][]string, chain string, p Packet, v *Verdict, depth 
 // evaluate checks one rule's matches against p.
 func evaluate(args []string, p Packet) (match bool, target, rejectWith string, err error) {
 	match = true
+	negate := false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if a == "!" {
+			negate = true
+			continue
+		}
+		if negate && a != "--ctstate" {
+			return false, "", "", fmt.Errorf("negation of %s is not traced", a)
+		}
 		next := func() (string, error) {
 			if i+1 >= len(args) {
 				return "", fmt.Errorf("%s needs a value", a)
@@ -126,9 +134,10 @@ func evaluate(args []string, p Packet) (match bool, target, rejectWith string, e
 			if err != nil {
 				return false, "", "", err
 			}
-			if !contains(strings.Split(v, ","), p.CtState) {
+			if contains(strings.Split(v, ","), p.CtState) == negate {
 				match = false
 			}
+			negate = false
 		case "-s", "-d":
 			v, err := next()
 			if err != nil {
