@@ -380,7 +380,9 @@ func (p *parser) boolean(n *yaml.Node, path string) bool {
 	return n.Value == "true" || n.Value == "True" || n.Value == "TRUE"
 }
 
-func (p *parser) categories(n *yaml.Node, path string) []string {
+// textList reads a list of text items; norm cleans one item or reports why
+// it is wrong. The result is sorted and without duplicates.
+func (p *parser) textList(n *yaml.Node, path string, norm func(item *yaml.Node, field, s string) (string, bool)) []string {
 	seen := map[string]bool{}
 	for i, it := range p.seq(n, path) {
 		f := fmt.Sprintf("%s[%d]", path, i)
@@ -388,33 +390,34 @@ func (p *parser) categories(n *yaml.Node, path string) []string {
 		if !ok {
 			continue
 		}
-		s = strings.ToLower(strings.TrimSpace(s))
-		if !categoryName.MatchString(s) {
-			p.problem(it, f, "category %q: use lower-case letters, digits and -, e.g. gambling", s)
-			continue
+		if v, ok := norm(it, f, s); ok {
+			seen[v] = true
 		}
-		seen[s] = true
-		p.refs = append(p.refs, categoryRef{name: s, pos: p.pos(it, f)})
 	}
 	return sortedKeys(seen)
 }
 
-func (p *parser) domains(n *yaml.Node, path string) []string {
-	seen := map[string]bool{}
-	for i, it := range p.seq(n, path) {
-		f := fmt.Sprintf("%s[%d]", path, i)
-		s, ok := p.str(it, f)
-		if !ok {
-			continue
+func (p *parser) categories(n *yaml.Node, path string) []string {
+	return p.textList(n, path, func(it *yaml.Node, f, s string) (string, bool) {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if !categoryName.MatchString(s) {
+			p.problem(it, f, "category %q: use lower-case letters, digits and -, e.g. gambling", s)
+			return "", false
 		}
+		p.refs = append(p.refs, categoryRef{name: s, pos: p.pos(it, f)})
+		return s, true
+	})
+}
+
+func (p *parser) domains(n *yaml.Node, path string) []string {
+	return p.textList(n, path, func(it *yaml.Node, f, s string) (string, bool) {
 		d, err := normaliseDomain(s)
 		if err != nil {
 			p.problem(it, f, "%v", err)
-			continue
+			return "", false
 		}
-		seen[d] = true
-	}
-	return sortedKeys(seen)
+		return d, true
+	})
 }
 
 // normaliseDomain accepts a host name and returns it lower-cased without a

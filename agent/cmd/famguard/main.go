@@ -377,16 +377,24 @@ func humanUntil(t, now time.Time) string {
 	return t.Format("2006-01-02 15:04")
 }
 
-func cmdStatus(args []string, out io.Writer) error {
-	fs := newFlagSet("status")
-	asJSON := fs.Bool("json", false, "machine-readable output")
-	state := fs.String("state", defaultState, "the running agent's --state directory")
+// parseNoArgs parses flags for commands that take no positional argument.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("unexpected argument %q", pos[0])
+		return fmt.Errorf("unexpected argument %q (see famguard help)", pos[0])
+	}
+	return nil
+}
+
+func cmdStatus(args []string, out io.Writer) error {
+	fs := newFlagSet("status")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	state := fs.String("state", defaultState, "the running agent's --state directory")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -450,12 +458,8 @@ func printStatus(out io.Writer, st daemon.Status) {
 func cmdCleanup(args []string) error {
 	fs := newFlagSet("cleanup")
 	state := fs.String("state", defaultState, "the agent's --state directory")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
 	// A running agent would restore its rules within seconds: ask it to
 	// exit first (it leaves its rules, which we then remove).
