@@ -45,6 +45,7 @@ bench: deps build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFile -fuzztime $(FUZZTIME) ./agent/policy/
 	$(GO) test -run '^$$' -fuzz FuzzParseDaysAndClock -fuzztime $(FUZZTIME) ./agent/schedule/
+	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./agent/categories/
 
 clean:
 	rm -rf bin dist

@@ -24,5 +24,10 @@ echo "== Reload latency: profile file written → rules in the kernel (agent in 
 go test -run '^$' -bench 'BenchmarkReloadLatency' -benchtime 40x ./scripts/e2e/ | grep -E 'Benchmark|p50' || true
 
 echo
+echo "== Category lists: load all of ../shared/data/categories (about 1.4 M domains), memory, lookups"
+go test -run '^$' -bench 'BenchmarkLoadAll' -benchtime 3x ./agent/categories/ | grep -E '^Benchmark|categories'
+go test -run '^$' -bench 'BenchmarkMatch' -benchmem ./agent/categories/ | grep -E '^Benchmark'
+
+echo
 echo "== Packet path: forwarded TCP throughput with 250 protected devices"
 go run ./scripts/iperf-bench --agent bin/famguard

@@ -1,0 +1,205 @@
+package categories
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParseLine(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok, bad  bool
+	}{
+		{"example.com", "example.com", true, false},
+		{"  Example.COM.  ", "example.com", true, false},
+		{"0.0.0.0 casino.example", "casino.example", true, false},
+		{"127.0.0.1\tads.example  # tracker", "ads.example", true, false},
+		{":: ipv6.example", "ipv6.example", true, false},
+		{"||poker.example^", "poker.example", true, false},
+		{"||poker.example^$third-party", "poker.example", true, false},
+		{"*.wild.example", "wild.example", true, false},
+		{"# a comment", "", false, false},
+		{"! adblock comment", "", false, false},
+		{"[Adblock Plus 2.0]", "", false, false},
+		{"", "", false, false},
+		{"127.0.0.1 localhost", "", false, false},
+		{"0.0.0.0", "", false, true},
+		{"not a domain line", "", false, true},
+		{"bad_chars!.example", "", false, true},
+		{"a..b", "", false, true},
+		{strings.Repeat("a", 64) + ".example", "", false, true},
+	} {
+		got, ok, err := ParseLine(tc.in)
+		if got != tc.want || ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("ParseLine(%q) = %q, %v, %v; want %q, %v, bad=%v", tc.in, got, ok, err, tc.want, tc.ok, tc.bad)
+		}
+	}
+}
+
+func writeLists(t *testing.T, lists map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range lists {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestLoadAndMatch(t *testing.T) {
+	dir := writeLists(t, map[string]string{
+		"gambling.txt": "# gambling\ncasino.example\n0.0.0.0 poker.example\n||bets.example^\ncasino.example\nnot a domain line\n",
+		"social.txt":   "chat.example\ncasino.example\n",
+		"notes.md":     "ignored.example\n",
+	})
+	s, st, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Categories != 2 || st.Domains != 5 || st.BadLines != 1 {
+		t.Errorf("stats = %+v, want 2 categories, 5 entries (duplicate folded), 1 bad line", st)
+	}
+	if !s.Has("gambling") || s.Has("notes") {
+		t.Errorf("categories = %v", s.Categories())
+	}
+	for _, tc := range []struct {
+		name   string
+		among  []string
+		cats   []string
+		listed string
+	}{
+		{"casino.example", nil, []string{"gambling", "social"}, "casino.example"},
+		{"www.Casino.Example.", nil, []string{"gambling", "social"}, "casino.example"}, // subdomain, case, trailing dot
+		{"deep.a.b.poker.example", []string{"gambling"}, []string{"gambling"}, "poker.example"},
+		{"casino.example", []string{"social"}, []string{"social"}, "casino.example"},
+		{"notcasino.example", nil, nil, ""}, // a suffix of the label is not a parent domain
+		{"example", nil, nil, ""},
+		{"ignored.example", nil, nil, ""},
+	} {
+		cats, listed := s.Match(tc.name, tc.among)
+		if !reflect.DeepEqual(cats, tc.cats) || listed != tc.listed {
+			t.Errorf("Match(%q, %v) = %v, %q; want %v, %q", tc.name, tc.among, cats, listed, tc.cats, tc.listed)
+		}
+	}
+	if _, _, err := Load(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing directory accepted")
+	}
+}
+
+func TestRealListLoads(t *testing.T) {
+	dir := filepath.Join("..", "..", "..", "shared", "data", "categories")
+	if _, err := os.Stat(filepath.Join(dir, "dating.txt")); err != nil {
+		t.Skip("../shared/data not present: the real lists are only beside the repository")
+	}
+	tmp := t.TempDir()
+	b, _ := os.ReadFile(filepath.Join(dir, "dating.txt"))
+	if err := os.WriteFile(filepath.Join(tmp, "dating.txt"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, st, err := Load(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Count(string(b), "\n")
+	if st.Domains+st.BadLines != lines || st.Domains < lines*99/100 {
+		t.Errorf("dating.txt: %d lines, %d domains, %d bad", lines, st.Domains, st.BadLines)
+	}
+	first := strings.SplitN(string(b), "\n", 2)[0]
+	if cats, _ := s.Match("www."+first, nil); !reflect.DeepEqual(cats, []string{"dating"}) {
+		t.Errorf("www.%s not matched: %v", first, cats)
+	}
+}
+
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{"example.com", "0.0.0.0 a.example", "||a.example^$x", "# c", "a..b", "::1 x.y", "*.x.y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		d, ok, err := ParseLine(line)
+		if ok && (err != nil || !validDomain(d) || d != strings.ToLower(d)) {
+			t.Fatalf("ParseLine(%q) = %q, %v, %v", line, d, ok, err)
+		}
+		if !ok && d != "" {
+			t.Fatalf("ParseLine(%q) returned %q without ok", line, d)
+		}
+	})
+}
+
+// heapBytes reads the live heap cheaply (no stop-the-world).
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// BenchmarkLoadAll loads every real list (about 1.4 M domains) and reports
+// load time, settled bytes per domain, and the peak heap during the load
+// relative to the settled size.
+func BenchmarkLoadAll(b *testing.B) {
+	dir := filepath.Join("..", "..", "..", "shared", "data", "categories")
+	if _, err := os.Stat(dir); err != nil {
+		b.Skip("../shared/data/categories not present")
+	}
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		base := heapBytes()
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if h := heapBytes(); h > peak.Load() {
+					peak.Store(h)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Microsecond):
+				}
+			}
+		}()
+		start := time.Now()
+		s, st, err := Load(dir)
+		elapsed := time.Since(start)
+		close(stop)
+		<-done
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		settled := heapBytes() - base
+		b.ReportMetric(float64(elapsed.Milliseconds()), "load-ms")
+		b.ReportMetric(float64(settled)/float64(st.Domains), "bytes/domain")
+		b.ReportMetric(float64(peak.Load()-base)/float64(settled), "peak/settled")
+		b.ReportMetric(float64(st.Domains), "domains")
+		if i == 0 {
+			b.Logf("%d categories, %d entries (%d bad lines) from %d MB in %v; settled %.1f MiB", st.Categories, st.Domains, st.BadLines, st.Bytes>>20, elapsed, float64(settled)/(1<<20))
+		}
+		runtime.KeepAlive(s)
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	dir := filepath.Join("..", "..", "..", "shared", "data", "categories")
+	s, _, err := Load(dir)
+	if err != nil {
+		b.Skip(err)
+	}
+	names := []string{"www.example.com", "cdn.assets.some-shop.example", "casino.example", "a.b.c.d.e.f.example.org"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Match(names[i%len(names)], nil)
+	}
+}
+
+var _ = fmt.Sprint
