@@ -1,0 +1,78 @@
+package dnsfilter
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/famguard/famguard/agent/categories"
+)
+
+func store(t *testing.T) *categories.Store {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"gambling.txt": "casino.example\npoker.example\n",
+		"games.txt":    "game.example\nkhanacademy.org\n", // an over-broad list, as real ones are
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _, err := categories.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestDecidePrecedence(t *testing.T) {
+	s := store(t)
+	alice := Rules{Child: "alice", Categories: []string{"gambling", "games"},
+		Allow: []string{"khanacademy.org", "ok.casino.example"}, Deny: []string{"example-game.com"},
+		SafeSearch: true, BypassPrevention: true}
+	parentLike := Rules{Child: "bob"} // no categories, no safe search, no bypass prevention
+	for _, tc := range []struct {
+		name     string
+		rules    Rules
+		action   Action
+		category string
+		safe     string
+	}{
+		{"casino.example", alice, Block, "gambling", ""},
+		{"www.Casino.Example.", alice, Block, "gambling", ""}, // subdomain, case, root dot
+		{"ok.casino.example", alice, Forward, "", ""},         // allow-listed subdomain beats the category
+		{"a.ok.casino.example", alice, Forward, "", ""},       // and covers its own subdomains
+		{"www.khanacademy.org", alice, Forward, "", ""},       // allow beats a category listing
+		{"example-game.com", alice, Block, "", ""},            // deny list
+		{"cdn.example-game.com", alice, Block, "", ""},        // deny covers subdomains
+		{"notcasino.example", alice, Forward, "", ""},         // label suffix is not a parent
+		{"www.google.com", alice, Rewrite, "", "forcesafesearch.google.com"},
+		{"google.de", alice, Rewrite, "", "forcesafesearch.google.com"},
+		{"www.google.co.uk", alice, Rewrite, "", "forcesafesearch.google.com"},
+		{"www.youtube.com", alice, Rewrite, "", "restrict.youtube.com"},
+		{"www.bing.com", alice, Rewrite, "", "strict.bing.com"},
+		{"duckduckgo.com", alice, Rewrite, "", "safe.duckduckgo.com"},
+		{"mail.google.com", alice, Forward, "", ""},
+		{"use-application-dns.net", alice, Refuse, "", ""},
+		{"mask.icloud.com", alice, Refuse, "", ""},
+		{"mask-h2.icloud.com", alice, Refuse, "", ""},
+		{"casino.example", parentLike, Forward, "", ""},
+		{"www.google.com", parentLike, Forward, "", ""},
+		{"use-application-dns.net", parentLike, Forward, "", ""},
+	} {
+		d := Decide(tc.name, tc.rules, s)
+		if d.Action != tc.action || d.Category != tc.category || d.SafeHost != tc.safe {
+			t.Errorf("%s for %s: %+v; want action %d category %q safe %q", tc.name, tc.rules.Child, d, tc.action, tc.category, tc.safe)
+		}
+		if d.Action != Forward && d.Reason == "" {
+			t.Errorf("%s: a block without a reason", tc.name)
+		}
+	}
+	if d := Decide("casino.example", alice, nil); d.Action != Forward {
+		t.Errorf("without lists a category cannot block: %+v", d)
+	}
+	if d := Decide("casino.example", alice, s); d.Reason != "casino.example: gambling (casino.example)" {
+		t.Errorf("reason = %q", d.Reason)
+	}
+}
