@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFile -fuzztime $(FUZZTIME) ./agent/policy/
 	$(GO) test -run '^$$' -fuzz FuzzParseDaysAndClock -fuzztime $(FUZZTIME) ./agent/schedule/
 	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./agent/categories/
+	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $(FUZZTIME) ./agent/dnsfilter/
 
 clean:
 	rm -rf bin dist
