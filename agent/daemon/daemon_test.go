@@ -295,3 +295,55 @@ func TestSIGHUPReload(t *testing.T) {
 	h.reload <- struct{}{}
 	eventually(t, "SIGHUP reload", func() bool { return h.status().LastReload.Trigger == "SIGHUP" })
 }
+
+// steppableClock is a clock someone can set, like NTP or `date -s`.
+type steppableClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *steppableClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *steppableClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// TestWallClockStepReevaluatesAtOnce: the loop sleeps on a monotonic timer
+// until the next transition (hours away here); when the wall clock is
+// stepped past bedtime, the step signal makes it re-evaluate immediately.
+func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clk := &steppableClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)}
+	jumps := make(chan struct{}, 1)
+	dp := &fakeDataplane{}
+	d := New(Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, WallJumps: jumps,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	eventually(t, "noon rules", func() bool { return dp.get(rules.IPv4) != "" })
+	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Fatal("Alice blocked at noon")
+	}
+	clk.set(time.Date(2026, 11, 26, 21, 30, 0, 0, berlin)) // NTP steps the clock
+	jumps <- struct{}{}
+	eventually(t, "bedtime rules right after the step", func() bool {
+		return strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+	})
+	clk.set(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)) // and back
+	jumps <- struct{}{}
+	eventually(t, "block lifted right after stepping back", func() bool {
+		return !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+	})
+}
