@@ -41,9 +41,16 @@ type Device struct {
 	// let an offline device also be cut off as a destination (connections
 	// opened towards it), which a source-MAC match cannot see.
 	Addrs []netip.Addr
+	// BypassPrevention rejects DNS over TLS/QUIC (port 853) from the device,
+	// so its DNS has to go through famguard's filter.
+	BypassPrevention bool
 }
 
 // Desired is the complete state famguard wants in the kernel.
 type Desired struct {
 	Devices []Device // any order; Render sorts
+	// DNSPort, when not 0, redirects every DNS query (UDP and TCP port 53, to
+	// any server) of every listed device to famguard's DNS listener on the
+	// router at this port.
+	DNSPort int
 }

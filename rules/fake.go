@@ -13,13 +13,21 @@ import (
 // and trace packets through it; the helpers below play "another program"
 // changing the firewall under the agent.
 type Fake struct {
-	mu sync.Mutex
-	t  [2]*fakeTable
+	mu   sync.Mutex
+	t    [2]tables
+	used [2]map[string]bool // tables the last Apply wrote, as Kernel tracks
 }
+
+// tables are one family's tables by name.
+type tables map[string]*fakeTable
+
+// tableOrder is the order Save prints tables in.
+var tableOrder = []string{"filter", "nat"}
 
 type fakeTable struct {
 	order  []string // chain creation order (built-ins first)
 	chains map[string]*fakeChain
+	used   bool // printed by Save: filter from the start, nat once written
 }
 
 type fakeChain struct {
@@ -27,19 +35,34 @@ type fakeChain struct {
 	rules  []string
 }
 
-var builtins = []string{"INPUT", "FORWARD", "OUTPUT"}
+var builtins = map[string][]string{
+	"filter": {"INPUT", "FORWARD", "OUTPUT"},
+	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+}
 
-func newFakeTable() *fakeTable {
-	t := &fakeTable{chains: map[string]*fakeChain{}}
-	for _, c := range builtins {
-		t.order = append(t.order, c)
-		t.chains[c] = &fakeChain{policy: "ACCEPT"}
+func newTables() tables {
+	ts := tables{}
+	for name, chains := range builtins {
+		t := &fakeTable{chains: map[string]*fakeChain{}, used: name == "filter"}
+		for _, c := range chains {
+			t.order = append(t.order, c)
+			t.chains[c] = &fakeChain{policy: "ACCEPT"}
+		}
+		ts[name] = t
 	}
-	return t
+	return ts
+}
+
+func (ts tables) clone() tables {
+	c := tables{}
+	for name, t := range ts {
+		c[name] = t.clone()
+	}
+	return c
 }
 
 func (t *fakeTable) clone() *fakeTable {
-	c := &fakeTable{order: append([]string(nil), t.order...), chains: map[string]*fakeChain{}}
+	c := &fakeTable{order: append([]string(nil), t.order...), chains: map[string]*fakeChain{}, used: t.used}
 	for name, ch := range t.chains {
 		c.chains[name] = &fakeChain{policy: ch.policy, rules: append([]string(nil), ch.rules...)}
 	}
@@ -47,7 +70,7 @@ func (t *fakeTable) clone() *fakeTable {
 }
 
 // NewFake returns empty tables with the built-in chains.
-func NewFake() *Fake { return &Fake{t: [2]*fakeTable{newFakeTable(), newFakeTable()}} }
+func NewFake() *Fake { return &Fake{t: [2]tables{newTables(), newTables()}} }
 
 // Apply applies restore input, then makes the jump first in FORWARD, once.
 func (f *Fake) Apply(fam Family, restore string) error {
@@ -57,8 +80,22 @@ func (f *Fake) Apply(fam Family, restore string) error {
 	if err := next.restore(restore); err != nil {
 		return err
 	}
-	next.ensureJump()
+	used := tablesIn(restore)
+	for tn := range f.used[fam] {
+		if !used[tn] {
+			for _, h := range hooks {
+				if h.table == tn {
+					next[tn].chains[h.builtin].removeJumps(h.chain)
+				}
+			}
+			if err := next.restore(RenderCleanup(tn)); err != nil {
+				return err
+			}
+		}
+	}
+	next.ensureJumps(used)
 	f.t[fam] = next
+	f.used[fam] = used
 	return nil
 }
 
@@ -69,19 +106,28 @@ func (f *Fake) Snapshot(fam Family) (string, error) { return ourLines(f.Save(fam
 func (f *Fake) Cleanup(fam Family) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t := f.t[fam].clone()
-	fwd := t.chains["FORWARD"]
-	var keep []string
-	for _, r := range fwd.rules {
-		if !isJump("-A FORWARD " + r) {
-			keep = append(keep, r)
+	ts := f.t[fam].clone()
+	var ours []string
+	for _, tn := range tableOrder {
+		if !ts[tn].used {
+			continue
+		}
+		for _, h := range hooks {
+			if h.table == tn {
+				ts[tn].chains[h.builtin].removeJumps(h.chain)
+			}
+		}
+		for _, c := range ourChains[tn] {
+			if _, ok := ts[tn].chains[c]; ok {
+				ours = append(ours, tn)
+				break
+			}
 		}
 	}
-	fwd.rules = keep
-	if err := t.restore(RenderCleanup()); err != nil {
+	if err := ts.restore(RenderCleanup(ours...)); err != nil {
 		return err
 	}
-	f.t[fam] = t
+	f.t[fam] = ts
 	return nil
 }
 
@@ -93,18 +139,23 @@ func (f *Fake) Backend() string { return "fake" }
 func (f *Fake) Save(fam Family) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t := f.t[fam]
 	var b strings.Builder
-	b.WriteString("*filter\n")
-	for _, name := range t.order {
-		fmt.Fprintf(&b, ":%s %s [0:0]\n", name, t.chains[name].policy)
-	}
-	for _, name := range t.order {
-		for _, r := range t.chains[name].rules {
-			fmt.Fprintf(&b, "-A %s %s\n", name, r)
+	for _, tn := range tableOrder {
+		t := f.t[fam][tn]
+		if !t.used {
+			continue
 		}
+		b.WriteString("*" + tn + "\n")
+		for _, name := range t.order {
+			fmt.Fprintf(&b, ":%s %s [0:0]\n", name, t.chains[name].policy)
+		}
+		for _, name := range t.order {
+			for _, r := range t.chains[name].rules {
+				fmt.Fprintf(&b, "-A %s %s\n", name, r)
+			}
+		}
+		b.WriteString("COMMIT\n")
 	}
-	b.WriteString("COMMIT\n")
 	return b.String()
 }
 
@@ -125,11 +176,12 @@ func (f *Fake) Run(fam Family, command string) error {
 func (f *Fake) FlushRuleset(fam Family) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.t[fam] = newFakeTable()
+	f.t[fam] = newTables()
 }
 
-// restore applies restore input to t (which the caller discards on error).
-func (t *fakeTable) restore(input string) error {
+// restore applies restore input (which the caller discards on error).
+func (ts tables) restore(input string) error {
+	var t *fakeTable
 	inTable := false
 	for i, line := range strings.Split(input, "\n") {
 		n := i + 1
@@ -141,11 +193,14 @@ func (t *fakeTable) restore(input string) error {
 			return fmt.Errorf("line %d failed: %s (%q)", n, fmt.Sprintf(format, args...), line)
 		}
 		switch {
-		case line == "*filter":
+		case strings.HasPrefix(line, "*"):
+			var ok bool
+			if t, ok = ts[line[1:]]; !ok {
+				return fail("unsupported table")
+			}
+			t.used = true
 			inTable = true
 			continue
-		case strings.HasPrefix(line, "*"):
-			return fail("only the filter table is supported")
 		case line == "COMMIT":
 			inTable = false
 			continue
@@ -253,17 +308,27 @@ func (t *fakeTable) restore(input string) error {
 	return nil
 }
 
-// ensureJump mirrors Runner.EnsureJump on the fake table.
-func (t *fakeTable) ensureJump() {
-	fwd := t.chains["FORWARD"]
-	jump := quoteRule(jumpSpec)
+// ensureJumps mirrors Runner.EnsureJumps: each jump first, once, in the
+// tables the restore wrote.
+func (ts tables) ensureJumps(used map[string]bool) {
+	for _, h := range hooks {
+		if !used[h.table] {
+			continue
+		}
+		c := ts[h.table].chains[h.builtin]
+		c.removeJumps(h.chain)
+		c.rules = append([]string{quoteRule(h.spec)}, c.rules...)
+	}
+}
+
+func (c *fakeChain) removeJumps(chain string) {
 	var keep []string
-	for _, r := range fwd.rules {
-		if !isJump("-A FORWARD " + r) {
+	for _, r := range c.rules {
+		if !isJumpTo("-A X "+r, chain) {
 			keep = append(keep, r)
 		}
 	}
-	fwd.rules = append([]string{jump}, keep...)
+	c.rules = keep
 }
 
 // quoteRule joins arguments as iptables-save prints them: arguments with
@@ -290,7 +355,7 @@ func targetOf(args []string) string {
 
 func isStandardTarget(t string) bool {
 	switch t {
-	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG":
+	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE":
 		return true
 	}
 	return false

@@ -99,7 +99,7 @@ func TestSnapshotNoticesOtherPrograms(t *testing.T) {
 		if after == before {
 			t.Errorf("%s: snapshot unchanged", tc.name)
 		}
-		if jumpFirstOnce(after) {
+		if jumpFirstOnce(after, map[string]bool{"filter": true}) {
 			if tc.name != "flush our chain" {
 				t.Errorf("%s: jump still reported first", tc.name)
 			}
@@ -134,18 +134,18 @@ func TestTraceVerdicts(t *testing.T) {
 			action string
 			with   string
 		}{
-			{"offline child, new TCP", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "NEW"}, "REJECT", "tcp-reset"},
-			{"offline child, new UDP", Packet{alicePhone.MAC, a.alice, a.inet, "udp", "NEW"}, "REJECT", prohibited},
+			{"offline child, new TCP", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
+			{"offline child, new UDP", Packet{alicePhone.MAC, a.alice, a.inet, "udp", "NEW", 443}, "REJECT", prohibited},
 			// Established packets return before any device rule: the cost
 			// does not grow with devices. Bedtime still bites because the
 			// agent deletes the device's conntrack entries, which makes
 			// its next packet NEW (the lab test shows the stream cut).
-			{"offline child, established", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "ESTABLISHED"}, "ACCEPT", ""},
-			{"offline child, changed address", Packet{alicePhone.MAC, a.parent, a.inet, "tcp", "NEW"}, "REJECT", "tcp-reset"},
-			{"connection opened towards the offline child", Packet{"02:99:00:00:00:01", a.inet, a.alice, "tcp", "NEW"}, "REJECT", "tcp-reset"},
-			{"online child", Packet{bobTablet.MAC, a.bob, a.inet, "tcp", "NEW"}, "ACCEPT", ""},
-			{"towards the online child", Packet{"02:99:00:00:00:01", a.inet, a.bob, "udp", "NEW"}, "ACCEPT", ""},
-			{"parent, not in any profile", Packet{parentMAC, a.parent, a.inet, "tcp", "NEW"}, "ACCEPT", ""},
+			{"offline child, established", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "ESTABLISHED", 443}, "ACCEPT", ""},
+			{"offline child, changed address", Packet{alicePhone.MAC, a.parent, a.inet, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
+			{"connection opened towards the offline child", Packet{"02:99:00:00:00:01", a.inet, a.alice, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
+			{"online child", Packet{bobTablet.MAC, a.bob, a.inet, "tcp", "NEW", 443}, "ACCEPT", ""},
+			{"towards the online child", Packet{"02:99:00:00:00:01", a.inet, a.bob, "udp", "NEW", 443}, "ACCEPT", ""},
+			{"parent, not in any profile", Packet{parentMAC, a.parent, a.inet, "tcp", "NEW", 443}, "ACCEPT", ""},
 		} {
 			v, err := Trace(f.Save(fam), tc.p)
 			if err != nil {
@@ -161,7 +161,7 @@ func TestTraceVerdicts(t *testing.T) {
 	if err := f.Run(IPv4, "-F FAMGUARD"); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := Trace(f.Save(IPv4), Packet{alicePhone.MAC, v4.alice, v4.inet, "tcp", "NEW"}); v.Action != "ACCEPT" {
+	if v, _ := Trace(f.Save(IPv4), Packet{alicePhone.MAC, v4.alice, v4.inet, "tcp", "NEW", 443}); v.Action != "ACCEPT" {
 		t.Errorf("flushed chain still rejects: %+v", v)
 	}
 }
@@ -170,5 +170,60 @@ func TestTraceRefusesUnknownRules(t *testing.T) {
 	save := "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth0 -j DROP\nCOMMIT\n"
 	if _, err := Trace(save, Packet{Proto: "tcp", CtState: "NEW"}); err == nil {
 		t.Error("a rule the tracer does not understand must be an error")
+	}
+}
+
+// TestDNSInterceptionOnAndOff: with a DNS port every protected device's DNS
+// is redirected (nat) and encrypted DNS refused for devices with bypass
+// prevention; switching it off removes famguard's nat part entirely, and
+// cleanup leaves the tables as they were.
+func TestDNSInterceptionOnAndOff(t *testing.T) {
+	for _, fam := range []Family{IPv4, IPv6} {
+		f := NewFake()
+		fresh := f.Save(fam)
+		on := Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet)}}
+		apply(t, f, fam, on)
+		s := f.Save(fam)
+		if n := strings.Count(s, "-j REDIRECT --to-ports 5354"); n != 4 {
+			t.Errorf("%s: %d redirect rules, want udp+tcp for 2 devices:\n%s", fam, n, s)
+		}
+		if !strings.Contains(s, "-A PREROUTING -m comment --comment \""+DNSJumpComment+"\" -j FAMGUARD-DNS") {
+			t.Errorf("%s: no nat jump:\n%s", fam, s)
+		}
+		apply(t, f, fam, Desired{Devices: on.Devices})
+		if s := f.Save(fam); strings.Contains(s, "FAMGUARD-DNS") || strings.Contains(s, "--dport 853") {
+			t.Errorf("%s: DNS switched off but famguard's nat part or DoT rules remain:\n%s", fam, s)
+		}
+		apply(t, f, fam, on)
+		if err := f.Cleanup(fam); err != nil {
+			t.Fatal(err)
+		}
+		// The filter table is exactly as before; the nat table, created
+		// for the interception, is left empty (iptables cannot remove a
+		// table, only its chains and rules).
+		got := f.Save(fam)
+		if !strings.HasPrefix(got, fresh) || strings.Contains(got, "FAMGUARD") {
+			t.Errorf("%s: after cleanup\n%s\nwant\n%s followed by an empty nat table", fam, got, fresh)
+		}
+	}
+}
+
+func TestTraceBypassPrevention(t *testing.T) {
+	f := NewFake()
+	apply(t, f, IPv4, Desired{DNSPort: 5354, Devices: []Device{withBypass(bobTablet)}})
+	bob, dot := netip.MustParseAddr("192.0.2.21"), netip.MustParseAddr("198.51.100.53")
+	for _, tc := range []struct {
+		p      Packet
+		action string
+	}{
+		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 853}, "REJECT"}, // DNS over TLS
+		{Packet{bobTablet.MAC, bob, dot, "udp", "NEW", 853}, "REJECT"}, // DNS over QUIC
+		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 443}, "ACCEPT"},
+		{Packet{parentMAC, netip.MustParseAddr("192.0.2.31"), dot, "tcp", "NEW", 853}, "ACCEPT"},
+	} {
+		v, err := Trace(f.Save(IPv4), tc.p)
+		if err != nil || v.Action != tc.action {
+			t.Errorf("%+v: %+v %v, want %s", tc.p, v, err, tc.action)
+		}
 	}
 }

@@ -120,39 +120,33 @@ func inputLine(input, msg string) string {
 	return fmt.Sprintf(" (input line %d: %q)", n, lines[n-1])
 }
 
-// jumpSpec is the one rule famguard puts in FORWARD. Packets of established
-// and related flows do not even enter our chain: they cost one conntrack
-// state test, whatever the number of devices. (When a device goes offline
-// the agent deletes its conntrack entries, so its next packet is NEW or
-// INVALID and does enter.)
-var jumpSpec = []string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", JumpComment, "-j", Chain}
-
-// EnsureJump makes famguard's jump the first rule of FORWARD, exactly once.
-// A missing jump is inserted; a jump that is not first, or duplicated, gets
-// a new first copy before the others are deleted, so there is never a moment
-// without one.
-func (r *Runner) EnsureJump() error {
-	rules, err := r.ipt.List(table, "FORWARD")
-	if err != nil {
-		return fmt.Errorf("listing FORWARD: %w", err)
-	}
-	var ours []int // 1-based rule numbers
-	n := 0
-	for _, line := range rules {
-		if !strings.HasPrefix(line, "-A FORWARD") {
+// EnsureJumps makes each of famguard's jumps the first rule of its built-in
+// chain, exactly once. A missing jump is inserted; a jump that is not first,
+// or duplicated, gets a new first copy before the others are deleted, so
+// there is never a moment without one.
+func (r *Runner) EnsureJumps(tables map[string]bool) error {
+	for _, h := range hooks {
+		if !tables[h.table] {
 			continue
 		}
-		n++
-		if isJump(line) {
-			ours = append(ours, n)
+		if err := r.ensureJump(h); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func (r *Runner) ensureJump(h hook) error {
+	ours, err := r.jumpPositions(h)
+	if err != nil {
+		return err
 	}
 	if len(ours) == 1 && ours[0] == 1 {
 		return nil
 	}
 	if len(ours) == 0 || ours[0] != 1 {
-		if err := r.ipt.Insert(table, "FORWARD", 1, jumpSpec...); err != nil {
-			return fmt.Errorf("inserting the jump to %s: %w", Chain, err)
+		if err := r.ipt.Insert(h.table, h.builtin, 1, h.spec...); err != nil {
+			return fmt.Errorf("inserting the jump to %s in %s %s: %w", h.chain, h.table, h.builtin, err)
 		}
 		for i := range ours {
 			ours[i]++
@@ -161,87 +155,126 @@ func (r *Runner) EnsureJump() error {
 		ours = ours[1:]
 	}
 	for i := len(ours) - 1; i >= 0; i-- {
-		if err := r.ipt.DeleteById(table, "FORWARD", ours[i]); err != nil {
-			return fmt.Errorf("removing a duplicate jump: %w", err)
+		if err := r.ipt.DeleteById(h.table, h.builtin, ours[i]); err != nil {
+			return fmt.Errorf("removing a duplicate jump from %s %s: %w", h.table, h.builtin, err)
 		}
 	}
 	return nil
 }
 
-// isJump recognises a FORWARD rule that jumps to our chain.
-func isJump(line string) bool {
+// jumpPositions lists the 1-based positions of jumps to h.chain in h.builtin.
+func (r *Runner) jumpPositions(h hook) ([]int, error) {
+	rules, err := r.ipt.List(h.table, h.builtin)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s %s: %w", h.table, h.builtin, err)
+	}
+	var ours []int
+	n := 0
+	for _, line := range rules {
+		if !strings.HasPrefix(line, "-A "+h.builtin) {
+			continue
+		}
+		n++
+		if isJumpTo(line, h.chain) {
+			ours = append(ours, n)
+		}
+	}
+	return ours, nil
+}
+
+// isJumpTo recognises a rule that jumps to chain.
+func isJumpTo(line, chain string) bool {
 	f := strings.Fields(line)
 	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && f[i+1] == Chain {
+		if (f[i] == "-j" || f[i] == "-g") && f[i+1] == chain {
 			return true
 		}
 	}
 	return false
 }
 
-// Snapshot returns our chains' declarations, their rules and the FORWARD
-// jumps with their positions.
+// Snapshot returns, for every table famguard uses, our chains' declarations,
+// their rules and the jumps with their positions.
 func (r *Runner) Snapshot() (string, error) {
-	out, err := exec.Command(r.save, "-t", table).Output()
+	out, err := exec.Command(r.save).Output()
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.save, err)
 	}
 	return ourLines(string(out)), nil
 }
 
-// ourLines extracts famguard's part of iptables-save output.
+// ourLines extracts famguard's part of iptables-save output, each line
+// prefixed with its table.
 func ourLines(save string) string {
 	var b strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(save))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	fwd := 0
+	tbl := ""
+	pos := map[string]int{}
 	for sc.Scan() {
 		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, ":"+Chain+" "), strings.HasPrefix(line, ":"+RejectChain+" "):
-			b.WriteString(strings.Fields(line)[0] + "\n")
-		case strings.HasPrefix(line, "-A "+Chain+" "), strings.HasPrefix(line, "-A "+RejectChain+" "):
-			b.WriteString(line + "\n")
-		case strings.HasPrefix(line, "-A FORWARD "):
-			fwd++
-			if isJump(line) {
-				fmt.Fprintf(&b, "FORWARD#%d %s\n", fwd, line)
+		if strings.HasPrefix(line, "*") {
+			tbl = line[1:]
+			continue
+		}
+		for _, c := range ourChains[tbl] {
+			switch {
+			case strings.HasPrefix(line, ":"+c+" "):
+				fmt.Fprintf(&b, "%s:%s\n", tbl, strings.Fields(line)[0])
+			case strings.HasPrefix(line, "-A "+c+" "):
+				fmt.Fprintf(&b, "%s:%s\n", tbl, line)
+			}
+		}
+		for _, h := range hooks {
+			if h.table == tbl && strings.HasPrefix(line, "-A "+h.builtin+" ") {
+				pos[h.builtin]++
+				if isJumpTo(line, h.chain) {
+					fmt.Fprintf(&b, "%s:%s#%d %s\n", tbl, h.builtin, pos[h.builtin], line)
+				}
 			}
 		}
 	}
 	return b.String()
 }
 
-// Cleanup removes every jump to our chain, then the chains.
+// Cleanup removes every jump to our chains, then the chains, in every table.
 func (r *Runner) Cleanup() error {
-	if rules, err := r.ipt.List(table, "FORWARD"); err == nil {
-		n, jumps := 0, []int{}
-		for _, line := range rules {
-			if strings.HasPrefix(line, "-A FORWARD") {
-				n++
-				if isJump(line) {
-					jumps = append(jumps, n)
+	return r.cleanupTables("filter", "nat")
+}
+
+// cleanupTables removes famguard's jumps and chains from the given tables,
+// touching only tables where famguard has something.
+func (r *Runner) cleanupTables(tables ...string) error {
+	var ours []string
+	for _, tbl := range tables {
+		present := false
+		for _, c := range ourChains[tbl] {
+			if ok, err := r.ipt.ChainExists(tbl, c); err == nil && ok {
+				present = true
+			}
+		}
+		for _, h := range hooks {
+			if h.table != tbl {
+				continue
+			}
+			pos, err := r.jumpPositions(h)
+			if err != nil {
+				continue // no such table: nothing of ours in it
+			}
+			for i := len(pos) - 1; i >= 0; i-- {
+				if err := r.ipt.DeleteById(h.table, h.builtin, pos[i]); err != nil {
+					return fmt.Errorf("removing the jump from %s %s: %w", h.table, h.builtin, err)
 				}
 			}
 		}
-		for i := len(jumps) - 1; i >= 0; i-- {
-			if err := r.ipt.DeleteById(table, "FORWARD", jumps[i]); err != nil {
-				return fmt.Errorf("removing the jump: %w", err)
-			}
+		if present {
+			ours = append(ours, tbl)
 		}
 	}
-	exists, err := r.ipt.ChainExists(table, Chain)
-	if err != nil {
-		return err
-	}
-	rexists, err := r.ipt.ChainExists(table, RejectChain)
-	if err != nil {
-		return err
-	}
-	if !exists && !rexists {
+	if len(ours) == 0 {
 		return nil
 	}
-	return r.Apply(RenderCleanup())
+	return r.Apply(RenderCleanup(ours...))
 }
 
 // ApplyOneByOne writes the desired state with one go-iptables call per rule,
@@ -252,12 +285,18 @@ func (r *Runner) ApplyOneByOne(d Desired) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range []string{Chain, RejectChain} {
-		if err := r.ipt.ClearChain(table, c); err != nil {
-			return err
+	for tbl, chains := range ourChains {
+		for _, c := range chains {
+			if err := r.ipt.ClearChain(tbl, c); err != nil {
+				return err
+			}
 		}
 	}
+	tbl := ""
 	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "*") {
+			tbl = line[1:]
+		}
 		if !strings.HasPrefix(line, "-A ") {
 			continue
 		}
@@ -265,11 +304,11 @@ func (r *Runner) ApplyOneByOne(d Desired) error {
 		if err != nil {
 			return err
 		}
-		if err := r.ipt.Append(table, args[1], args[2:]...); err != nil {
+		if err := r.ipt.Append(tbl, args[1], args[2:]...); err != nil {
 			return err
 		}
 	}
-	return r.EnsureJump()
+	return r.EnsureJumps(tablesIn(text))
 }
 
 // Tokenize splits a rule line like iptables-restore does (double quotes,
@@ -310,13 +349,14 @@ func Tokenize(line string) ([]string, error) {
 
 // Kernel is the real Dataplane: one Runner per family.
 //
-// The jump rule is checked (an `iptables -S FORWARD` exec) on the first
+// The jump rules are checked (`iptables -S` execs) on the first
 // Apply and again only after a Snapshot showed it missing, misplaced or
 // duplicated: the daemon reads a snapshot before every heal, so this saves
 // an exec on every ordinary change without ever trusting a stale belief.
 type Kernel struct {
 	r      [2]*Runner
 	jumpOK [2]bool
+	used   [2]map[string]bool // tables the last Apply wrote
 }
 
 // NewKernel prepares both families.
@@ -340,14 +380,40 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 	if err := k.r[fam].Apply(restore); err != nil {
 		return err
 	}
+	used := tablesIn(restore)
+	// A table famguard wrote before but not now (DNS interception switched
+	// off) loses famguard's jump and chain.
+	for tbl := range k.used[fam] {
+		if !used[tbl] {
+			if err := k.r[fam].cleanupTables(tbl); err != nil {
+				return err
+			}
+		}
+	}
+	if !mapsEqual(used, k.used[fam]) {
+		k.jumpOK[fam] = false
+	}
+	k.used[fam] = used
 	if k.jumpOK[fam] {
 		return nil
 	}
-	if err := k.r[fam].EnsureJump(); err != nil {
+	if err := k.r[fam].EnsureJumps(used); err != nil {
 		return err
 	}
 	k.jumpOK[fam] = true
 	return nil
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // Snapshot reads our rules back and, from them, whether the jump is still
@@ -355,7 +421,7 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 func (k *Kernel) Snapshot(fam Family) (string, error) {
 	snap, err := k.r[fam].Snapshot()
 	if err == nil {
-		k.jumpOK[fam] = jumpFirstOnce(snap)
+		k.jumpOK[fam] = jumpFirstOnce(snap, k.used[fam])
 	}
 	return snap, err
 }
@@ -363,13 +429,24 @@ func (k *Kernel) Snapshot(fam Family) (string, error) {
 // Cleanup removes the jump and the chains of a family.
 func (k *Kernel) Cleanup(fam Family) error {
 	k.jumpOK[fam] = false
+	k.used[fam] = nil
 	return k.r[fam].Cleanup()
 }
 
 // Backend names the firewall backend (both families use the same).
 func (k *Kernel) Backend() string { return k.r[IPv4].Backend() }
 
-// jumpFirstOnce reads a snapshot: exactly one jump, at FORWARD position 1.
-func jumpFirstOnce(snap string) bool {
-	return strings.Count(snap, "FORWARD#") == 1 && strings.Contains(snap, "FORWARD#1 ")
+// jumpFirstOnce reads a snapshot: the jump of every table in use exactly
+// once, at position 1.
+func jumpFirstOnce(snap string, used map[string]bool) bool {
+	for _, h := range hooks {
+		if !used[h.table] {
+			continue
+		}
+		tag := h.table + ":" + h.builtin + "#"
+		if strings.Count(snap, tag) != 1 || !strings.Contains(snap, tag+"1 ") {
+			return false
+		}
+	}
+	return true
 }

@@ -102,7 +102,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 		// Another program's changes are visible in the snapshot.
 		for _, change := range [][]string{
 			{"-F", "FAMGUARD"},
-			append([]string{"-D", "FORWARD"}, jumpSpec...),
+			append([]string{"-D", "FORWARD"}, hooks[0].spec...),
 			{"-I", "FORWARD", "1", "-j", "ACCEPT"},
 		} {
 			if out, err := exec.Command(iptBin, change...).CombinedOutput(); err != nil {
@@ -136,6 +136,24 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 		}
 		if now, _ := k.Snapshot(fam); now != snap {
 			t.Errorf("%s: a failed restore changed the rules", fam)
+		}
+
+		// DNS interception on, then off again: famguard's nat part comes
+		// and goes with it.
+		dnsText, _ := Render(Desired{DNSPort: 5354, Devices: household(2, false).Devices}, fam)
+		if err := k.Apply(fam, dnsText); err != nil {
+			t.Fatalf("%s: apply with DNS: %v", fam, err)
+		}
+		nat, _ := exec.Command(saveBin, "-t", "nat").Output()
+		if n := strings.Count(string(nat), "-j REDIRECT --to-ports 5354"); n != 4 || !strings.Contains(string(nat), "-j FAMGUARD-DNS") {
+			t.Errorf("%s: nat after enabling DNS:\n%s", fam, nat)
+		}
+		if err := k.Apply(fam, text); err != nil {
+			t.Fatal(err)
+		}
+		nat, _ = exec.Command(saveBin, "-t", "nat").Output()
+		if strings.Contains(string(nat), "FAMGUARD") {
+			t.Errorf("%s: famguard's nat part left after disabling DNS:\n%s", fam, nat)
 		}
 
 		if err := k.Cleanup(fam); err != nil {

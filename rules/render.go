@@ -13,12 +13,31 @@ import (
 const (
 	Chain       = "FAMGUARD"
 	RejectChain = "FAMGUARD-REJECT"
+	DNSChain    = "FAMGUARD-DNS"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
-	table       = "filter"
-	maxComment  = 200 // xt_comment allows 255 bytes; leave room for quoting
+	// DNSJumpComment marks the jump from nat PREROUTING.
+	DNSJumpComment = "famguard: DNS of protected devices"
+	maxComment     = 200 // xt_comment allows 255 bytes; leave room for quoting
 )
+
+// hook is one of famguard's entry points: a jump from a built-in chain.
+type hook struct {
+	table, builtin, chain string
+	spec                  []string
+}
+
+// hooks are famguard's only rules in built-in chains, one per table. The
+// filter jump lets only packets outside established flows in: established
+// traffic costs one state test and never enters our chain, whatever the
+// number of devices (when a device goes offline the agent deletes its
+// conntrack entries, so its next packet is NEW or INVALID and does enter).
+// The nat table only ever sees the first packet of a connection anyway.
+var hooks = []hook{
+	{"filter", "FORWARD", Chain, []string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", JumpComment, "-j", Chain}},
+	{"nat", "PREROUTING", DNSChain, []string{"-m", "comment", "--comment", DNSJumpComment, "-j", DNSChain}},
+}
 
 // Render builds the iptables-restore --noflush input that replaces
 // famguard's chains with the desired state, in one transaction.
@@ -42,16 +61,43 @@ func Render(d Desired, fam Family) (string, error) {
 		}
 		return devs[i].MAC < devs[j].MAC
 	})
-	var b strings.Builder
-	b.WriteString("*filter\n")
-	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", Chain, RejectChain)
-	for _, dev := range devs {
-		if !dev.Offline {
-			continue
-		}
+	macs := make([]string, len(devs))
+	for i, dev := range devs {
 		mac, err := canonicalMAC(dev.MAC)
 		if err != nil {
 			return "", fmt.Errorf("device %q of %s: %w", dev.Name, dev.Child, err)
+		}
+		macs[i] = mac
+	}
+	var b strings.Builder
+	// DNS interception: every query of a protected device, to whatever
+	// server, goes to famguard's listener (nat sees only a connection's
+	// first packet, so this costs nothing per packet).
+	// Without interception famguard leaves the nat table alone entirely.
+	if d.DNSPort > 0 {
+		fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n", DNSChain)
+		for i, dev := range devs {
+			for _, proto := range []string{"udp", "tcp"} {
+				fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 53 -m comment --comment %s -j REDIRECT --to-ports %d\n",
+					DNSChain, macs[i], proto, proto, Comment("famguard: DNS of "+who(dev)), d.DNSPort)
+			}
+		}
+		b.WriteString("COMMIT\n")
+	}
+	b.WriteString("*filter\n")
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", Chain, RejectChain)
+	for i, dev := range devs {
+		mac := macs[i]
+		if !dev.Offline {
+			if dev.BypassPrevention && d.DNSPort > 0 {
+				// DNS over TLS (TCP) and over QUIC (UDP) would bypass
+				// the filter: refuse them, so apps fall back to port 53.
+				for _, proto := range []string{"tcp", "udp"} {
+					fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 853 -m comment --comment %s -j %s\n",
+						Chain, mac, proto, proto, Comment("famguard: "+who(dev)+": encrypted DNS (bypass prevention)"), RejectChain)
+				}
+			}
+			continue
 		}
 		comment := Comment(fmt.Sprintf("famguard: %s: %s", who(dev), dev.Reason))
 		fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -m comment --comment %s -j %s\n", Chain, mac, comment, RejectChain)
@@ -76,9 +122,35 @@ func Render(d Desired, fam Family) (string, error) {
 	return b.String(), nil
 }
 
-// RenderCleanup removes famguard's chains (after the jump is gone).
-func RenderCleanup() string {
-	return fmt.Sprintf("*filter\n:%s - [0:0]\n:%s - [0:0]\n-X %s\n-X %s\nCOMMIT\n", Chain, RejectChain, Chain, RejectChain)
+// RenderCleanup removes famguard's chains from the given tables (after the
+// jumps are gone).
+func RenderCleanup(tables ...string) string {
+	var b strings.Builder
+	for _, t := range tables {
+		b.WriteString("*" + t + "\n")
+		for _, c := range ourChains[t] {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+		for _, c := range ourChains[t] {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// ourChains are famguard's chains per table.
+var ourChains = map[string][]string{"filter": {Chain, RejectChain}, "nat": {DNSChain}}
+
+// tablesIn lists the tables a restore input writes.
+func tablesIn(restore string) map[string]bool {
+	used := map[string]bool{}
+	for _, line := range strings.Split(restore, "\n") {
+		if strings.HasPrefix(line, "*") {
+			used[strings.TrimSpace(line[1:])] = true
+		}
+	}
+	return used
 }
 
 func who(d Device) string {

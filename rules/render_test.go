@@ -30,8 +30,14 @@ var goldenCases = []struct {
 	{"empty", Desired{}},
 	{"one-offline", Desired{Devices: []Device{alicePhone}}},
 	{"family", Desired{Devices: []Device{bobTablet, aliceLaptop, alicePhone}}},
+	{"dns", Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet), aliceLaptop}}},
 	{"odd-names", Desired{Devices: []Device{{MAC: "02-00-00-00-00-41", Child: "eve", Offline: true,
 		Name: "\"quoted\" \\ back\nslash ünïcode " + strings.Repeat("long ", 80), Reason: "x"}}}},
+}
+
+func withBypass(d Device) Device {
+	d.BypassPrevention = true
+	return d
 }
 
 // TestGolden: Render applied to a fresh stateful fake gives exactly the

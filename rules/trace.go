@@ -12,6 +12,7 @@ type Packet struct {
 	Src, Dst netip.Addr // addresses
 	Proto    string     // "tcp", "udp", "icmp"
 	CtState  string     // conntrack state: "NEW", "ESTABLISHED", "RELATED"
+	DstPort  int        // destination port (tcp, udp); 0 when irrelevant
 }
 
 // Verdict is where a packet ends.
@@ -28,7 +29,15 @@ type Verdict struct {
 func Trace(save string, p Packet) (Verdict, error) {
 	chains := map[string][]string{}
 	policy := map[string]string{}
+	inFilter := false
 	for _, line := range strings.Split(save, "\n") {
+		if strings.HasPrefix(line, "*") {
+			inFilter = line == "*filter"
+			continue
+		}
+		if !inFilter {
+			continue // FORWARD lives in the filter table
+		}
 		switch {
 		case strings.HasPrefix(line, ":"):
 			f := strings.Fields(line[1:])
@@ -166,8 +175,16 @@ func evaluate(args []string, p Packet) (match bool, target, rejectWith string, e
 			if v != p.Proto && !(v == "ipv6-icmp" && p.Proto == "icmp") {
 				match = false
 			}
-		case "--dport", "--sport":
-			return false, "", "", fmt.Errorf("ports are not traced")
+		case "--dport":
+			v, err := next()
+			if err != nil {
+				return false, "", "", err
+			}
+			if v != fmt.Sprint(p.DstPort) {
+				match = false
+			}
+		case "--sport":
+			return false, "", "", fmt.Errorf("source ports are not traced")
 		case "--comment":
 			if _, err := next(); err != nil {
 				return false, "", "", err
