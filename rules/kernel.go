@@ -38,6 +38,7 @@ type Runner struct {
 	ipt     *iptables.IPTables
 	restore string // iptables-restore or ip6tables-restore
 	save    string
+	bin     string // iptables or ip6tables
 	backend string
 }
 
@@ -51,7 +52,7 @@ func NewRunner(fam Family) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bin, err)
 	}
-	r := &Runner{fam: fam, ipt: ipt}
+	r := &Runner{fam: fam, ipt: ipt, bin: bin}
 	if r.restore, err = exec.LookPath(restore); err != nil {
 		return nil, fmt.Errorf("%s not found: install the iptables package", restore)
 	}
@@ -274,7 +275,44 @@ func (r *Runner) cleanupTables(tables ...string) error {
 	if len(ours) == 0 {
 		return nil
 	}
-	return r.Apply(RenderCleanup(ours...))
+	if err := r.Apply(RenderCleanup(ours...)); err != nil {
+		return err
+	}
+	for _, tbl := range ours {
+		if tbl == "nat" {
+			r.dropIfEmpty(tbl)
+		}
+	}
+	return nil
+}
+
+// dropIfEmpty deletes a table famguard's interception brought into being
+// once nothing at all is left in it, so cleanup leaves the ruleset exactly as
+// it was. Only with the nf_tables backend (iptables cannot delete a table)
+// and only when every chain is empty with an ACCEPT policy: a table anyone
+// else uses is never touched.
+func (r *Runner) dropIfEmpty(tbl string) {
+	if !strings.Contains(r.backend, "nf_tables") {
+		return
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		return
+	}
+	out, err := exec.Command(r.bin, "-w", "-t", tbl, "-S").Output()
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if !strings.HasPrefix(l, "-P ") || !strings.HasSuffix(l, " ACCEPT") {
+			return
+		}
+	}
+	family := "ip"
+	if r.fam == IPv6 {
+		family = "ip6"
+	}
+	_ = exec.Command(nft, "delete", "table", family, tbl).Run()
 }
 
 // ApplyOneByOne writes the desired state with one go-iptables call per rule,

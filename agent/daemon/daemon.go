@@ -37,7 +37,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
@@ -60,7 +62,12 @@ type Config struct {
 	ClockSimulated bool   // --clock was given
 	Env            tz.Env // where the router's zone is read from
 
-	Dataplane    rules.Dataplane
+	Dataplane rules.Dataplane
+	// DNS, when set, is the listener that filters protected devices' DNS
+	// (already bound to DNSPort): the daemon redirects their queries to it
+	// and publishes what applies to each device.
+	DNS          *dnsfilter.Server
+	DNSPort      int
 	Neighbours   Neighbours                             // nil: addresses unknown
 	DeleteFlows  func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
 	WallJumps    <-chan struct{}                        // nil: none
@@ -94,6 +101,15 @@ type Daemon struct {
 	dp          DataplaneStatus
 	missingCats []string
 	next        time.Time
+	cats        catResult // the category lists in use (DNS only)
+}
+
+// catResult is one load of the category lists.
+type catResult struct {
+	store *categories.Store
+	stats categories.Stats
+	err   error
+	at    time.Time
 }
 
 type request struct {
@@ -177,6 +193,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 
+	catCh := make(chan catResult, 1)
+	if d.cfg.DNS != nil && d.cfg.CategoriesDir != "" {
+		catChanged := make(chan struct{}, 1)
+		if d.cfg.WatchFiles {
+			go watchProfiles(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged)
+		}
+		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
+	}
+
 	d.reload("start")
 
 	schedTimer := time.NewTimer(time.Hour)
@@ -205,6 +230,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case t := <-neighCh:
 			d.neigh = t
 			d.reconcile("neighbour table changed")
+		case c := <-catCh:
+			d.categoriesLoaded(c)
 		case _, ok := <-wallJumps:
 			if !ok {
 				wallJumps = nil
@@ -238,6 +265,57 @@ func healMode(c Config) string {
 		return "on nf_tables change events, and every " + c.HealInterval.String()
 	}
 	return "every " + c.HealInterval.String()
+}
+
+// loadCategories (re)loads the category lists off the loop goroutine — a
+// full load of 1.4 M domains takes a few hundred milliseconds — and hands
+// each complete store over; the old lists keep answering meanwhile.
+func loadCategories(ctx context.Context, dir string, changed <-chan struct{}, out chan<- catResult) {
+	for {
+		start := time.Now()
+		store, stats, err := categories.Load(dir)
+		select {
+		case out <- catResult{store: store, stats: stats, err: err, at: start}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (d *Daemon) categoriesLoaded(c catResult) {
+	if c.err != nil {
+		d.log.Error("category lists could not be loaded; the previous lists stay in use", "dir", d.cfg.CategoriesDir, "err", c.err)
+		d.cats.err = c.err
+		return
+	}
+	d.cats = c
+	d.log.Info(fmt.Sprintf("category lists loaded: %d categories, %d domains", c.stats.Categories, c.stats.Domains),
+		"took", time.Since(c.at).Round(time.Millisecond), "bad_lines", c.stats.BadLines)
+	d.missingCats = d.missingCategories()
+	d.publishDNS()
+}
+
+// publishDNS hands the DNS listener what applies to each device right now.
+func (d *Daemon) publishDNS() {
+	if d.cfg.DNS == nil || d.pol == nil {
+		return
+	}
+	children := map[string]policy.Child{}
+	for _, c := range d.pol.Children {
+		children[c.Name] = c
+	}
+	perMAC := map[string]dnsfilter.Rules{}
+	for _, s := range d.states {
+		c := children[s.Child]
+		perMAC[s.MAC] = dnsfilter.Rules{Child: s.Child, Device: s.Device, Categories: s.BlockedCategories,
+			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention}
+	}
+	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store))
 }
 
 // armTimer points the schedule timer at the next transition. A Go timer runs
@@ -373,13 +451,24 @@ func (d *Daemon) reconcile(why string) {
 		d.next = time.Time{}
 	}
 
+	bypass := map[string]bool{}
+	for _, c := range d.pol.Children {
+		bypass[c.Name] = c.BypassPrevention
+	}
 	desired := rules.Desired{}
+	if d.cfg.DNS != nil {
+		desired.DNSPort = d.cfg.DNSPort
+	}
 	for _, s := range states {
 		desired.Devices = append(desired.Devices, rules.Device{
 			MAC: s.MAC, Child: s.Child, Name: s.Device,
 			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
+			BypassPrevention: bypass[s.Child],
 		})
 	}
+	// The DNS filter learns the new state before the firewall changes, so
+	// a redirected query never meets stale rules.
+	d.publishDNS()
 	if !d.apply(desired) {
 		return // retried by the heal ticker
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/policy"
 )
 
@@ -20,7 +21,19 @@ type Status struct {
 	LastReload ReloadResult    `json:"last_reload"`
 	Dataplane  DataplaneStatus `json:"dataplane"`
 	Warnings   []string        `json:"warnings"`
+	DNS        *DNSStatus      `json:"dns"` // null when DNS filtering is off
 	Devices    []DeviceStatus  `json:"devices"`
+}
+
+// DNSStatus reports the DNS filter: its lists and its counters. Only
+// counters and the last few blocks are kept, in memory: no browsing history.
+type DNSStatus struct {
+	Port          int       `json:"port"`
+	Categories    int       `json:"categories"`
+	Domains       int       `json:"domains"`
+	ListsLoadedAt time.Time `json:"lists_loaded_at"`
+	ListsError    string    `json:"lists_error,omitempty"`
+	dnsfilter.Stats
 }
 
 // ClockStatus says which time the agent evaluates schedules at.
@@ -112,6 +125,13 @@ func (d *Daemon) status() Status {
 	}
 	if d.zone.Loc != nil {
 		st.Clock.Now = st.Clock.Now.In(d.zone.Loc)
+	}
+	if d.cfg.DNS != nil {
+		st.DNS = &DNSStatus{Port: d.cfg.DNSPort, Categories: d.cats.stats.Categories, Domains: d.cats.stats.Domains,
+			ListsLoadedAt: d.cats.at, Stats: d.cfg.DNS.Stats()}
+		if d.cats.err != nil {
+			st.DNS.ListsError = d.cats.err.Error()
+		}
 	}
 	if d.pol != nil {
 		st.Policy = &PolicyStatus{Digest: d.pol.Digest, Dir: d.cfg.ProfilesDir, LoadedAt: d.polLoadedAt, Sources: d.pol.Sources}

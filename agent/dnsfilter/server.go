@@ -268,33 +268,50 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// ListenAndServe answers on addr over UDP and TCP until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+// Listener is a bound DNS listener (UDP and TCP on one address).
+type Listener struct {
+	udp, tcp *dns.Server
+}
+
+// Listen binds addr over UDP and TCP. Binding first lets the caller enable
+// the interception rules only once something is there to answer: otherwise
+// every protected device would lose DNS.
+func (s *Server) Listen(addr string) (*Listener, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		pc.Close()
-		return err
+		return nil, err
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: s}
-	tcp := &dns.Server{Listener: ln, Handler: s}
+	return &Listener{udp: &dns.Server{PacketConn: pc, Handler: s}, tcp: &dns.Server{Listener: ln, Handler: s}}, nil
+}
+
+// Serve answers until ctx ends or a listener fails.
+func (l *Listener) Serve(ctx context.Context) error {
 	errs := make(chan error, 2)
-	go func() { errs <- udp.ActivateAndServe() }()
-	go func() { errs <- tcp.ActivateAndServe() }()
+	go func() { errs <- l.udp.ActivateAndServe() }()
+	go func() { errs <- l.tcp.ActivateAndServe() }()
+	var err error
 	select {
 	case <-ctx.Done():
-		_ = udp.Shutdown()
-		_ = tcp.Shutdown()
-		return nil
-	case err := <-errs:
-		_ = udp.Shutdown()
-		_ = tcp.Shutdown()
+	case err = <-errs:
 		if err == nil {
 			err = errors.New("DNS listener stopped")
 		}
+	}
+	_ = l.udp.Shutdown()
+	_ = l.tcp.Shutdown()
+	return err
+}
+
+// ListenAndServe answers on addr over UDP and TCP until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	l, err := s.Listen(addr)
+	if err != nil {
 		return err
 	}
+	return l.Serve(ctx)
 }

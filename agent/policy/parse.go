@@ -18,7 +18,7 @@ import (
 // drift apart.
 var Keys = map[string][]string{
 	"file":     {"version", "timezone", "children"},
-	"child":    {"devices", "block", "safe_search", "schedules", "allow", "deny"},
+	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny"},
 	"device":   {"mac", "name"},
 	"schedule": {"name", "days", "from", "to", "action", "block", "enabled"},
 }
@@ -204,7 +204,7 @@ func (p *parser) childrenNode(n *yaml.Node) {
 }
 
 func (p *parser) child(key, n *yaml.Node, path string) {
-	c := Child{Name: key.Value}
+	c := Child{Name: key.Value, BypassPrevention: true}
 	f := p.mapping(n, path, "child")
 	if d, ok := f["devices"]; ok {
 		for i, dn := range p.seq(d, path+".devices") {
@@ -238,6 +238,9 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 	}
 	if s, ok := f["safe_search"]; ok {
 		c.SafeSearch = p.boolean(s, path+".safe_search")
+	}
+	if b, ok := f["bypass_prevention"]; ok {
+		c.BypassPrevention = p.boolean(b, path+".bypass_prevention")
 	}
 	if a, ok := f["allow"]; ok {
 		c.Allow = p.domains(a, path+".allow")

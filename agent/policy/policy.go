@@ -50,9 +50,13 @@ type Child struct {
 	Devices    []Device
 	Block      []string // categories blocked at all times, sorted
 	SafeSearch bool
-	Allow      []string // domains that beat any block
-	Deny       []string // domains blocked at all times
-	Schedules  []schedule.Window
+	// BypassPrevention (default true) refuses encrypted DNS and answers the
+	// DoH canary and iCloud Private Relay hosts NXDOMAIN for the child's
+	// devices, so their DNS goes through famguard's filter.
+	BypassPrevention bool
+	Allow            []string // domains that beat any block
+	Deny             []string // domains blocked at all times
+	Schedules        []schedule.Window
 }
 
 // Device is a child's device, matched by MAC.

@@ -27,6 +27,7 @@ import (
 	"github.com/famguard/famguard/agent/clock"
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
@@ -46,6 +47,7 @@ const usage = `famguard — parental-control agent for home routers
 
 Usage:
   famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
+                   [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain]
   famguard check   [--categories DIR] DIR
   famguard plan    [--at RFC3339] [--json] DIR
   famguard status  [--json] [--state DIR]
@@ -141,6 +143,9 @@ func cmdRun(args []string) error {
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	dnsPort := fs.Int("dns-port", 5354, "port of the DNS filter that protected devices' DNS is redirected to; 0 turns DNS filtering off")
+	upstream := fs.String("upstream", "127.0.0.1:53", "resolver the DNS filter forwards allowed queries to (the router's own, so local names keep working)")
+	blockedAnswer := fs.String("blocked-answer", "null", "how blocked names are answered: null (0.0.0.0 and ::) or nxdomain")
 	heal := fs.Duration("heal-interval", 0, "how often to compare the kernel with famguard's rules (default: 30s when nf_tables announces changes, else 2s)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -169,8 +174,37 @@ func cmdRun(args []string) error {
 		return fmt.Errorf("firewall: %w (famguard needs iptables and ip6tables with the nf_tables or legacy backend, run as root)", err)
 	}
 
+	mode := dnsfilter.NullIP
+	switch *blockedAnswer {
+	case "null":
+	case "nxdomain":
+		mode = dnsfilter.NXDomain
+	default:
+		return fmt.Errorf("--blocked-answer %q: use null or nxdomain", *blockedAnswer)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	// The DNS filter is bound before anything is redirected to it: if the
+	// port is taken, DNS filtering stays off (and says so) rather than
+	// sending every child's DNS into a closed port.
+	var dns *dnsfilter.Server
+	if *dnsPort > 0 {
+		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
+		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
+		if err != nil {
+			log.Error("DNS filter cannot listen; category blocks, safe search and DNS bypass prevention are OFF", "port", *dnsPort, "err", err)
+			dns = nil
+		} else {
+			go func() {
+				if err := ln.Serve(ctx); err != nil {
+					log.Error("DNS filter stopped", "err", err)
+				}
+			}()
+			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer)
+		}
+	}
 	// With iptables-nft every ruleset change is announced and healing is
 	// event-driven; the periodic comparison (two iptables-save execs) is then
 	// only a safety net and can be rare, which matters on a router's CPU.
@@ -201,6 +235,8 @@ func cmdRun(args []string) error {
 		Clock:          clk,
 		ClockSimulated: simulated,
 		Dataplane:      dp,
+		DNS:            dns,
+		DNSPort:        *dnsPort,
 		Neighbours:     netwatch.NewNeighbours(log),
 		DeleteFlows:    netwatch.DeleteFlows,
 		WallJumps:      clock.WallJumps(ctx),
