@@ -53,4 +53,7 @@ type Desired struct {
 	// any server) of every listed device to famguard's DNS listener on the
 	// router at this port.
 	DNSPort int
+	// DoHAddrs are DNS-over-HTTPS resolvers: devices with bypass prevention
+	// may not open HTTPS (TCP or UDP 443) to them. Used only with DNSPort.
+	DoHAddrs []netip.Addr
 }

@@ -210,7 +210,8 @@ func TestDNSInterceptionOnAndOff(t *testing.T) {
 
 func TestTraceBypassPrevention(t *testing.T) {
 	f := NewFake()
-	apply(t, f, IPv4, Desired{DNSPort: 5354, Devices: []Device{withBypass(bobTablet)}})
+	doh := netip.MustParseAddr("198.51.100.153")
+	apply(t, f, IPv4, Desired{DNSPort: 5354, Devices: []Device{withBypass(bobTablet)}, DoHAddrs: []netip.Addr{doh}})
 	bob, dot := netip.MustParseAddr("192.0.2.21"), netip.MustParseAddr("198.51.100.53")
 	for _, tc := range []struct {
 		p      Packet
@@ -219,6 +220,9 @@ func TestTraceBypassPrevention(t *testing.T) {
 		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 853}, "REJECT"}, // DNS over TLS
 		{Packet{bobTablet.MAC, bob, dot, "udp", "NEW", 853}, "REJECT"}, // DNS over QUIC
 		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 443}, "ACCEPT"},
+		{Packet{bobTablet.MAC, bob, doh, "tcp", "NEW", 443}, "REJECT"}, // DNS over HTTPS to a listed resolver
+		{Packet{bobTablet.MAC, bob, doh, "udp", "NEW", 443}, "REJECT"}, // ... over HTTP/3
+		{Packet{parentMAC, netip.MustParseAddr("192.0.2.31"), doh, "tcp", "NEW", 443}, "ACCEPT"},
 		{Packet{parentMAC, netip.MustParseAddr("192.0.2.31"), dot, "tcp", "NEW", 853}, "ACCEPT"},
 	} {
 		v, err := Trace(f.Save(IPv4), tc.p)

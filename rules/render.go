@@ -14,6 +14,7 @@ const (
 	Chain       = "FAMGUARD"
 	RejectChain = "FAMGUARD-REJECT"
 	DNSChain    = "FAMGUARD-DNS"
+	DoHChain    = "FAMGUARD-DOH"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
@@ -85,7 +86,7 @@ func Render(d Desired, fam Family) (string, error) {
 		b.WriteString("COMMIT\n")
 	}
 	b.WriteString("*filter\n")
-	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", Chain, RejectChain)
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, DoHChain, RejectChain)
 	for i, dev := range devs {
 		mac := macs[i]
 		if !dev.Offline {
@@ -95,6 +96,13 @@ func Render(d Desired, fam Family) (string, error) {
 				for _, proto := range []string{"tcp", "udp"} {
 					fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 853 -m comment --comment %s -j %s\n",
 						Chain, mac, proto, proto, Comment("famguard: "+who(dev)+": encrypted DNS (bypass prevention)"), RejectChain)
+				}
+				// DNS over HTTPS to known resolvers: only new HTTPS
+				// connections of such devices walk the address list.
+				if len(d.DoHAddrs) > 0 {
+					for _, proto := range []string{"tcp", "udp"} {
+						fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 443 -j %s\n", Chain, mac, proto, proto, DoHChain)
+					}
 				}
 			}
 			continue
@@ -109,6 +117,13 @@ func Render(d Desired, fam Family) (string, error) {
 				continue // link-local addresses are never forwarded
 			}
 			fmt.Fprintf(&b, "-A %s -d %s -m comment --comment %s -j %s\n", Chain, netip.PrefixFrom(a, a.BitLen()), Comment("famguard: to "+who(dev)), RejectChain)
+		}
+	}
+	doh := append([]netip.Addr(nil), d.DoHAddrs...)
+	sort.Slice(doh, func(i, j int) bool { return doh[i].Less(doh[j]) })
+	for _, a := range doh {
+		if a = a.Unmap(); a.Is4() == (fam == IPv4) && a.IsValid() {
+			fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"famguard: DNS-over-HTTPS resolver\" -j %s\n", DoHChain, netip.PrefixFrom(a, a.BitLen()), RejectChain)
 		}
 	}
 	// Reject rather than drop: apps fail at once instead of hanging.
@@ -140,7 +155,7 @@ func RenderCleanup(tables ...string) string {
 }
 
 // ourChains are famguard's chains per table.
-var ourChains = map[string][]string{"filter": {Chain, RejectChain}, "nat": {DNSChain}}
+var ourChains = map[string][]string{"filter": {Chain, DoHChain, RejectChain}, "nat": {DNSChain}}
 
 // tablesIn lists the tables a restore input writes.
 func tablesIn(restore string) map[string]bool {

@@ -30,7 +30,8 @@ var goldenCases = []struct {
 	{"empty", Desired{}},
 	{"one-offline", Desired{Devices: []Device{alicePhone}}},
 	{"family", Desired{Devices: []Device{bobTablet, aliceLaptop, alicePhone}}},
-	{"dns", Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet), aliceLaptop}}},
+	{"dns", Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet), aliceLaptop},
+		DoHAddrs: []netip.Addr{netip.MustParseAddr("9.9.9.9"), netip.MustParseAddr("2620:fe::fe")}}},
 	{"odd-names", Desired{Devices: []Device{{MAC: "02-00-00-00-00-41", Child: "eve", Offline: true,
 		Name: "\"quoted\" \\ back\nslash ünïcode " + strings.Repeat("long ", 80), Reason: "x"}}}},
 }

@@ -68,6 +68,7 @@ type Config struct {
 	// and publishes what applies to each device.
 	DNS          *dnsfilter.Server
 	DNSPort      int
+	DoH          dnsfilter.DoHList                      // DNS-over-HTTPS resolvers refused with bypass prevention
 	Neighbours   Neighbours                             // nil: addresses unknown
 	DeleteFlows  func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
 	WallJumps    <-chan struct{}                        // nil: none
@@ -313,7 +314,8 @@ func (d *Daemon) publishDNS() {
 	for _, s := range d.states {
 		c := children[s.Child]
 		perMAC[s.MAC] = dnsfilter.Rules{Child: s.Child, Device: s.Device, Categories: s.BlockedCategories,
-			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention}
+			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention,
+			DoHNames: d.cfg.DoH.Names}
 	}
 	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store))
 }
@@ -458,6 +460,7 @@ func (d *Daemon) reconcile(why string) {
 	desired := rules.Desired{}
 	if d.cfg.DNS != nil {
 		desired.DNSPort = d.cfg.DNSPort
+		desired.DoHAddrs = d.cfg.DoH.Addrs
 	}
 	for _, s := range states {
 		desired.Devices = append(desired.Devices, rules.Device{

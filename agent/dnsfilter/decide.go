@@ -10,8 +10,9 @@
 //
 // Precedence, from the profile semantics in the README:
 //  1. bypass prevention (on by default): Firefox's DoH canary
-//     use-application-dns.net and iCloud Private Relay's mask hosts answer
-//     NXDOMAIN, so those products fall back to the router's DNS;
+//     use-application-dns.net, iCloud Private Relay's mask hosts and known
+//     DNS-over-HTTPS resolvers answer NXDOMAIN, so those products fall back
+//     to the router's DNS;
 //  2. the child's allow list beats everything below;
 //  3. the child's deny list;
 //  4. categories blocked now (always-on and active windows);
@@ -36,6 +37,7 @@ type Rules struct {
 	Allow, Deny      []string // domains, lower-case
 	SafeSearch       bool
 	BypassPrevention bool
+	DoHNames         []string // DNS-over-HTTPS resolver names refused with bypass prevention
 }
 
 // Action is what to do with a query.
@@ -106,6 +108,9 @@ func Decide(name string, r Rules, store *categories.Store) Decision {
 	if r.BypassPrevention {
 		if why, ok := bypassNames[name]; ok {
 			return Decision{Action: Refuse, Listed: name, Reason: name + ": " + why + " (bypass prevention)"}
+		}
+		if d, ok := matchList(r.DoHNames, name); ok {
+			return Decision{Action: Refuse, Listed: d, Reason: name + ": DNS-over-HTTPS resolver " + d + " (bypass prevention)"}
 		}
 	}
 	if d, ok := matchList(r.Allow, name); ok {

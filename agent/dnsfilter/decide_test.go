@@ -3,6 +3,7 @@ package dnsfilter
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/famguard/famguard/agent/categories"
@@ -30,7 +31,7 @@ func TestDecidePrecedence(t *testing.T) {
 	s := store(t)
 	alice := Rules{Child: "alice", Categories: []string{"gambling", "games"},
 		Allow: []string{"khanacademy.org", "ok.casino.example"}, Deny: []string{"example-game.com"},
-		SafeSearch: true, BypassPrevention: true}
+		SafeSearch: true, BypassPrevention: true, DoHNames: []string{"dns.google", "cloudflare-dns.com"}}
 	parentLike := Rules{Child: "bob"} // no categories, no safe search, no bypass prevention
 	for _, tc := range []struct {
 		name     string
@@ -57,6 +58,9 @@ func TestDecidePrecedence(t *testing.T) {
 		{"use-application-dns.net", alice, Refuse, "", ""},
 		{"mask.icloud.com", alice, Refuse, "", ""},
 		{"mask-h2.icloud.com", alice, Refuse, "", ""},
+		{"dns.google", alice, Refuse, "", ""},
+		{"mozilla.cloudflare-dns.com", alice, Refuse, "", ""},
+		{"dns.google", parentLike, Forward, "", ""},
 		{"casino.example", parentLike, Forward, "", ""},
 		{"www.google.com", parentLike, Forward, "", ""},
 		{"use-application-dns.net", parentLike, Forward, "", ""},
@@ -74,5 +78,26 @@ func TestDecidePrecedence(t *testing.T) {
 	}
 	if d := Decide("casino.example", alice, s); d.Reason != "casino.example: gambling (casino.example)" {
 		t.Errorf("reason = %q", d.Reason)
+	}
+}
+
+func TestLoadDoH(t *testing.T) {
+	l, err := LoadDoH(filepath.Join(t.TempDir(), "missing.txt"))
+	if err != nil || l.Source != "built-in" || len(l.Names) < 10 || len(l.Addrs) < 10 {
+		t.Fatalf("built-in list: %+v %v", l, err)
+	}
+	path := filepath.Join(t.TempDir(), "doh.txt")
+	if err := os.WriteFile(path, []byte("# mine\ndoh.example # comment\n192.0.2.53\n2001:db8::53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err = LoadDoH(path)
+	if err != nil || len(l.Names) != 1 || l.Names[0] != "doh.example" || len(l.Addrs) != 2 {
+		t.Errorf("edited list: %+v %v", l, err)
+	}
+	if err := os.WriteFile(path, []byte("ok.example\nnot a name\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDoH(path); err == nil || !strings.Contains(err.Error(), path+":2:") {
+		t.Errorf("bad line error = %v, want it to name %s:2", err, path)
 	}
 }

@@ -75,13 +75,14 @@ type agent struct {
 	cmd      *exec.Cmd
 	log      *syncBuffer
 	done     chan struct{}
+	extra    []string // more `famguard run` flags
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt
 // ("" = real time) and waits until it has applied a policy.
-func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string) *agent {
+func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string, extra ...string) *agent {
 	t.Helper()
-	a := &agent{t: t, lab: l, Profiles: profiles, State: state}
+	a := &agent{t: t, lab: l, Profiles: profiles, State: state, extra: extra}
 	a.start(clockAt)
 	t.Cleanup(func() { a.stop() })
 	return a
@@ -94,6 +95,7 @@ func (a *agent) start(clockAt string) {
 	if clockAt != "" {
 		args = append(args, "--clock", clockAt)
 	}
+	args = append(args, a.extra...)
 	a.log = &syncBuffer{}
 	a.cmd = a.lab.Cmd(context.Background(), a.lab.Router, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log

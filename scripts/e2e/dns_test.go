@@ -83,14 +83,19 @@ func TestDNSFiltering(t *testing.T) {
 	writeFile(t, filepath.Join(cats, "gambling.txt"), "# test list\ncasino.example\n")
 	writeFile(t, filepath.Join(cats, "games.txt"), "||game.example^\n")
 	writeFile(t, filepath.Join(f.profiles, "family.yaml"), dnsProfile)
-	// DoT server on the internet host.
-	dot := f.Cmd(context.Background(), f.Internet, binary(t, "labhost"), "serve", "--addr", "[::]:853", "--stream-addr", "[::]:9853")
-	if err := dot.Start(); err != nil {
-		t.Fatal(err)
+	// DoT (853) and HTTPS (443) servers on the internet host, which the
+	// lab's DoH list names as a DNS-over-HTTPS resolver.
+	for _, port := range []string{"853", "443"} {
+		srv := f.Cmd(context.Background(), f.Internet, binary(t, "labhost"), "serve", "--addr", "[::]:"+port, "--stream-addr", "[::]:9"+port)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 	}
-	t.Cleanup(func() { _ = dot.Process.Kill(); _ = dot.Wait() })
+	dohList := filepath.Join(f.profiles, "..", "doh.txt")
+	writeFile(t, dohList, "# lab DoH resolvers\ndoh.example\n"+inet4+"\n"+inet6+"\n")
 
-	a := startAgent(t, f.Lab, f.profiles, f.state, beforeHomework.Format(time.RFC3339))
+	a := startAgent(t, f.Lab, f.profiles, f.state, beforeHomework.Format(time.RFC3339), "--doh-list", dohList)
 	deadline := time.Now().Add(5 * time.Second)
 	for st := a.status(); st.DNS == nil || st.DNS.Domains != 2; st = a.status() {
 		if time.Now().After(deadline) {
@@ -99,6 +104,20 @@ func TestDNSFiltering(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// First, while the simulated clock is still before homework.
+	t.Run("category inside a window", func(t *testing.T) {
+		if got := f.dig(t, f.bob, "192.0.2.1", "game.example", "A"); got != "198.51.100.10" {
+			t.Errorf("before homework: game.example = %q, want it to resolve", got)
+		}
+		clk := a.clock()
+		time.Sleep(time.Until(clk.realAt(time.Date(2026, 11, 26, 16, 0, 0, 0, beforeHomework.Location()))) + 300*time.Millisecond)
+		if got := f.dig(t, f.bob, "192.0.2.1", "www.game.example", "A"); got != "0.0.0.0" {
+			t.Errorf("during homework: www.game.example = %q, want 0.0.0.0", got)
+		}
+		if got := f.dig(t, f.alice, "192.0.2.1", "game.example", "A"); got != "198.51.100.10" {
+			t.Errorf("Alice has no homework window: game.example = %q", got)
+		}
+	})
 	t.Run("child", func(t *testing.T) {
 		for _, tc := range []struct{ server, name, qtype, want string }{
 			{"192.0.2.1", "casino.example", "A", "0.0.0.0"},
@@ -126,6 +145,7 @@ func TestDNSFiltering(t *testing.T) {
 			{"192.0.2.1", "casino.example", "A", "198.51.100.10"},
 			{"198.51.100.10", "casino.example", "A", "198.51.100.66"}, // not intercepted
 			{"192.0.2.1", "use-application-dns.net", "A", "198.51.100.10"},
+			{"192.0.2.1", "doh.example", "A", "198.51.100.10"},
 			{"192.0.2.1", "www.google.com", "A", "198.51.100.10"},
 		} {
 			if got := f.dig(t, f.parent, tc.server, tc.name, tc.qtype); got != tc.want {
@@ -133,29 +153,20 @@ func TestDNSFiltering(t *testing.T) {
 			}
 		}
 	})
-	t.Run("DNS over TLS refused for the child only", func(t *testing.T) {
-		for _, who := range []struct {
-			h  *lab.Host
-			ok bool
-		}{{f.alice, false}, {f.parent, true}} {
-			out, _ := f.Run(context.Background(), who.h, binary(t, "labhost"), "probe", "--to", inet4+":853", "--every", "50ms", "--for", "300ms")
-			if got := len(okLines(out)) > 0; got != who.ok {
-				t.Errorf("%s reaching port 853: %v, want %v\n%s", who.h.Name, got, who.ok, out)
+	t.Run("DNS over TLS and HTTPS to listed resolvers refused for the child only", func(t *testing.T) {
+		for _, to := range []string{inet4 + ":853", "[" + inet6 + "]:853", inet4 + ":443", "[" + inet6 + "]:443"} {
+			for _, who := range []struct {
+				h  *lab.Host
+				ok bool
+			}{{f.alice, false}, {f.parent, true}} {
+				out, _ := f.Run(context.Background(), who.h, binary(t, "labhost"), "probe", "--to", to, "--every", "50ms", "--for", "300ms")
+				if got := len(okLines(out)) > 0; got != who.ok {
+					t.Errorf("%s reaching %s: %v, want %v\n%s", who.h.Name, to, got, who.ok, out)
+				}
 			}
 		}
-	})
-	t.Run("category inside a window", func(t *testing.T) {
-		if got := f.dig(t, f.bob, "192.0.2.1", "game.example", "A"); got != "198.51.100.10" {
-			t.Errorf("before homework: game.example = %q, want it to resolve", got)
-		}
-		clk := a.clock()
-		time.Sleep(time.Until(clk.realAt(time.Date(2026, 11, 26, 16, 0, 0, 0, beforeHomework.Location()))) + 300*time.Millisecond)
-		if got := f.dig(t, f.bob, "192.0.2.1", "www.game.example", "A"); got != "0.0.0.0" {
-			t.Errorf("during homework: www.game.example = %q, want 0.0.0.0", got)
-		}
-		if got := f.dig(t, f.alice, "192.0.2.1", "game.example", "A"); got != "198.51.100.10" {
-			t.Errorf("Alice has no homework window: game.example = %q", got)
-		}
+		// Ordinary HTTP to the same host still works: only DoH is refused.
+		f.expectReach(t, f.alice, true, "DoH refused")
 	})
 	t.Run("a new list line is in force within 2 s", func(t *testing.T) {
 		writeFile(t, filepath.Join(cats, "gambling.txt"), "# test list\ncasino.example\nnewbet.example\n")

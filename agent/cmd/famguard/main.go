@@ -47,7 +47,7 @@ const usage = `famguard — parental-control agent for home routers
 
 Usage:
   famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
-                   [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain]
+                   [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
   famguard check   [--categories DIR] DIR
   famguard plan    [--at RFC3339] [--json] DIR
   famguard status  [--json] [--state DIR]
@@ -146,6 +146,7 @@ func cmdRun(args []string) error {
 	dnsPort := fs.Int("dns-port", 5354, "port of the DNS filter that protected devices' DNS is redirected to; 0 turns DNS filtering off")
 	upstream := fs.String("upstream", "127.0.0.1:53", "resolver the DNS filter forwards allowed queries to (the router's own, so local names keep working)")
 	blockedAnswer := fs.String("blocked-answer", "null", "how blocked names are answered: null (0.0.0.0 and ::) or nxdomain")
+	dohList := fs.String("doh-list", "/etc/famguard/doh.txt", "DNS-over-HTTPS resolvers (names and addresses) refused to protected devices; the built-in list when the file does not exist")
 	heal := fs.Duration("heal-interval", 0, "how often to compare the kernel with famguard's rules (default: 30s when nf_tables announces changes, else 2s)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -205,6 +206,11 @@ func cmdRun(args []string) error {
 			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer)
 		}
 	}
+	doh, err := dnsfilter.LoadDoH(*dohList)
+	if err != nil {
+		log.Error("DoH list unusable; using the built-in list", "err", err)
+		doh, _ = dnsfilter.LoadDoH("")
+	}
 	// With iptables-nft every ruleset change is announced and healing is
 	// event-driven; the periodic comparison (two iptables-save execs) is then
 	// only a safety net and can be rare, which matters on a router's CPU.
@@ -237,6 +243,7 @@ func cmdRun(args []string) error {
 		Dataplane:      dp,
 		DNS:            dns,
 		DNSPort:        *dnsPort,
+		DoH:            doh,
 		Neighbours:     netwatch.NewNeighbours(log),
 		DeleteFlows:    netwatch.DeleteFlows,
 		WallJumps:      clock.WallJumps(ctx),
