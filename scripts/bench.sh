@@ -29,5 +29,9 @@ go test -run '^$' -bench 'BenchmarkLoadAll' -benchtime 3x ./agent/categories/ | 
 go test -run '^$' -bench 'BenchmarkMatch' -benchmem ./agent/categories/ | grep -E '^Benchmark'
 
 echo
+echo "== DNS filter vs dnsmasq: same lists, same query mix (half blocked, half popular allowed)"
+go run ./scripts/dns-bench --data ../shared/data
+
+echo
 echo "== Packet path: forwarded TCP throughput with 250 protected devices"
 go run ./scripts/iperf-bench --agent bin/famguard

@@ -57,16 +57,59 @@ type Exchange func(ctx context.Context, m *dns.Msg, network string) (*dns.Msg, e
 
 // UpstreamExchange forwards to a resolver address like "127.0.0.1:53": over
 // UDP, and again over TCP when the answer was truncated (a client that asked
-// over TCP gets the full answer either way).
+// over TCP gets the full answer either way). UDP sockets are kept in a small
+// pool and reused: dialling a socket per query would cost more than the
+// filtering itself.
 func UpstreamExchange(addr string) Exchange {
-	udp := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: dns.DefaultMsgSize}
 	tcp := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+	pool := make(chan *dns.Conn, 64)
 	return func(ctx context.Context, m *dns.Msg, _ string) (*dns.Msg, error) {
-		r, _, err := udp.ExchangeContext(ctx, m, addr)
-		if err == nil && r.Truncated {
+		var c *dns.Conn
+		select {
+		case c = <-pool:
+		default:
+			conn, err := net.DialTimeout("udp", addr, 2*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			c = &dns.Conn{Conn: conn, UDPSize: dns.DefaultMsgSize}
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		_ = c.SetDeadline(deadline)
+		r, err := exchangeOn(c, m)
+		if err != nil {
+			c.Close() // a timed-out socket may still receive the late answer
+			return nil, err
+		}
+		select {
+		case pool <- c:
+		default:
+			c.Close()
+		}
+		if r.Truncated {
 			r, _, err = tcp.ExchangeContext(ctx, m, addr)
 		}
 		return r, err
+	}
+}
+
+// exchangeOn sends m on c and reads until the answer with m's ID arrives
+// (a stale answer to an earlier, abandoned query is skipped).
+func exchangeOn(c *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
+	if err := c.WriteMsg(m); err != nil {
+		return nil, err
+	}
+	for {
+		r, err := c.ReadMsg()
+		if err != nil {
+			return nil, err
+		}
+		if r.Id == m.Id {
+			return r, nil
+		}
 	}
 }
 
