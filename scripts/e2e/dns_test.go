@@ -193,5 +193,9 @@ func TestDNSFiltering(t *testing.T) {
 		if !found {
 			t.Errorf("recent blocks do not explain casino.example: %+v", st.DNS.Recent)
 		}
+		human, code := famguard(t, "status", "--state", f.state)
+		if code != 0 || !strings.Contains(human, "for alice: casino.example: gambling (casino.example)") {
+			t.Errorf("human status does not explain the block:\n%s", human)
+		}
 	})
 }

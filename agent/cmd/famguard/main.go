@@ -483,6 +483,18 @@ func printStatus(out io.Writer, st daemon.Status) {
 		fw += ", last error: " + st.Dataplane.LastError
 	}
 	fmt.Fprintf(out, "Firewall: %s\n", fw)
+	if st.DNS != nil {
+		lists := fmt.Sprintf("%d categories, %d domains", st.DNS.Categories, st.DNS.Domains)
+		if st.DNS.ListsError != "" {
+			lists += " (last reload failed: " + st.DNS.ListsError + ")"
+		}
+		fmt.Fprintf(out, "DNS:      filter on port %d, %d queries; lists: %s\n", st.DNS.Port, st.DNS.Queries, lists)
+		for _, r := range st.DNS.Recent {
+			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
+		}
+	} else {
+		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
+	}
 	for _, w := range st.Warnings {
 		fmt.Fprintf(out, "Warning:  %s\n", w)
 	}
