@@ -290,7 +290,11 @@ func loadCategories(ctx context.Context, dir string, changed <-chan struct{}, ou
 
 func (d *Daemon) categoriesLoaded(c catResult) {
 	if c.err != nil {
-		d.log.Error("category lists could not be loaded; the previous lists stay in use", "dir", d.cfg.CategoriesDir, "err", c.err)
+		msg := "category lists could not be loaded; the previous lists stay in use"
+		if d.cats.store == nil {
+			msg = "category lists could not be loaded; category blocks are not enforced until they can be"
+		}
+		d.log.Error(msg, "dir", d.cfg.CategoriesDir, "err", c.err)
 		d.cats.err = c.err
 		return
 	}

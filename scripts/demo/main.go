@@ -173,7 +173,14 @@ func run(ctx context.Context) (err error) {
 
 	profiles := filepath.Join(tmp, "profiles.d")
 	state := filepath.Join(tmp, "state")
-	if err := os.MkdirAll(profiles, 0o755); err != nil {
+	catsDir := filepath.Join(tmp, "categories.d")
+	for _, dir := range []string{profiles, catsDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	// A tiny category list, so Bob's always-on block has something to use.
+	if err := os.WriteFile(filepath.Join(catsDir, "adult.txt"), []byte("adult.example\n"), 0o644); err != nil {
 		return err
 	}
 	profile := filepath.Join(profiles, "family.yaml")
@@ -183,7 +190,7 @@ func run(ctx context.Context) (err error) {
 	fmt.Printf("Profile %s:\n%s%s%s\n", profile, colour.dim, strings.Replace(profileTemplate, "BOBTIME", "21:30", 1), colour.reset)
 
 	agentCmd := l.Cmd(ctx, l.Router, agent, "run", "--profiles", profiles, "--state", state,
-		"--categories", filepath.Join(tmp, "categories.d"), "--clock", start.Format(time.RFC3339), "--heal-interval", "1s")
+		"--categories", catsDir, "--clock", start.Format(time.RFC3339), "--heal-interval", "1s")
 	agentLog, err := agentCmd.StderrPipe()
 	if err != nil {
 		return err
