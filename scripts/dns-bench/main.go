@@ -149,7 +149,7 @@ func run() error {
 			}
 		}
 		blocked := map[string]bool{}
-		for i := 0; i < len(mix); i += 2 {
+		for i := 0; i < len(mix) && n > 0; i += 2 {
 			blocked[mix[i]] = true
 		}
 
@@ -177,8 +177,8 @@ func run() error {
 			r.peakKiB, r.rssKiB = memory(cmd.Process.Pid)
 			stop(cmd)
 			results = append(results, r)
-			fmt.Printf("%-9s %8d domains: load %6.2fs  %7.0f q/s  p50 %v p99 %v  peak %6.1f MiB  settled %6.1f MiB (%5.1f B/domain)  wrong answers %d\n",
-				r.name, r.domains, r.load.Seconds(), r.qps, r.p50, r.p99, float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, float64(r.rssKiB*1024)/float64(r.domains), r.wrongs)
+			fmt.Printf("%-9s %8d domains: load %6.2fs  %7.0f q/s  p50 %v p99 %v  peak %6.1f MiB  settled %6.1f MiB  wrong answers %d\n",
+				r.name, r.domains, r.load.Seconds(), r.qps, r.p50, r.p99, float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, r.wrongs)
 		}
 	}
 	// Latency of the upstream alone, for "added latency".
@@ -191,9 +191,15 @@ func run() error {
 		float64(base["dnsmasq"].rssKiB)/1024, float64(base["famguard"].rssKiB)/1024)
 	fmt.Printf("\n%-9s %9s %9s %10s %10s %10s %12s %14s %10s\n", "server", "domains", "load s", "q/s", "p50 added", "peak MiB", "settled MiB", "B/domain added", "peak/set")
 	for _, r := range results {
-		added := float64(r.rssKiB-base[r.name].rssKiB) * 1024 / float64(r.domains)
-		fmt.Printf("%-9s %9d %9.2f %10.0f %10v %10.1f %12.1f %14.1f %10.2f\n", r.name, r.domains, r.load.Seconds(), r.qps, (r.p50 - up50).Round(time.Microsecond),
-			float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, added, float64(r.peakKiB-base[r.name].rssKiB)/float64(r.rssKiB-base[r.name].rssKiB))
+		grown := r.rssKiB - base[r.name].rssKiB
+		perDomain, peakRatio := "below noise", "-"
+		// Below 1 MiB of growth RSS is within the runtime's own noise.
+		if grown >= 1024 {
+			perDomain = fmt.Sprintf("%.1f", float64(grown)*1024/float64(r.domains))
+			peakRatio = fmt.Sprintf("%.2f", float64(r.peakKiB-base[r.name].rssKiB)/float64(grown))
+		}
+		fmt.Printf("%-9s %9d %9.2f %10.0f %10v %10.1f %12.1f %14s %10s\n", r.name, r.domains, r.load.Seconds(), r.qps, (r.p50 - up50).Round(time.Microsecond),
+			float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, perDomain, peakRatio)
 	}
 	for i := 0; i+1 < len(results); i += 2 {
 		d, f := results[i], results[i+1]
