@@ -10,7 +10,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 RACE_PKGS := ./agent/... ./rules/...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross
 
 all: build
 
@@ -47,6 +47,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseDaysAndClock -fuzztime $(FUZZTIME) ./agent/schedule/
 	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./agent/categories/
 	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $(FUZZTIME) ./agent/dnsfilter/
+
+# Static router builds (CGO off, trimmed, stripped, version stamped) and a
+# size report. The router budget is 6 MiB per build (goal 5 MiB).
+CROSS := mips:GOMIPS=softfloat mipsle:GOMIPS=softfloat arm:GOARM=7 arm64: amd64:
+cross:
+	@mkdir -p dist
+	@for t in $(CROSS); do \
+		arch=$${t%%:*}; extra=$${t#*:}; \
+		env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/famguard-linux-$$arch ./agent/cmd/famguard || exit 1; \
+	done
+	@echo "size (bytes)  MiB   build"; for f in dist/famguard-linux-*; do \
+		s=$$(stat -c %s $$f); printf "%12d  %4.1f  %s\n" $$s $$(echo "$$s/1048576" | bc -l) $$f; done
 
 clean:
 	rm -rf bin dist

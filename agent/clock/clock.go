@@ -61,11 +61,15 @@ func WallJumps(ctx context.Context) <-chan struct{} {
 type timerSource interface {
 	arm() error
 	// wait blocks up to timeout; it returns errClockSet when the wall clock
-	// was set, nil on timeout or expiry.
+	// was set, errExpired when the (distant) timer itself expired, and nil
+	// on timeout.
 	wait(timeout time.Duration) error
 }
 
-var errClockSet = errors.New("wall clock was set")
+var (
+	errClockSet = errors.New("wall clock was set")
+	errExpired  = errors.New("timer expired")
+)
 
 func watchCancelOnSet(ctx context.Context, src timerSource, out chan<- struct{}) {
 	if err := src.arm(); err != nil {
@@ -79,20 +83,22 @@ func watchCancelOnSet(ctx context.Context, src timerSource, out chan<- struct{})
 			case out <- struct{}{}:
 			default: // one pending signal is enough: the daemon re-reads the clock
 			}
-			// A cancelled timer must be re-armed to be told again.
-			if src.arm() != nil {
-				return
-			}
+		}
+		// A cancelled or expired timer must be re-armed to be told again.
+		if err != nil && src.arm() != nil {
+			return
 		}
 	}
 }
 
 type timerfd int
 
-// arm sets an absolute expiry far in the future with CANCEL_ON_SET, so the
-// only thing that wakes the fd is a change of the wall clock.
+// arm sets an absolute expiry a year ahead with CANCEL_ON_SET, so what
+// wakes the fd is a change of the wall clock (or, once a year, the expiry,
+// after which it is re-armed). A year rather than "forever" because 32-bit
+// routers (MIPS, ARMv7) have a 32-bit time_t here.
 func (fd timerfd) arm() error {
-	spec := unix.ItimerSpec{Value: unix.Timespec{Sec: 1<<62 - 1}}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(time.Now().AddDate(1, 0, 0).UnixNano())}
 	return unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &spec, nil)
 }
 
@@ -104,8 +110,11 @@ func (fd timerfd) wait(timeout time.Duration) error {
 	}
 	var buf [8]byte
 	_, err = unix.Read(int(fd), buf[:])
-	if errors.Is(err, unix.ECANCELED) {
+	switch {
+	case errors.Is(err, unix.ECANCELED):
 		return errClockSet
+	case err == nil:
+		return errExpired
 	}
 	return nil
 }

@@ -90,3 +90,47 @@ func TestWallJumpsStopsWithContext(t *testing.T) {
 		t.Fatal("WallJumps did not stop after its context ended")
 	}
 }
+
+// scriptedTimer returns the given wait results in order, then times out.
+type scriptedTimer struct {
+	mu      sync.Mutex
+	results []error
+	arms    int
+}
+
+func (s *scriptedTimer) arm() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.arms++
+	return nil
+}
+
+func (s *scriptedTimer) wait(timeout time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.results) == 0 {
+		time.Sleep(timeout)
+		return nil
+	}
+	r := s.results[0]
+	s.results = s.results[1:]
+	return r
+}
+
+// TestExpiryRearmsWithoutSignal: the distant timer expiring (once a year)
+// is not a clock step, but the timer must be armed again.
+func TestExpiryRearmsWithoutSignal(t *testing.T) {
+	s := &scriptedTimer{results: []error{errExpired, nil}}
+	out := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	watchCancelOnSet(ctx, s, out)
+	select {
+	case <-out:
+		t.Error("an expiry was reported as a clock step")
+	default:
+	}
+	if s.arms != 2 {
+		t.Errorf("armed %d times, want 2 (initial + after expiry)", s.arms)
+	}
+}
