@@ -58,7 +58,7 @@ cross:
 		env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/famguard-linux-$$arch ./agent/cmd/famguard || exit 1; \
 	done
 	@echo "size (bytes)  MiB   build"; for f in dist/famguard-linux-*; do \
-		s=$$(stat -c %s $$f); printf "%12d  %4.1f  %s\n" $$s $$(echo "$$s/1048576" | bc -l) $$f; done
+		awk -v s=$$(stat -c %s $$f) -v f=$$f 'BEGIN { printf "%12d  %4.1f  %s\n", s, s/1048576, f }'; done
 
 clean:
 	rm -rf bin dist
