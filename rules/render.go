@@ -15,6 +15,7 @@ const (
 	RejectChain = "FAMGUARD-REJECT"
 	DNSChain    = "FAMGUARD-DNS"
 	DoHChain    = "FAMGUARD-DOH"
+	BypassChain = "FAMGUARD-BYPASS"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
@@ -86,24 +87,14 @@ func Render(d Desired, fam Family) (string, error) {
 		b.WriteString("COMMIT\n")
 	}
 	b.WriteString("*filter\n")
-	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, DoHChain, RejectChain)
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, BypassChain, DoHChain, RejectChain)
+	var bypass []string // rules of BypassChain: devices whose encrypted DNS is refused
 	for i, dev := range devs {
 		mac := macs[i]
 		if !dev.Offline {
 			if dev.BypassPrevention && d.DNSPort > 0 {
-				// DNS over TLS (TCP) and over QUIC (UDP) would bypass
-				// the filter: refuse them, so apps fall back to port 53.
-				for _, proto := range []string{"tcp", "udp"} {
-					fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 853 -m comment --comment %s -j %s\n",
-						Chain, mac, proto, proto, Comment("famguard: "+who(dev)+": encrypted DNS (bypass prevention)"), RejectChain)
-				}
-				// DNS over HTTPS to known resolvers: only new HTTPS
-				// connections of such devices walk the address list.
-				if len(d.DoHAddrs) > 0 {
-					for _, proto := range []string{"tcp", "udp"} {
-						fmt.Fprintf(&b, "-A %s -m mac --mac-source %s -p %s -m %s --dport 443 -j %s\n", Chain, mac, proto, proto, DoHChain)
-					}
-				}
+				bypass = append(bypass, fmt.Sprintf("-A %s -m mac --mac-source %s -m comment --comment %s -j %s\n",
+					BypassChain, mac, Comment("famguard: "+who(dev)+": encrypted DNS (bypass prevention)"), RejectChain))
 			}
 			continue
 		}
@@ -119,11 +110,29 @@ func Render(d Desired, fam Family) (string, error) {
 			fmt.Fprintf(&b, "-A %s -d %s -m comment --comment %s -j %s\n", Chain, netip.PrefixFrom(a, a.BitLen()), Comment("famguard: to "+who(dev)), RejectChain)
 		}
 	}
-	doh := append([]netip.Addr(nil), d.DoHAddrs...)
-	sort.Slice(doh, func(i, j int) bool { return doh[i].Less(doh[j]) })
-	for _, a := range doh {
-		if a = a.Unmap(); a.Is4() == (fam == IPv4) && a.IsValid() {
-			fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"famguard: DNS-over-HTTPS resolver\" -j %s\n", DoHChain, netip.PrefixFrom(a, a.BitLen()), RejectChain)
+	// Bypass prevention tests the port first and the device second, so a new
+	// connection that is neither DoT/DoQ (853) nor HTTPS to a listed DoH
+	// resolver never walks the per-device list.
+	if len(bypass) > 0 {
+		for _, proto := range []string{"tcp", "udp"} {
+			fmt.Fprintf(&b, "-A %s -p %s -m %s --dport 853 -j %s\n", Chain, proto, proto, BypassChain)
+		}
+		doh := append([]netip.Addr(nil), d.DoHAddrs...)
+		sort.Slice(doh, func(i, j int) bool { return doh[i].Less(doh[j]) })
+		listed := false
+		for _, a := range doh {
+			if a = a.Unmap(); a.Is4() == (fam == IPv4) && a.IsValid() {
+				fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"famguard: DNS-over-HTTPS resolver\" -j %s\n", DoHChain, netip.PrefixFrom(a, a.BitLen()), BypassChain)
+				listed = true
+			}
+		}
+		if listed {
+			for _, proto := range []string{"tcp", "udp"} {
+				fmt.Fprintf(&b, "-A %s -p %s -m %s --dport 443 -j %s\n", Chain, proto, proto, DoHChain)
+			}
+		}
+		for _, r := range bypass {
+			b.WriteString(r)
 		}
 	}
 	// Reject rather than drop: apps fail at once instead of hanging.
@@ -155,7 +164,7 @@ func RenderCleanup(tables ...string) string {
 }
 
 // ourChains are famguard's chains per table.
-var ourChains = map[string][]string{"filter": {Chain, DoHChain, RejectChain}, "nat": {DNSChain}}
+var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, RejectChain}, "nat": {DNSChain}}
 
 // tablesIn lists the tables a restore input writes.
 func tablesIn(restore string) map[string]bool {
