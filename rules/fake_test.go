@@ -231,3 +231,31 @@ func TestTraceBypassPrevention(t *testing.T) {
 		}
 	}
 }
+
+func TestHolds(t *testing.T) {
+	text, err := Render(Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet)}}, IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFake()
+	if err := f.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := f.Snapshot(IPv4)
+	if !Holds(text, snap) {
+		t.Fatalf("a fresh apply does not hold:\n%s", snap)
+	}
+	for _, change := range []string{"-F FAMGUARD", "-F FORWARD", "-I FORWARD 1 -j ACCEPT", "-A FAMGUARD -j RETURN"} {
+		g := NewFake()
+		_ = g.Apply(IPv4, text)
+		if err := g.Run(IPv4, change); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := g.Snapshot(IPv4); Holds(text, s) {
+			t.Errorf("after %q the snapshot still holds", change)
+		}
+	}
+	if s, _ := f.Snapshot(IPv6); Holds(text, s) {
+		t.Error("an empty table holds")
+	}
+}

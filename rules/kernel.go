@@ -488,3 +488,42 @@ func jumpFirstOnce(snap string, used map[string]bool) bool {
 	}
 	return true
 }
+
+// Holds reports whether a snapshot (Dataplane.Snapshot) shows exactly what a
+// restore input wrote: every chain it declared, with as many rules, and the
+// jump first and single in each table it wrote. The daemon only takes a
+// snapshot as the baseline to heal against when it holds: a read-back that
+// raced with another program's flush must not become "the good state".
+func Holds(restore, snapshot string) bool {
+	want, got := map[string]int{}, map[string]int{}
+	tbl := ""
+	for _, line := range strings.Split(restore, "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			tbl = line[1:]
+		case strings.HasPrefix(line, ":"):
+			want[tbl+":"+strings.Fields(line[1:])[0]] += 0
+		case strings.HasPrefix(line, "-A "):
+			want[tbl+":"+strings.Fields(line)[1]]++
+		}
+	}
+	declared := map[string]bool{}
+	for _, line := range strings.Split(snapshot, "\n") {
+		t, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rest, ":"):
+			declared[t+":"+rest[1:]] = true
+		case strings.HasPrefix(rest, "-A "):
+			got[t+":"+strings.Fields(rest)[1]]++
+		}
+	}
+	for chain, n := range want {
+		if !declared[chain] || got[chain] != n {
+			return false
+		}
+	}
+	return jumpFirstOnce(snapshot, tablesIn(restore))
+}

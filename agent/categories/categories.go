@@ -160,6 +160,29 @@ func ReadList(r io.Reader, add func(domain string)) (bad int, err error) {
 	return bad, nil
 }
 
+// ListFile says whether a directory entry is a category list, and which
+// category: <category>.txt, not hidden (editors' temporary files are).
+func ListFile(name string) (category string, ok bool) {
+	category, ok = strings.CutSuffix(name, ".txt")
+	return category, ok && category != "" && !strings.HasPrefix(category, ".")
+}
+
+// Available lists the categories that have a list file in dir, without
+// reading the lists (check and status use it to report missing lists).
+func Available(dir string) (map[string]bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	avail := map[string]bool{}
+	for _, e := range entries {
+		if name, ok := ListFile(e.Name()); ok && !e.IsDir() {
+			avail[name] = true
+		}
+	}
+	return avail, nil
+}
+
 // Load reads every <category>.txt in dir.
 func Load(dir string) (*Store, Stats, error) {
 	entries, err := os.ReadDir(dir)
@@ -169,8 +192,8 @@ func Load(dir string) (*Store, Stats, error) {
 	s := &Store{}
 	var st Stats
 	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".txt")
-		if !ok || e.IsDir() || strings.HasPrefix(name, ".") {
+		name, ok := ListFile(e.Name())
+		if !ok || e.IsDir() {
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, e.Name()))

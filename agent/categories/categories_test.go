@@ -1,7 +1,6 @@
 package categories
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -202,4 +201,21 @@ func BenchmarkMatch(b *testing.B) {
 	}
 }
 
-var _ = fmt.Sprint
+// TestAvailableMatchesLoad: the categories reported as having a list are
+// exactly those Load reads (hidden and non-.txt files are neither).
+func TestAvailableMatchesLoad(t *testing.T) {
+	dir := writeLists(t, map[string]string{
+		"gambling.txt": "casino.example\n", ".games.txt": "game.example\n", "notes.md": "x.example\n",
+	})
+	avail, err := Available(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(avail, map[string]bool{"gambling": true}) || !reflect.DeepEqual(s.Categories(), []string{"gambling"}) {
+		t.Errorf("Available = %v, Load = %v; want only gambling in both", avail, s.Categories())
+	}
+}

@@ -183,7 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
-		go watchProfiles(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged)
+		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged)
 	}
 	neighCh := make(chan netwatch.Table, 1)
 	if d.cfg.Neighbours != nil {
@@ -198,7 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.DNS != nil && d.cfg.CategoriesDir != "" {
 		catChanged := make(chan struct{}, 1)
 		if d.cfg.WatchFiles {
-			go watchProfiles(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged)
+			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged)
 		}
 		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
 	}
@@ -414,7 +414,7 @@ func (d *Daemon) missingCategories() []string {
 	if d.cfg.CategoriesDir == "" || d.pol == nil {
 		return nil
 	}
-	avail, err := AvailableCategories(d.cfg.CategoriesDir)
+	avail, err := categories.Available(d.cfg.CategoriesDir)
 	if err != nil {
 		if len(d.pol.Categories()) == 0 {
 			return nil
@@ -426,21 +426,6 @@ func (d *Daemon) missingCategories() []string {
 		out = append(out, p.String())
 	}
 	return out
-}
-
-// AvailableCategories lists the categories with a list file (<name>.txt).
-func AvailableCategories(dir string) (map[string]bool, error) {
-	avail := map[string]bool{}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".txt"); ok && !e.IsDir() {
-			avail[name] = true
-		}
-	}
-	return avail, nil
 }
 
 // reconcile evaluates the policy now and brings the kernel to match.
@@ -548,6 +533,14 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			d.log.Warn("reading rules back failed", "family", fam, "err", err)
 		}
 		d.snapshot[fam] = snap
+		if err == nil && !rules.Holds(d.applied[fam], snap) {
+			// Another program changed the rules between our write and the
+			// read-back: this is not a baseline to heal against. Write
+			// again at the next heal.
+			d.log.Warn("famguard's rules changed right after they were written; writing them again", "family", fam)
+			d.applied[fam] = ""
+			ok = false
+		}
 	}
 	return ok
 }

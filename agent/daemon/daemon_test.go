@@ -21,14 +21,17 @@ import (
 	"github.com/famguard/famguard/rules"
 )
 
-// fakeDataplane is a stateful stand-in for the kernel: it holds the last
-// restore text per family, can lose it (an external flush) and can fail.
+// fakeDataplane is rules' stateful fake (it really applies the restore
+// input and reads back like the kernel) plus failure injection and a count
+// of applies.
 type fakeDataplane struct {
 	mu      sync.Mutex
-	kernel  [2]string
+	fake    *rules.Fake
 	applies int
 	fail    error
 }
+
+func newFakeDataplane() *fakeDataplane { return &fakeDataplane{fake: rules.NewFake()} }
 
 func (f *fakeDataplane) Apply(fam rules.Family, text string) error {
 	f.mu.Lock()
@@ -36,31 +39,16 @@ func (f *fakeDataplane) Apply(fam rules.Family, text string) error {
 	if f.fail != nil {
 		return f.fail
 	}
-	f.kernel[fam] = text
 	f.applies++
-	return nil
+	return f.fake.Apply(fam, text)
 }
 
-func (f *fakeDataplane) Snapshot(fam rules.Family) (string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.kernel[fam], nil
-}
+func (f *fakeDataplane) Snapshot(fam rules.Family) (string, error) { return f.fake.Snapshot(fam) }
+func (f *fakeDataplane) Cleanup(fam rules.Family) error            { return f.fake.Cleanup(fam) }
+func (f *fakeDataplane) Backend() string                           { return "fake" }
 
-func (f *fakeDataplane) Cleanup(fam rules.Family) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.kernel[fam] = ""
-	return nil
-}
-
-func (f *fakeDataplane) Backend() string { return "fake" }
-
-func (f *fakeDataplane) get(fam rules.Family) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.kernel[fam]
-}
+// get is the family's table as iptables-save would print it.
+func (f *fakeDataplane) get(fam rules.Family) string { return f.fake.Save(fam) }
 
 func (f *fakeDataplane) setFail(err error) {
 	f.mu.Lock()
@@ -108,7 +96,7 @@ func newHarness(t *testing.T, start time.Time, content string) *harness {
 			t.Fatal(err)
 		}
 	}
-	h := &harness{t: t, dir: dir, dp: &fakeDataplane{}, reload: make(chan struct{}, 1),
+	h := &harness{t: t, dir: dir, dp: newFakeDataplane(), reload: make(chan struct{}, 1),
 		cut: make(chan []netip.Addr, 10), stopped: make(chan struct{})}
 	h.d = New(Config{
 		ProfilesDir: dir,
@@ -159,7 +147,7 @@ func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
 	bed := time.Date(2026, 11, 26, 21, 0, 0, 0, berlin)
 	h := newHarness(t, bed.Add(-300*time.Millisecond), profile)
 
-	eventually(t, "first apply", func() bool { return h.dp.get(rules.IPv4) != "" })
+	eventually(t, "first apply", func() bool { return strings.Contains(h.dp.get(rules.IPv4), ":FAMGUARD ") })
 	if strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") {
 		t.Fatal("Alice's MAC is in the rules before bedtime")
 	}
@@ -229,7 +217,9 @@ func TestNoValidPolicyLeavesKernelUntouched(t *testing.T) {
 
 func TestHealRestoresRemovedRules(t *testing.T) {
 	h := newHarness(t, time.Date(2026, 11, 26, 22, 0, 0, 0, berlin), profile)
-	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	// Settled: the MAC rule and, once the neighbour table arrived, the rule
+	// for Alice's address.
+	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "-d 192.0.2.11/32") })
 	want := h.dp.get(rules.IPv4)
 	_ = h.dp.Cleanup(rules.IPv4) // another program flushed our chains
 	eventually(t, "heal", func() bool { return h.dp.get(rules.IPv4) == want })
@@ -254,7 +244,7 @@ func TestFailedApplyIsRetried(t *testing.T) {
 
 // countingDataplane counts snapshots, to catch a busy loop.
 type countingDataplane struct {
-	fakeDataplane
+	*fakeDataplane
 	snapshots atomic.Int64
 }
 
@@ -272,7 +262,7 @@ func TestClosedEventSourcesDoNotSpin(t *testing.T) {
 	}
 	closed := make(chan struct{})
 	close(closed)
-	dp := &countingDataplane{}
+	dp := &countingDataplane{fakeDataplane: newFakeDataplane()}
 	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
 		Dataplane: dp, WallJumps: closed, RulesChanged: closed, Reload: closed,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
@@ -324,7 +314,7 @@ func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
 	}
 	clk := &steppableClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)}
 	jumps := make(chan struct{}, 1)
-	dp := &fakeDataplane{}
+	dp := newFakeDataplane()
 	d := New(Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, WallJumps: jumps,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -332,7 +322,7 @@ func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
 	go func() { _ = d.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	eventually(t, "noon rules", func() bool { return dp.get(rules.IPv4) != "" })
+	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
 	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
 		t.Fatal("Alice blocked at noon")
 	}
@@ -345,5 +335,41 @@ func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
 	jumps <- struct{}{}
 	eventually(t, "block lifted right after stepping back", func() bool {
 		return !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+	})
+}
+
+// racingDataplane lets another program flush famguard's chain between the
+// daemon's write and its read-back, once.
+type racingDataplane struct {
+	*fakeDataplane
+	raced atomic.Bool
+}
+
+func (r *racingDataplane) Snapshot(fam rules.Family) (string, error) {
+	if fam == rules.IPv4 && strings.Contains(r.get(fam), "02:00:00:00:00:11") && r.raced.CompareAndSwap(false, true) {
+		if err := r.fake.Run(fam, "-F FAMGUARD"); err != nil {
+			return "", err
+		}
+	}
+	return r.fakeDataplane.Snapshot(fam)
+}
+
+// TestReadBackRaceIsHealed: a flush that lands between the write and the
+// read-back must not become the baseline; the rules come back.
+func TestReadBackRaceIsHealed(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dp := &racingDataplane{fakeDataplane: newFakeDataplane()}
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the race to happen", func() bool { return dp.raced.Load() })
+	eventually(t, "Alice's rule back after the racing flush", func() bool {
+		return strings.Contains(dp.get(rules.IPv4), "--mac-source 02:00:00:00:00:11")
 	})
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// watchProfiles tells the loop (through changed, coalescing) that the profile
-// directory may have changed.
+// watchDir tells the loop (through changed, coalescing) that a watched
+// directory (the profiles, the category lists) may have changed.
 //
 // Why the parent directory is watched too: a watch on the directory itself is
 // lost when an operator swaps the whole directory (rename or symlink swap of
@@ -28,7 +28,7 @@ import (
 // maxDelay bounds how long a burst of events can postpone a reload.
 const maxDelay = 500 * time.Millisecond
 
-func watchProfiles(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}) {
+func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		log.Error("cannot watch the profile directory; changes are picked up only on SIGHUP", "dir", dir, "err", err)

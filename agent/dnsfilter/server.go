@@ -272,6 +272,10 @@ func (s *Server) rewrite(ctx context.Context, r *dns.Msg, host, network string) 
 func (s *Server) count(mac, what string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.countLocked(mac, what)
+}
+
+func (s *Server) countLocked(mac, what string) {
 	if s.counters[mac] == nil {
 		s.counters[mac] = map[string]uint64{}
 	}
@@ -279,9 +283,9 @@ func (s *Server) count(mac, what string) {
 }
 
 func (s *Server) note(mac, child, name, what, reason string) {
-	s.count(mac, what)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.countLocked(mac, what)
 	s.recent = append(s.recent, Recent{At: s.now(), MAC: mac, Child: child, Name: Normalize(name), Reason: reason})
 	if len(s.recent) > RecentMax {
 		s.recent = append(s.recent[:0], s.recent[len(s.recent)-RecentMax:]...)

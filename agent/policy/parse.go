@@ -370,8 +370,6 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 		p.problem(n, path, "expected text, got %s", kindName(n))
 		return "", false
 	}
-	// YAML 1.1 readers turn 21:00 into a number of minutes; yaml.v3 keeps
-	// the text, but a bare time is still worth quoting: say so only if odd.
 	return n.Value, true
 }
 

@@ -14,7 +14,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -395,5 +394,3 @@ func writeAtomic(path, content string) error {
 	}
 	return os.Rename(tmp, path)
 }
-
-var _ = json.Marshal

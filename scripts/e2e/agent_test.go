@@ -12,8 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,10 +230,3 @@ func famguardLines(t testing.TB, l *lab.Lab, save string) []string {
 	}
 	return lines
 }
-
-func mustJSON(v any) string {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	return string(b)
-}
-
-var _ = fmt.Sprintf

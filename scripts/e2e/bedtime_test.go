@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -198,5 +197,3 @@ func TestBedtime(t *testing.T) {
 		t.Errorf("Bob should be online until 22:00, status says %q", b.Reason)
 	}
 }
-
-var _ = exec.Command

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"github.com/famguard/famguard/scripts/lab"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,6 +107,3 @@ func TestBrokenProfileKeepsLastGood(t *testing.T) {
 	writeFile(t, path, familyProfile)
 	f.waitReach(t, f.alice, inet4, true, 3*time.Second)
 }
-
-var _ = os.Getpid
-var _ = context.Background

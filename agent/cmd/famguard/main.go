@@ -24,6 +24,7 @@ import (
 	"time"
 	_ "time/tzdata" // OpenWrt has no zoneinfo: the zone database travels in the binary
 
+	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/clock"
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
@@ -268,7 +269,7 @@ func cmdRun(args []string) error {
 
 func cmdCheck(args []string, out io.Writer) error {
 	fs := newFlagSet("check")
-	categories := fs.String("categories", "", "also report categories that have no list in this directory")
+	catDir := fs.String("categories", "", "also report categories that have no list in this directory")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -291,8 +292,8 @@ func cmdCheck(args []string, out io.Writer) error {
 	if _, err := tz.Resolve(pol.Timezone, tz.Env{}); err != nil {
 		return err
 	}
-	if *categories != "" {
-		avail, err := daemon.AvailableCategories(*categories)
+	if *catDir != "" {
+		avail, err := categories.Available(*catDir)
 		if err != nil {
 			return fmt.Errorf("--categories: %w", err)
 		}
