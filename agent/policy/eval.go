@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -71,9 +70,7 @@ func (p *Policy) Evaluate(at time.Time, loc *time.Location) []DeviceState {
 		if names == nil {
 			names = []string{}
 		}
-		devs := append([]Device(nil), c.Devices...)
-		sort.Slice(devs, func(i, j int) bool { return devs[i].MAC < devs[j].MAC })
-		for _, d := range devs {
+		for _, d := range sortedDevices(c.Devices) {
 			out = append(out, DeviceState{
 				MAC: d.MAC, Child: c.Name, Device: d.Name, Online: !offline, Reason: reason,
 				Until: until, BlockedCategories: blocked, ActiveWindows: names,
