@@ -2,7 +2,11 @@ package clock
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -132,5 +136,64 @@ func TestExpiryRearmsWithoutSignal(t *testing.T) {
 	}
 	if s.arms != 2 {
 		t.Errorf("armed %d times, want 2 (initial + after expiry)", s.arms)
+	}
+}
+
+func TestWhenSyncedSignalsOnce(t *testing.T) {
+	var calls atomic.Int32
+	check := func() (bool, error) { return calls.Add(1) >= 3, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := WhenSynced(ctx, time.Millisecond, check)
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no signal after the check reported sync")
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d checks; it must stop checking once synced", n)
+	}
+}
+
+func TestWhenSyncedGivesUpOnErrors(t *testing.T) {
+	var calls atomic.Int32
+	check := func() (bool, error) { calls.Add(1); return false, errors.New("EPERM") }
+	ch := WhenSynced(context.Background(), time.Millisecond, check)
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-ch:
+		t.Fatal("signalled although the check failed")
+	default:
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("%d checks of a failing adjtimex, want 4 then give up", n)
+	}
+}
+
+func TestSyncMarkerIsPerBoot(t *testing.T) {
+	dir := t.TempDir()
+	if SyncedThisBoot(dir) {
+		t.Fatal("synced before any marker")
+	}
+	if err := MarkSynced(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !SyncedThisBoot(dir) {
+		t.Fatal("marker not recognised in the same boot")
+	}
+	// A marker from another boot (what a reboot leaves on persistent storage).
+	if err := os.WriteFile(filepath.Join(dir, SyncMarker), []byte("0b0b0b0b-other-boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if SyncedThisBoot(dir) {
+		t.Error("a previous boot's marker was trusted")
+	}
+}
+
+func TestKernelSyncedAnswers(t *testing.T) {
+	// The host's sync state is whatever it is; what matters is that the
+	// syscall works here (adjtimex read-only needs no privilege).
+	if _, err := KernelSynced(); err != nil {
+		t.Fatalf("adjtimex: %v", err)
 	}
 }

@@ -26,6 +26,13 @@
 //     `famguard cleanup` removes them.
 //   - The loop sleeps until the next schedule transition (no minute polling);
 //     a wall-clock step wakes it at once.
+//   - Until the clock is known to be right (WaitForClockSync: NTP has not
+//     answered since boot) the schedule is not evaluated at all: the boot
+//     policy applies (policy.EvaluateUnsynced: each device keeps its saved
+//     state, or is offline if it has an offline window). The moment the
+//     kernel or the ntp hotplug signal says the time is good, the schedule
+//     takes over. Device states are saved (on change only) while the clock
+//     is trusted, never from an untrusted clock.
 package daemon
 
 import (
@@ -42,6 +49,7 @@ import (
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/rules"
 )
@@ -61,6 +69,18 @@ type Config struct {
 	Clock          clock.Clock
 	ClockSimulated bool   // --clock was given
 	Env            tz.Env // where the router's zone is read from
+
+	// Boot clock. WaitForClockSync starts the agent with the clock
+	// untrusted: BootPolicy applies until ClockSynced fires (the kernel
+	// reports NTP sync) or a "clock-synced" request arrives (the ntp hotplug
+	// signal). False (tests, simulated clocks, --boot-policy schedule) trusts
+	// the clock from the start.
+	WaitForClockSync bool
+	TrustSource      string            // why the clock is trusted when WaitForClockSync is false
+	ClockSynced      <-chan struct{}   // nil: the kernel is not watched
+	BootPolicy       policy.BootPolicy // default policy.BootSaved
+	SavedState       *savedstate.Store // nil: device states are not persisted
+	StateDir         string            // where the clock-sync marker is kept ("": nowhere)
 
 	Dataplane rules.Dataplane
 	// DNS, when set, is the listener that filters protected devices' DNS
@@ -103,6 +123,12 @@ type Daemon struct {
 	missingCats []string
 	next        time.Time
 	cats        catResult // the category lists in use (DNS only)
+
+	trusted     bool            // the clock is known to be right
+	trustSource string          // why
+	trustedAt   time.Time       // when it became trusted (zero: from the start)
+	saved       savedstate.File // loaded at start: what applies before the clock is trusted
+	savedErr    string          // the last load or save problem, for status
 }
 
 // catResult is one load of the category lists.
@@ -141,6 +167,12 @@ func New(cfg Config) *Daemon {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System()
 	}
+	if cfg.BootPolicy == "" {
+		cfg.BootPolicy = policy.BootSaved
+	}
+	if cfg.TrustSource == "" {
+		cfg.TrustSource = "assumed right"
+	}
 	return &Daemon{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -178,8 +210,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 
 	d.dp.Backend = d.cfg.Dataplane.Backend()
+	d.trusted, d.trustSource = !d.cfg.WaitForClockSync, d.cfg.TrustSource
+	d.loadSaved()
 	d.log.Info("famguard starting", "version", d.cfg.Version, "profiles", d.cfg.ProfilesDir,
 		"firewall_backend", d.dp.Backend, "heal", healMode(d.cfg), "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
+	if !d.trusted {
+		d.log.Warn("the clock is not known to be right yet (no NTP sync since boot); until it is, the boot policy applies instead of the schedule",
+			"boot_policy", d.cfg.BootPolicy, "saved_devices", len(d.saved.Devices), "saved_at", d.saved.SavedAt.Format(time.RFC3339))
+	}
 
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
@@ -213,6 +251,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Optional event sources close when they stop (or could not start); a
 	// closed channel is always ready, so each is set to nil once closed.
 	wallJumps, rulesChanged, sighup := d.cfg.WallJumps, d.cfg.RulesChanged, d.cfg.Reload
+	clockSynced := d.cfg.ClockSynced
 
 	for {
 		d.armTimer(schedTimer)
@@ -240,6 +279,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.log.Info("wall clock was stepped; re-evaluating schedules", "now", d.cfg.Clock.Now().Format(time.RFC3339))
 			d.reconcile("clock step")
+		case _, ok := <-clockSynced:
+			clockSynced = nil // one signal is all it takes
+			if ok {
+				d.clockTrusted("the kernel reports NTP synchronisation")
+			}
 		case <-schedTimer.C:
 			d.reconcile("schedule")
 		case <-heal.C:
@@ -433,8 +477,7 @@ func (d *Daemon) reconcile(why string) {
 	if d.pol == nil {
 		return
 	}
-	now := d.cfg.Clock.Now()
-	states := d.pol.Evaluate(now, d.zone.Loc)
+	states := d.evaluate()
 	d.states = states
 	if next, ok := policy.NextChange(states); ok {
 		d.next = next
@@ -482,6 +525,7 @@ func (d *Daemon) reconcile(why string) {
 		}
 	}
 	d.offline = nowOffline
+	d.saveStates(states)
 	if len(cut) > 0 && d.cfg.DeleteFlows != nil {
 		n, err := d.cfg.DeleteFlows(cut)
 		if err != nil {
@@ -489,6 +533,67 @@ func (d *Daemon) reconcile(why string) {
 		} else {
 			d.log.Info("cut live connections of newly offline devices", "connections", n, "addresses", len(cut))
 		}
+	}
+}
+
+// evaluate is the device states now: the schedule when the clock is trusted,
+// the boot policy otherwise.
+func (d *Daemon) evaluate() []policy.DeviceState {
+	if d.trusted {
+		return d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
+	}
+	return d.pol.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt)
+}
+
+// clockTrusted switches from the boot policy to the schedule.
+func (d *Daemon) clockTrusted(source string) {
+	if d.trusted {
+		return
+	}
+	d.trusted, d.trustSource, d.trustedAt = true, source, time.Now()
+	if d.cfg.StateDir != "" {
+		if err := clock.MarkSynced(d.cfg.StateDir); err != nil {
+			d.log.Warn("cannot remember the clock sync for a restart of the agent", "err", err)
+		}
+	}
+	d.log.Info("clock synchronised; schedules now follow the clock", "source", source, "now", d.cfg.Clock.Now().Format(time.RFC3339))
+	d.reconcile("clock synchronised")
+}
+
+// loadSaved reads the device states saved before the last shutdown.
+func (d *Daemon) loadSaved() {
+	d.saved = savedstate.File{Devices: map[string]policy.Saved{}}
+	if d.cfg.SavedState == nil {
+		return
+	}
+	f, err := d.cfg.SavedState.Load()
+	if err != nil {
+		d.savedErr = err.Error()
+		d.log.Error("saved device states unusable; until the clock is synchronised devices with an offline window are offline", "err", err)
+		return
+	}
+	d.saved = f
+}
+
+// saveStates persists the states just applied, when they come from a
+// trusted clock (the store writes only on change).
+func (d *Daemon) saveStates(states []policy.DeviceState) {
+	if !d.trusted || d.cfg.SavedState == nil {
+		return
+	}
+	saved := policy.SavedOf(states)
+	wrote, err := d.cfg.SavedState.Save(saved, d.cfg.Clock.Now())
+	if err != nil {
+		if d.savedErr != err.Error() {
+			d.log.Error("cannot save device states", "err", err)
+		}
+		d.savedErr = err.Error()
+		return
+	}
+	d.savedErr = ""
+	if wrote {
+		d.saved = savedstate.File{Version: savedstate.FormatVersion, SavedAt: d.cfg.Clock.Now(), Devices: saved}
+		d.log.Debug("device states saved", "path", d.cfg.SavedState.Path(), "devices", len(saved))
 	}
 }
 

@@ -12,17 +12,18 @@ import (
 // Status is what `famguard status --json` prints: the running agent's view.
 // Field names are a contract for scripts and operators; add, never rename.
 type Status struct {
-	Version    string          `json:"version"`
-	PID        int             `json:"pid"`
-	Started    time.Time       `json:"started"`
-	Clock      ClockStatus     `json:"clock"`
-	Zone       ZoneStatus      `json:"zone"`
-	Policy     *PolicyStatus   `json:"policy"` // null until a valid policy was loaded
-	LastReload ReloadResult    `json:"last_reload"`
-	Dataplane  DataplaneStatus `json:"dataplane"`
-	Warnings   []string        `json:"warnings"`
-	DNS        *DNSStatus      `json:"dns"` // null when DNS filtering is off
-	Devices    []DeviceStatus  `json:"devices"`
+	Version    string            `json:"version"`
+	PID        int               `json:"pid"`
+	Started    time.Time         `json:"started"`
+	Clock      ClockStatus       `json:"clock"`
+	Zone       ZoneStatus        `json:"zone"`
+	Policy     *PolicyStatus     `json:"policy"` // null until a valid policy was loaded
+	LastReload ReloadResult      `json:"last_reload"`
+	Dataplane  DataplaneStatus   `json:"dataplane"`
+	Warnings   []string          `json:"warnings"`
+	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
+	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
+	Devices    []DeviceStatus    `json:"devices"`
 }
 
 // DNSStatus reports the DNS filter: its lists and its counters. Only
@@ -36,11 +37,27 @@ type DNSStatus struct {
 	dnsfilter.Stats
 }
 
-// ClockStatus says which time the agent evaluates schedules at.
+// ClockStatus says which time the agent evaluates schedules at, and whether
+// that time is trusted yet.
 type ClockStatus struct {
 	Now        time.Time  `json:"now"`
 	Simulated  bool       `json:"simulated"` // started with --clock
 	NextChange *time.Time `json:"next_change"`
+	// Trusted is false until NTP has synchronised the clock since boot;
+	// meanwhile BootPolicy applies instead of the schedule.
+	Trusted     bool       `json:"trusted"`
+	TrustSource string     `json:"trust_source"`         // why it is trusted ("" while not)
+	TrustedAt   *time.Time `json:"trusted_at,omitempty"` // when it became trusted while running
+	BootPolicy  string     `json:"boot_policy"`
+}
+
+// SavedStateStatus reports the device states persisted for the next boot.
+type SavedStateStatus struct {
+	Path    string    `json:"path"`
+	SavedAt time.Time `json:"saved_at"`
+	Devices int       `json:"devices"`
+	Writes  int       `json:"writes"` // by this agent, since it started
+	Error   string    `json:"error,omitempty"`
 }
 
 // ZoneStatus names the zone schedules are evaluated in and where it came from.
@@ -91,30 +108,51 @@ func (d *Daemon) answer(r request) (any, error) {
 	case "status":
 		// Evaluate afresh so `until` and reasons are exact at this instant.
 		if d.pol != nil {
-			d.states = d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
+			d.states = d.evaluate()
 		}
 		return d.status(), nil
 	case "reload":
 		d.reload("control socket")
 		return d.lastReload, nil
+	case "clock-synced":
+		// The ntp hotplug signal (`famguard notify clock-synced`).
+		d.clockTrusted("the ntp hotplug signal")
+		return d.status().Clock, nil
+	case "heal":
+		// The firewall include (`famguard notify firewall`): fw4 was
+		// reloaded; compare and restore now rather than at the next tick.
+		d.heal()
+		return d.dp, nil
 	case "shutdown":
 		return "bye", nil
 	default:
-		return nil, fmt.Errorf("unknown command %q (known: status, reload, shutdown)", r.cmd)
+		return nil, fmt.Errorf("unknown command %q (known: status, reload, clock-synced, heal, shutdown)", r.cmd)
 	}
 }
 
 func (d *Daemon) status() Status {
 	st := Status{
-		Version:    d.cfg.Version,
-		PID:        os.Getpid(),
-		Started:    d.started,
-		Clock:      ClockStatus{Now: d.cfg.Clock.Now(), Simulated: d.cfg.ClockSimulated},
+		Version: d.cfg.Version,
+		PID:     os.Getpid(),
+		Started: d.started,
+		Clock: ClockStatus{Now: d.cfg.Clock.Now(), Simulated: d.cfg.ClockSimulated,
+			Trusted: d.trusted, BootPolicy: string(d.cfg.BootPolicy)},
 		Zone:       ZoneStatus{Name: d.zone.Name, Source: d.zone.Source},
 		LastReload: d.lastReload,
 		Dataplane:  d.dp,
 		Warnings:   append([]string{}, d.missingCats...),
 		Devices:    []DeviceStatus{},
+	}
+	if d.trusted {
+		st.Clock.TrustSource = d.trustSource
+		if !d.trustedAt.IsZero() {
+			t := d.trustedAt
+			st.Clock.TrustedAt = &t
+		}
+	}
+	if d.cfg.SavedState != nil {
+		st.SavedState = &SavedStateStatus{Path: d.cfg.SavedState.Path(), SavedAt: d.saved.SavedAt,
+			Devices: len(d.saved.Devices), Writes: d.cfg.SavedState.Writes(), Error: d.savedErr}
 	}
 	if st.LastReload.Problems == nil {
 		st.LastReload.Problems = []string{}

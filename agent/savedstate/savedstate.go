@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/famguard/famguard/agent/policy"
@@ -44,8 +45,8 @@ type File struct {
 // Store reads and writes one state file.
 type Store struct {
 	path   string
-	last   []byte // the devices as last written or read: the change detector
-	writes int
+	last   []byte       // the devices as last written or read: the change detector
+	writes atomic.Int64 // read by status and tests while the owner writes
 }
 
 // New returns a store for path (nothing is read or written yet).
@@ -55,7 +56,7 @@ func New(path string) *Store { return &Store{path: path} }
 func (s *Store) Path() string { return s.path }
 
 // Writes counts the file writes this store made (status, tests).
-func (s *Store) Writes() int { return s.writes }
+func (s *Store) Writes() int { return int(s.writes.Load()) }
 
 // Load reads the file. A missing file is not an error (first boot): it
 // returns an empty File. A damaged one is an error naming the file; callers
@@ -103,7 +104,7 @@ func (s *Store) Save(devices map[string]policy.Saved, now time.Time) (bool, erro
 		return false, fmt.Errorf("saving device states to %s: %w (the state before a reboot cannot be restored until this works)", s.path, err)
 	}
 	s.last = key
-	s.writes++
+	s.writes.Add(1)
 	return true, nil
 }
 
