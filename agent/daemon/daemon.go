@@ -221,7 +221,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
-		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged)
+		ready := make(chan struct{})
+		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged, ready)
+		<-ready
 	}
 	neighCh := make(chan netwatch.Table, 1)
 	if d.cfg.Neighbours != nil {
@@ -236,7 +238,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.DNS != nil && d.cfg.CategoriesDir != "" {
 		catChanged := make(chan struct{}, 1)
 		if d.cfg.WatchFiles {
-			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged)
+			ready := make(chan struct{})
+			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged, ready)
+			<-ready
 		}
 		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
 	}

@@ -28,9 +28,14 @@ import (
 // maxDelay bounds how long a burst of events can postpone a reload.
 const maxDelay = 500 * time.Millisecond
 
-func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}) {
+//
+// ready is closed once the watches are in place (or could not be): the loop
+// waits for it before its first load, so an edit made while the agent starts
+// is either read by that load or seen by the watch, never lost between them.
+func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}, ready chan<- struct{}) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
+		close(ready)
 		log.Error("cannot watch the profile directory; changes are picked up only on SIGHUP", "dir", dir, "err", err)
 		return
 	}
@@ -50,6 +55,7 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 		log.Warn("cannot watch the profile directory's parent; a swap of the whole directory is noticed only on SIGHUP", "dir", parent, "err", err)
 	}
 	addDir()
+	close(ready)
 
 	var debounce *time.Timer
 	var fire <-chan time.Time
