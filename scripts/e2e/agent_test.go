@@ -89,7 +89,9 @@ func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string, extra
 func (a *agent) start(clockAt string) {
 	a.t.Helper()
 	args := []string{binary(a.t, "famguard"), "run", "--profiles", a.Profiles, "--state", a.State,
-		"--categories", filepath.Join(a.Profiles, "..", "categories"), "--heal-interval", "1s", "--log-level", "debug"}
+		"--categories", filepath.Join(a.Profiles, "..", "categories"), "--heal-interval", "1s", "--log-level", "debug",
+		// Never the router default under /etc: the test's own directory.
+		"--saved-state", filepath.Join(a.State, "device-state.json")}
 	if clockAt != "" {
 		args = append(args, "--clock", clockAt)
 	}

@@ -17,7 +17,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -31,6 +33,7 @@ import (
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/rules"
 )
@@ -42,6 +45,9 @@ const (
 	defaultProfiles   = "/etc/famguard/profiles.d"
 	defaultCategories = "/etc/famguard/categories.d"
 	defaultState      = "/var/run/famguard"
+	// On flash, so it survives reboots; written only when a device's state
+	// changes (a few times a day).
+	defaultSavedState = "/etc/famguard/device-state.json"
 )
 
 const usage = `famguard — parental-control agent for home routers
@@ -49,9 +55,12 @@ const usage = `famguard — parental-control agent for home routers
 Usage:
   famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
+                   [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
+                   [--memory-limit MiB]
   famguard check   [--categories DIR] DIR
   famguard plan    [--at RFC3339] [--json] DIR
   famguard status  [--json] [--state DIR]
+  famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
 
@@ -59,6 +68,7 @@ run      enforce the profiles in the foreground, logging to stderr
 check    validate a profile directory; exit 1 and one FILE:LINE:COL line per problem
 plan     show what the policy means at an instant, per device
 status   show the running agent's view: devices, reasons, policy, last reload
+notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 `
 
@@ -78,6 +88,8 @@ func main() {
 		err = cmdPlan(args, os.Stdout)
 	case "status":
 		err = cmdStatus(args, os.Stdout)
+	case "notify":
+		err = cmdNotify(args)
 	case "cleanup":
 		err = cmdCleanup(args)
 	case "version", "--version", "-v":
@@ -149,6 +161,10 @@ func cmdRun(args []string) error {
 	blockedAnswer := fs.String("blocked-answer", "null", "how blocked names are answered: null (0.0.0.0 and ::) or nxdomain")
 	dohList := fs.String("doh-list", "/etc/famguard/doh.txt", "DNS-over-HTTPS resolvers (names and addresses) refused to protected devices; the built-in list when the file does not exist")
 	heal := fs.Duration("heal-interval", 0, "how often to compare the kernel with famguard's rules (default: 30s when nf_tables announces changes, else 2s)")
+	savedPath := fs.String("saved-state", defaultSavedState, "file keeping each device's state across reboots (written only on change); empty: not kept")
+	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
+	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
+	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -161,6 +177,18 @@ func cmdRun(args []string) error {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	bootPolicy, err := policy.ParseBootPolicy(*bootFlag)
+	if err != nil {
+		return fmt.Errorf("--boot-policy: %w", err)
+	}
+	if *trustFlag != "auto" && *trustFlag != "signal" {
+		return fmt.Errorf("--clock-trust %q: use auto or signal", *trustFlag)
+	}
+	if limit, why := memoryLimit(*memLimit); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("memory limit set", "MiB", limit>>20, "why", why)
+	}
 
 	clk, simulated := clock.System(), false
 	if *clockFlag != "" {
@@ -235,25 +263,37 @@ func cmdRun(args []string) error {
 		}
 	}()
 
+	waitSync, trustSource, clockSynced := clockTrust(ctx, bootPolicy, *trustFlag, simulated, *state)
+	var saved *savedstate.Store
+	if *savedPath != "" {
+		saved = savedstate.New(*savedPath)
+	}
+
 	d := daemon.New(daemon.Config{
-		ProfilesDir:    *profiles,
-		CategoriesDir:  *categories,
-		Version:        version,
-		Clock:          clk,
-		ClockSimulated: simulated,
-		Dataplane:      dp,
-		DNS:            dns,
-		DNSPort:        *dnsPort,
-		DoH:            doh,
-		Neighbours:     netwatch.NewNeighbours(log),
-		DeleteFlows:    netwatch.DeleteFlows,
-		WallJumps:      clock.WallJumps(ctx),
-		RulesChanged:   rulesChanged,
-		Reload:         reload,
-		Log:            log,
-		HealInterval:   *heal,
-		EventHealing:   events,
-		WatchFiles:     true,
+		ProfilesDir:      *profiles,
+		CategoriesDir:    *categories,
+		Version:          version,
+		Clock:            clk,
+		ClockSimulated:   simulated,
+		WaitForClockSync: waitSync,
+		TrustSource:      trustSource,
+		ClockSynced:      clockSynced,
+		BootPolicy:       bootPolicy,
+		SavedState:       saved,
+		StateDir:         *state,
+		Dataplane:        dp,
+		DNS:              dns,
+		DNSPort:          *dnsPort,
+		DoH:              doh,
+		Neighbours:       netwatch.NewNeighbours(log),
+		DeleteFlows:      netwatch.DeleteFlows,
+		WallJumps:        clock.WallJumps(ctx),
+		RulesChanged:     rulesChanged,
+		Reload:           reload,
+		Log:              log,
+		HealInterval:     *heal,
+		EventHealing:     events,
+		WatchFiles:       true,
 	})
 	srv, err := control.Listen(*state, d.Handle)
 	if err != nil {
@@ -262,6 +302,99 @@ func cmdRun(args []string) error {
 	go srv.Serve(ctx)
 	err = d.Run(ctx)
 	if errors.Is(err, daemon.ErrShutdownRequested) {
+		return nil
+	}
+	return err
+}
+
+// clockTrust decides whether the clock is right from the start and, if not,
+// what will say so. A simulated --clock is trusted under "auto": the kernel's
+// sync state is about the real clock, not the simulated one.
+func clockTrust(ctx context.Context, bp policy.BootPolicy, trust string, simulated bool, stateDir string) (wait bool, source string, synced <-chan struct{}) {
+	switch {
+	case bp == policy.BootSchedule:
+		return false, "boot policy schedule: the clock is assumed right", nil
+	case simulated && trust == "auto":
+		return false, "simulated clock (--clock)", nil
+	case clock.SyncedThisBoot(stateDir):
+		return false, "the ntp hotplug signal, earlier this boot", nil
+	case trust == "auto":
+		if ok, _ := clock.KernelSynced(); ok {
+			return false, "the kernel reports NTP synchronisation", nil
+		}
+		return true, "", clock.WhenSynced(ctx, 5*time.Second, clock.KernelSynced)
+	}
+	return true, "", nil
+}
+
+// memoryLimit picks the Go soft memory limit. Why one is set at all: Go lets
+// the heap grow to twice the live data before collecting, and routers have
+// no swap; Go DNS filters have been OOM-killed on 256 MB routers. A quarter
+// of RAM leaves room for dnsmasq, the kernel's conntrack table and the rest
+// of the router, while staying above what 1.4 M listed domains need
+// (about 32 MiB), so the collector does not thrash.
+func memoryLimit(mib int) (int64, string) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0, "GOMEMLIMIT"
+	}
+	if mib > 0 {
+		return int64(mib) << 20, "--memory-limit"
+	}
+	total := memTotal()
+	if total == 0 {
+		return 64 << 20, "default (RAM size unknown)"
+	}
+	limit := min(max(total/4, 32<<20), 256<<20)
+	return limit, fmt.Sprintf("a quarter of %d MiB RAM, between 32 and 256 MiB", total>>20)
+}
+
+// memTotal reads MemTotal from /proc/meminfo (bytes; 0 if unknown).
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// cmdNotify is what OpenWrt's hooks call: the ntp hotplug script
+// (clock-synced) and the fw4 firewall include (firewall). Both exit 0 when no
+// agent runs, so they never fail a hotplug run or a firewall reload; a clock
+// sync is then remembered for the agent's start.
+func cmdNotify(args []string) error {
+	fs := newFlagSet("notify")
+	state := fs.String("state", defaultState, "the agent's --state directory")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (pos[0] != "clock-synced" && pos[0] != "firewall") {
+		return fmt.Errorf("expected clock-synced or firewall (usage: famguard notify clock-synced|firewall [--state DIR])")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := map[string]string{"clock-synced": "clock-synced", "firewall": "heal"}[pos[0]]
+	err = control.Call(ctx, *state, req, nil)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, control.ErrNotRunning) && pos[0] == "clock-synced":
+		if err := clock.MarkSynced(*state); err != nil {
+			return fmt.Errorf("no agent is running and the sync cannot be remembered in %s: %w", *state, err)
+		}
+		fmt.Fprintln(os.Stderr, "no famguard agent is running; the clock sync is remembered for when it starts")
+		return nil
+	case errors.Is(err, control.ErrNotRunning):
+		fmt.Fprintln(os.Stderr, "no famguard agent is running; nothing to restore")
 		return nil
 	}
 	return err
@@ -470,6 +603,11 @@ func printStatus(out io.Writer, st daemon.Status) {
 	}
 	fmt.Fprintf(out, "famguard %s, pid %d, up since %s\n", st.Version, st.PID, st.Started.Format(time.RFC3339))
 	fmt.Fprintf(out, "Clock:    %s, zone %s (%s)\n", clk, st.Zone.Name, st.Zone.Source)
+	if st.Clock.Trusted {
+		fmt.Fprintf(out, "          trusted: %s\n", st.Clock.TrustSource)
+	} else {
+		fmt.Fprintf(out, "          NOT YET SYNCHRONISED: boot policy %q applies instead of the schedule until NTP answers\n", st.Clock.BootPolicy)
+	}
 	if st.Policy != nil {
 		fmt.Fprintf(out, "Policy:   %s from %s, loaded %s (%d files)\n", st.Policy.Digest, st.Policy.Dir, st.Policy.LoadedAt.Format(time.RFC3339), len(st.Policy.Sources))
 	} else {
