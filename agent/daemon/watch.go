@@ -28,7 +28,6 @@ import (
 // maxDelay bounds how long a burst of events can postpone a reload.
 const maxDelay = 500 * time.Millisecond
 
-//
 // ready is closed once the watches are in place (or could not be): the loop
 // waits for it before its first load, so an edit made while the agent starts
 // is either read by that load or seen by the watch, never lost between them.
