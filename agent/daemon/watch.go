@@ -10,6 +10,9 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// maxDelay bounds how long a burst of events can postpone a reload.
+const maxDelay = 500 * time.Millisecond
+
 // watchDir tells the loop (through changed, coalescing) that a watched
 // directory (the profiles, the category lists) may have changed.
 //
@@ -25,9 +28,7 @@ import (
 // changing cannot postpone reloads for ever. The loader then decides whether
 // anything really changed (by content digest), and a half-written file is
 // simply rejected until its last write arrives.
-// maxDelay bounds how long a burst of events can postpone a reload.
-const maxDelay = 500 * time.Millisecond
-
+//
 // ready is closed once the watches are in place (or could not be): the loop
 // waits for it before its first load, so an edit made while the agent starts
 // is either read by that load or seen by the watch, never lost between them.
