@@ -29,6 +29,10 @@ go test -run '^$' -bench 'BenchmarkLoadAll' -benchtime 3x ./agent/categories/ | 
 go test -run '^$' -bench 'BenchmarkMatch' -benchmem ./agent/categories/ | grep -E '^Benchmark'
 
 echo
+echo "== The whole agent's memory (famguard run in a lab router, default memory limit): no lists, 100k domains, all lists"
+go test -run '^$' -bench 'BenchmarkAgentMemory' -benchtime 1x ./scripts/e2e/ | grep -E '^Benchmark'
+
+echo
 echo "== DNS filter vs dnsmasq: same lists, same query mix (half blocked, half popular allowed)"
 go run ./scripts/dns-bench --data ../shared/data
 
