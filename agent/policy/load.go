@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // IsProfileFile says whether a directory entry is a profile: *.yaml or
@@ -26,6 +27,11 @@ func IsProfileFile(name string) bool {
 
 // MaxFiles bounds how many profile files one directory may hold.
 const MaxFiles = 1000
+
+// MaxTotalSize bounds the bytes read from one directory, so that a push of
+// many large files costs bounded time and memory (files are parsed one at a
+// time; each is bounded by MaxFileSize and MaxSeparators).
+const MaxTotalSize = 4 << 20
 
 // LoadDir reads every profile file in dir (not recursively) and merges them.
 // It returns Problems when the set is invalid, and a plain error when the
@@ -55,13 +61,21 @@ func LoadDir(dir string) (*Policy, error) {
 	}
 	var parsers []*parser
 	var srcs []Source
+	total := 0
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		p := &parser{file: path}
 		data, err := readProfile(path)
-		if err != nil {
+		total += len(data)
+		switch {
+		case err != nil:
 			p.problems = append(p.problems, Problem{File: path, Msg: err.Error()})
-		} else {
+		case total > MaxTotalSize:
+			p.problems = append(p.problems, Problem{File: path, Msg: fmt.Sprintf("the profiles read so far, with this one, hold more than %d bytes; real households need a few kilobytes (is a wrong directory or file pushed?)", MaxTotalSize)})
+			// Stop reading: report what was found so far, and this.
+			_, probs := merge(append(parsers, p))
+			return nil, probs
+		default:
 			p.parse(data)
 			sum := sha256.Sum256(data)
 			srcs = append(srcs, Source{Path: path, SHA256: hex.EncodeToString(sum[:])})
@@ -77,9 +91,12 @@ func LoadDir(dir string) (*Policy, error) {
 	return pol, nil
 }
 
-// readProfile reads a file through symlinks, bounded in size.
+// readProfile reads a file through symlinks, bounded in size. It opens
+// without blocking: a named pipe given a profile's name (a botched push, or
+// mischief) would otherwise block the open, and with it every reload, until
+// someone writes to it.
 func readProfile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pe *os.PathError
 		switch {
@@ -98,13 +115,27 @@ func readProfile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot be read: %v", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, errors.New("is not a regular file")
+		return nil, fmt.Errorf("is not a regular file (%s): profiles are plain files", fileKind(fi.Mode()))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot be read: %v", err)
 	}
 	return data, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a plain file"
 }
 
 // merge combines parsed files and checks what spans files: a child defined

@@ -26,8 +26,31 @@ var Keys = map[string][]string{
 // SupportedVersion is the profile schema version this agent reads.
 const SupportedVersion = 1
 
-// MaxFileSize bounds one profile file; real ones are a few kilobytes.
-const MaxFileSize = 1 << 20
+// MaxFileSize bounds one profile file; real ones are a few kilobytes. Parsing
+// allocates about 8 times a file's size (yaml.v3 keeps comments and scanner
+// buffers), so this also bounds the loader's peak memory: about 7 MiB.
+const MaxFileSize = 256 << 10
+
+// MaxSeparators bounds how many YAML nodes one file can make. Why: yaml.v3
+// builds the whole node tree first, at about 240 bytes of allocation a node,
+// so a 1 MiB file of `[a,a,a,…]` would cost 127 MiB — enough to kill the agent on
+// a 128 MB router before validation can even say no. Every node after the
+// first is introduced by a separator (`,` `:` `-` `[` `{` `?` or a line
+// break), so counting them, in one pass and with no allocation, bounds the
+// tree at about 5 MiB. A family with 250 devices uses about 3 000.
+const MaxSeparators = 20000
+
+// separators counts the bytes that can introduce a YAML node.
+func separators(data []byte) int {
+	n := 0
+	for _, b := range data {
+		switch b {
+		case ',', ':', '-', '[', '{', '?', '\n':
+			n++
+		}
+	}
+	return n
+}
 
 var (
 	childName    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -85,6 +108,10 @@ func ParseFile(name string, data []byte) (*Policy, Problems) {
 func (p *parser) parse(data []byte) {
 	if len(data) > MaxFileSize {
 		p.problem(nil, "", "file is %d bytes; a profile may be at most %d (is this the right file?)", len(data), MaxFileSize)
+		return
+	}
+	if n := separators(data); n > MaxSeparators {
+		p.problem(nil, "", "file has %d lines and separators (`,` `:` `-` `[` `{`); a profile may have at most %d, real ones a few hundred (is this the right file? split a huge household into several files)", n, MaxSeparators)
 		return
 	}
 	var doc yaml.Node

@@ -3,11 +3,14 @@ package policy
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	_ "time/tzdata"
@@ -303,4 +306,101 @@ func FuzzParseFile(f *testing.F) {
 			pol.Evaluate(time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC), time.UTC)
 		}
 	})
+}
+
+// TestBadPushesAreBounded: what a botched or hostile push can put in the
+// profile directory is rejected with a clear problem, quickly and within a
+// bounded amount of memory.
+func TestBadPushesAreBounded(t *testing.T) {
+	valid := "version: 1\nchildren:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n"
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+		alloc float64 // MiB allocated by LoadDir at most
+	}{
+		{"a 256 KiB flat list (32 MiB of YAML nodes without the bound)", func(t *testing.T, dir string) {
+			writeT(t, filepath.Join(dir, "big.yaml"), "version: 1\nx: ["+strings.Repeat("a,", MaxFileSize/2-20)+"a]\n")
+		}, "a profile may have at most 20000", 8},
+		{"a 100 MB file", func(t *testing.T, dir string) {
+			f, err := os.Create(filepath.Join(dir, "huge.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(100 << 20); err != nil { // sparse: no 100 MB written to the test disk
+				t.Fatal(err)
+			}
+			f.Close()
+		}, "a profile may be at most 262144", 4},
+		{"a named pipe", func(t *testing.T, dir string) {
+			writeT(t, filepath.Join(dir, "a.yaml"), valid)
+			if err := syscall.Mkfifo(filepath.Join(dir, "pipe.yaml"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "pipe.yaml: is not a regular file (a named pipe)", 1},
+		{"a directory named like a profile", func(t *testing.T, dir string) {
+			writeT(t, filepath.Join(dir, "a.yaml"), valid)
+			if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "sub.yaml: is not a regular file (a directory)", 1},
+		{"many large files", func(t *testing.T, dir string) {
+			body := valid + "# " + strings.Repeat("x", 250<<10) + "\n"
+			for i := 0; i < 20; i++ {
+				writeT(t, filepath.Join(dir, fmt.Sprintf("f%d.yaml", i)), body)
+			}
+		}, "hold more than 4194304 bytes", 40}, // about 8× the 4 MiB read, file by file: garbage, not peak
+		{"10,000 files at once", func(t *testing.T, dir string) {
+			for i := 0; i < 10000; i++ {
+				writeT(t, filepath.Join(dir, fmt.Sprintf("kid%05d.yaml", i)), valid)
+			}
+		}, "10000 profile files; at most 1000 are read", 4},
+		{"binary junk", func(t *testing.T, dir string) {
+			junk := make([]byte, 4096)
+			for i := range junk {
+				junk[i] = byte(i*131 + 7)
+			}
+			writeT(t, filepath.Join(dir, "junk.yaml"), string(junk))
+		}, "junk.yaml", 2},
+		{"a truncated file", func(t *testing.T, dir string) {
+			writeT(t, filepath.Join(dir, "cut.yaml"), "version: 1\nchildren:\n  alice:\n    devices: [{mac: \"02:00:00:0")
+		}, "cut.yaml:", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			done := make(chan error, 1)
+			go func() { _, err := LoadDir(dir); done <- err }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("LoadDir did not return within 10 s")
+			}
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v; want one containing %q", err, tc.want)
+			}
+			if mib := float64(after.TotalAlloc-before.TotalAlloc) / (1 << 20); mib > tc.alloc {
+				t.Errorf("LoadDir allocated %.1f MiB, bound %.0f MiB", mib, tc.alloc)
+			}
+			// Nothing of a rejected push stays in memory.
+			runtime.GC()
+			var settled runtime.MemStats
+			runtime.ReadMemStats(&settled)
+			if grown := int64(settled.HeapAlloc) - int64(before.HeapAlloc); grown > 1<<20 {
+				t.Errorf("%d bytes still held after a rejected load", grown)
+			}
+		})
+	}
+}
+
+func writeT(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
