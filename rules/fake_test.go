@@ -134,18 +134,18 @@ func TestTraceVerdicts(t *testing.T) {
 			action string
 			with   string
 		}{
-			{"offline child, new TCP", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
-			{"offline child, new UDP", Packet{alicePhone.MAC, a.alice, a.inet, "udp", "NEW", 443}, "REJECT", prohibited},
+			{"offline child, new TCP", Packet{InMAC: alicePhone.MAC, Src: a.alice, Dst: a.inet, Proto: "tcp", CtState: "NEW", DstPort: 443}, "REJECT", "tcp-reset"},
+			{"offline child, new UDP", Packet{InMAC: alicePhone.MAC, Src: a.alice, Dst: a.inet, Proto: "udp", CtState: "NEW", DstPort: 443}, "REJECT", prohibited},
 			// Established packets return before any device rule: the cost
 			// does not grow with devices. Bedtime still bites because the
 			// agent deletes the device's conntrack entries, which makes
 			// its next packet NEW (the lab test shows the stream cut).
-			{"offline child, established", Packet{alicePhone.MAC, a.alice, a.inet, "tcp", "ESTABLISHED", 443}, "ACCEPT", ""},
-			{"offline child, changed address", Packet{alicePhone.MAC, a.parent, a.inet, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
-			{"connection opened towards the offline child", Packet{"02:99:00:00:00:01", a.inet, a.alice, "tcp", "NEW", 443}, "REJECT", "tcp-reset"},
-			{"online child", Packet{bobTablet.MAC, a.bob, a.inet, "tcp", "NEW", 443}, "ACCEPT", ""},
-			{"towards the online child", Packet{"02:99:00:00:00:01", a.inet, a.bob, "udp", "NEW", 443}, "ACCEPT", ""},
-			{"parent, not in any profile", Packet{parentMAC, a.parent, a.inet, "tcp", "NEW", 443}, "ACCEPT", ""},
+			{"offline child, established", Packet{InMAC: alicePhone.MAC, Src: a.alice, Dst: a.inet, Proto: "tcp", CtState: "ESTABLISHED", DstPort: 443}, "ACCEPT", ""},
+			{"offline child, changed address", Packet{InMAC: alicePhone.MAC, Src: a.parent, Dst: a.inet, Proto: "tcp", CtState: "NEW", DstPort: 443}, "REJECT", "tcp-reset"},
+			{"connection opened towards the offline child", Packet{InMAC: "02:99:00:00:00:01", Src: a.inet, Dst: a.alice, Proto: "tcp", CtState: "NEW", DstPort: 443}, "REJECT", "tcp-reset"},
+			{"online child", Packet{InMAC: bobTablet.MAC, Src: a.bob, Dst: a.inet, Proto: "tcp", CtState: "NEW", DstPort: 443}, "ACCEPT", ""},
+			{"towards the online child", Packet{InMAC: "02:99:00:00:00:01", Src: a.inet, Dst: a.bob, Proto: "udp", CtState: "NEW", DstPort: 443}, "ACCEPT", ""},
+			{"parent, not in any profile", Packet{InMAC: parentMAC, Src: a.parent, Dst: a.inet, Proto: "tcp", CtState: "NEW", DstPort: 443}, "ACCEPT", ""},
 		} {
 			v, err := Trace(f.Save(fam), tc.p)
 			if err != nil {
@@ -161,13 +161,13 @@ func TestTraceVerdicts(t *testing.T) {
 	if err := f.Run(IPv4, "-F FAMGUARD"); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := Trace(f.Save(IPv4), Packet{alicePhone.MAC, v4.alice, v4.inet, "tcp", "NEW", 443}); v.Action != "ACCEPT" {
+	if v, _ := Trace(f.Save(IPv4), Packet{InMAC: alicePhone.MAC, Src: v4.alice, Dst: v4.inet, Proto: "tcp", CtState: "NEW", DstPort: 443}); v.Action != "ACCEPT" {
 		t.Errorf("flushed chain still rejects: %+v", v)
 	}
 }
 
 func TestTraceRefusesUnknownRules(t *testing.T) {
-	save := "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth0 -j DROP\nCOMMIT\n"
+	save := "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -o eth0 -j DROP\nCOMMIT\n"
 	if _, err := Trace(save, Packet{Proto: "tcp", CtState: "NEW"}); err == nil {
 		t.Error("a rule the tracer does not understand must be an error")
 	}
@@ -217,18 +217,53 @@ func TestTraceBypassPrevention(t *testing.T) {
 		p      Packet
 		action string
 	}{
-		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 853}, "REJECT"}, // DNS over TLS
-		{Packet{bobTablet.MAC, bob, dot, "udp", "NEW", 853}, "REJECT"}, // DNS over QUIC
-		{Packet{bobTablet.MAC, bob, dot, "tcp", "NEW", 443}, "ACCEPT"},
-		{Packet{bobTablet.MAC, bob, doh, "tcp", "NEW", 443}, "REJECT"}, // DNS over HTTPS to a listed resolver
-		{Packet{bobTablet.MAC, bob, doh, "udp", "NEW", 443}, "REJECT"}, // ... over HTTP/3
-		{Packet{parentMAC, netip.MustParseAddr("192.0.2.31"), doh, "tcp", "NEW", 443}, "ACCEPT"},
-		{Packet{parentMAC, netip.MustParseAddr("192.0.2.31"), dot, "tcp", "NEW", 853}, "ACCEPT"},
+		{Packet{InMAC: bobTablet.MAC, Src: bob, Dst: dot, Proto: "tcp", CtState: "NEW", DstPort: 853}, "REJECT"}, // DNS over TLS
+		{Packet{InMAC: bobTablet.MAC, Src: bob, Dst: dot, Proto: "udp", CtState: "NEW", DstPort: 853}, "REJECT"}, // DNS over QUIC
+		{Packet{InMAC: bobTablet.MAC, Src: bob, Dst: dot, Proto: "tcp", CtState: "NEW", DstPort: 443}, "ACCEPT"},
+		{Packet{InMAC: bobTablet.MAC, Src: bob, Dst: doh, Proto: "tcp", CtState: "NEW", DstPort: 443}, "REJECT"}, // DNS over HTTPS to a listed resolver
+		{Packet{InMAC: bobTablet.MAC, Src: bob, Dst: doh, Proto: "udp", CtState: "NEW", DstPort: 443}, "REJECT"}, // ... over HTTP/3
+		{Packet{InMAC: parentMAC, Src: netip.MustParseAddr("192.0.2.31"), Dst: doh, Proto: "tcp", CtState: "NEW", DstPort: 443}, "ACCEPT"},
+		{Packet{InMAC: parentMAC, Src: netip.MustParseAddr("192.0.2.31"), Dst: dot, Proto: "tcp", CtState: "NEW", DstPort: 853}, "ACCEPT"},
 	} {
 		v, err := Trace(f.Save(IPv4), tc.p)
 		if err != nil || v.Action != tc.action {
 			t.Errorf("%+v: %+v %v, want %s", tc.p, v, err, tc.action)
 		}
+	}
+}
+
+// TestTraceDNSFilterPort: the DNS filter's port answers what the nat rules
+// redirected there (protected devices' port-53 queries) and the router's own
+// loopback, and nothing that was sent to it directly, from the LAN or the
+// WAN; the router's other services are none of famguard's business.
+func TestTraceDNSFilterPort(t *testing.T) {
+	f := NewFake()
+	apply(t, f, IPv4, Desired{DNSPort: 5354, Devices: []Device{withBypass(bobTablet)}})
+	bob, router, wan := netip.MustParseAddr("192.0.2.21"), netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("203.0.113.7")
+	for _, tc := range []struct {
+		name   string
+		p      Packet
+		action string
+	}{
+		{"Bob's query redirected from port 53", Packet{InMAC: bobTablet.MAC, Src: bob, Dst: router, Proto: "udp", CtState: "NEW,DNAT", DstPort: 5354, Hook: "INPUT", InIface: "br-lan"}, "ACCEPT"},
+		{"Bob's TCP query redirected", Packet{InMAC: bobTablet.MAC, Src: bob, Dst: router, Proto: "tcp", CtState: "NEW,DNAT", DstPort: 5354, Hook: "INPUT", InIface: "br-lan"}, "ACCEPT"},
+		{"Bob querying the filter port directly", Packet{InMAC: bobTablet.MAC, Src: bob, Dst: router, Proto: "udp", CtState: "NEW", DstPort: 5354, Hook: "INPUT", InIface: "br-lan"}, "DROP"},
+		{"a WAN host querying the filter port", Packet{InMAC: "02:99:00:00:00:01", Src: wan, Dst: router, Proto: "udp", CtState: "NEW", DstPort: 5354, Hook: "INPUT", InIface: "wan"}, "DROP"},
+		{"a WAN host over TCP", Packet{InMAC: "02:99:00:00:00:01", Src: wan, Dst: router, Proto: "tcp", CtState: "NEW", DstPort: 5354, Hook: "INPUT", InIface: "wan"}, "DROP"},
+		{"the router's own test query", Packet{Src: router, Dst: router, Proto: "udp", CtState: "NEW", DstPort: 5354, Hook: "INPUT", InIface: "lo"}, "ACCEPT"},
+		{"the router's resolver on 53, for anyone", Packet{InMAC: parentMAC, Src: netip.MustParseAddr("192.0.2.31"), Dst: router, Proto: "udp", CtState: "NEW", DstPort: 53, Hook: "INPUT", InIface: "br-lan"}, "ACCEPT"},
+	} {
+		v, err := Trace(f.Save(IPv4), tc.p)
+		if err != nil || v.Action != tc.action {
+			t.Errorf("%s: %+v %v, want %s", tc.name, v, err, tc.action)
+		}
+	}
+	// Without DNS filtering the chain is empty: nothing of the router's is
+	// touched.
+	g := NewFake()
+	apply(t, g, IPv4, Desired{Devices: []Device{bobTablet}})
+	if v, err := Trace(g.Save(IPv4), Packet{Src: wan, Dst: router, Proto: "udp", CtState: "NEW", DstPort: 5354, Hook: "INPUT", InIface: "wan"}); err != nil || v.Action != "ACCEPT" {
+		t.Errorf("DNS off: %+v %v", v, err)
 	}
 }
 

@@ -16,12 +16,15 @@ const (
 	DNSChain    = "FAMGUARD-DNS"
 	DoHChain    = "FAMGUARD-DOH"
 	BypassChain = "FAMGUARD-BYPASS"
+	InputChain  = "FAMGUARD-INPUT"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
 	// DNSJumpComment marks the jump from nat PREROUTING.
 	DNSJumpComment = "famguard: DNS of protected devices"
-	maxComment     = 200 // xt_comment allows 255 bytes; leave room for quoting
+	// InputJumpComment marks the jump from filter INPUT.
+	InputJumpComment = "famguard: the DNS filter answers only redirected queries"
+	maxComment       = 200 // xt_comment allows 255 bytes; leave room for quoting
 )
 
 // hook is one of famguard's entry points: a jump from a built-in chain.
@@ -35,9 +38,12 @@ type hook struct {
 // traffic costs one state test and never enters our chain, whatever the
 // number of devices (when a device goes offline the agent deletes its
 // conntrack entries, so its next packet is NEW or INVALID and does enter).
-// The nat table only ever sees the first packet of a connection anyway.
+// The nat table only ever sees the first packet of a connection anyway. The
+// INPUT jump, for new connections to the router only, keeps the DNS filter
+// from being anyone's resolver: see Render.
 var hooks = []hook{
 	{"filter", "FORWARD", Chain, []string{"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", JumpComment, "-j", Chain}},
+	{"filter", "INPUT", InputChain, []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", InputJumpComment, "-j", InputChain}},
 	{"nat", "PREROUTING", DNSChain, []string{"-m", "comment", "--comment", DNSJumpComment, "-j", DNSChain}},
 }
 
@@ -87,7 +93,21 @@ func Render(d Desired, fam Family) (string, error) {
 		b.WriteString("COMMIT\n")
 	}
 	b.WriteString("*filter\n")
-	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, BypassChain, DoHChain, RejectChain)
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, BypassChain, DoHChain, InputChain, RejectChain)
+	// The DNS filter's port is for redirected queries only. It listens on
+	// every address (a redirect delivers to the address the packet came in
+	// on), so without this anyone who can reach the router — the WAN side
+	// included, where a firewall lets it — could use it as a resolver, and a
+	// device could query it directly to learn what is filtered. Redirected
+	// packets carry conntrack's DNAT state; the router's own queries come in
+	// on lo.
+	if d.DNSPort > 0 {
+		fmt.Fprintf(&b, "-A %s -i lo -j RETURN\n", InputChain)
+		for _, proto := range []string{"udp", "tcp"} {
+			fmt.Fprintf(&b, "-A %s -p %s -m %s --dport %d -m conntrack ! --ctstate DNAT -m comment --comment \"famguard: DNS filter port, not redirected\" -j DROP\n",
+				InputChain, proto, proto, d.DNSPort)
+		}
+	}
 	var bypass []string // rules of BypassChain: devices whose encrypted DNS is refused
 	for i, dev := range devs {
 		mac := macs[i]
@@ -164,7 +184,7 @@ func RenderCleanup(tables ...string) string {
 }
 
 // ourChains are famguard's chains per table.
-var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, RejectChain}, "nat": {DNSChain}}
+var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, InputChain, RejectChain}, "nat": {DNSChain}}
 
 // tablesIn lists the tables a restore input writes.
 func tablesIn(restore string) map[string]bool {

@@ -6,13 +6,19 @@ import (
 	"strings"
 )
 
-// Packet is what the tracer needs to know about a forwarded packet.
+// Packet is what the tracer needs to know about a packet.
 type Packet struct {
 	InMAC    string     // source MAC as seen on the LAN
 	Src, Dst netip.Addr // addresses
 	Proto    string     // "tcp", "udp", "icmp"
-	CtState  string     // conntrack state: "NEW", "ESTABLISHED", "RELATED"
-	DstPort  int        // destination port (tcp, udp); 0 when irrelevant
+	// CtState is the conntrack state, with the virtual states that apply,
+	// comma separated: "NEW", "ESTABLISHED", "NEW,DNAT" (a redirected
+	// connection's first packet).
+	CtState string
+	DstPort int // destination port (tcp, udp); 0 when irrelevant
+
+	Hook    string // the built-in chain it enters: "FORWARD" (default) or "INPUT" (to the router itself)
+	InIface string // incoming interface ("lo" for the router's own traffic)
 }
 
 // Verdict is where a packet ends.
@@ -22,7 +28,7 @@ type Verdict struct {
 	Path       []string // the rules that matched, in order ("CHAIN: rule")
 }
 
-// Trace walks p through iptables-save text starting at FORWARD, the way the
+// Trace walks p through iptables-save text starting at p.Hook, the way the
 // kernel would for the subset of matches famguard and typical router
 // firewalls use. A rule it does not understand is an error, never a guess:
 // tests assert verdicts, so an unsupported rule must not silently pass.
@@ -53,12 +59,16 @@ func Trace(save string, p Packet) (Verdict, error) {
 		}
 	}
 	var v Verdict
-	action, err := walk(chains, "FORWARD", p, &v, 0)
+	hook := p.Hook
+	if hook == "" {
+		hook = "FORWARD"
+	}
+	action, err := walk(chains, hook, p, &v, 0)
 	if err != nil {
 		return v, err
 	}
 	if action == "" || action == "RETURN" {
-		action = policy["FORWARD"]
+		action = policy[hook]
 	}
 	v.Action = action
 	return v, nil
@@ -143,10 +153,18 @@ func evaluate(args []string, p Packet) (match bool, target, rejectWith string, e
 			if err != nil {
 				return false, "", "", err
 			}
-			if contains(strings.Split(v, ","), p.CtState) == negate {
+			if anyOf(strings.Split(v, ","), strings.Split(p.CtState, ",")) == negate {
 				match = false
 			}
 			negate = false
+		case "-i":
+			v, err := next()
+			if err != nil {
+				return false, "", "", err
+			}
+			if v != p.InIface {
+				match = false
+			}
 		case "-s", "-d":
 			v, err := next()
 			if err != nil {
@@ -209,6 +227,15 @@ func evaluate(args []string, p Packet) (match bool, target, rejectWith string, e
 		rejectWith = "icmp-port-unreachable"
 	}
 	return match, target, rejectWith, nil
+}
+
+func anyOf(list, states []string) bool {
+	for _, s := range states {
+		if contains(list, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

@@ -179,6 +179,34 @@ func TestDNSFiltering(t *testing.T) {
 		}
 		t.Logf("new list line in force after %v", time.Since(start).Round(time.Millisecond))
 	})
+	t.Run("the filter port answers only redirected queries", func(t *testing.T) {
+		answers := func(h *lab.Host, server string) bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			out, _ := f.Run(ctx, h, "dig", "+short", "+time=1", "+tries=1", "-p", "5354", "@"+server, "example.org", "A")
+			return strings.TrimSpace(out) != "" && !strings.Contains(out, "timed out") && !strings.Contains(out, "no servers")
+		}
+		for _, tc := range []struct {
+			who    *lab.Host
+			server string
+			want   bool
+		}{
+			{f.parent, "192.0.2.1", false},       // a LAN device not in any profile, straight to the port
+			{f.alice, "192.0.2.1", false},        // a protected device, straight to the port (not redirected)
+			{f.alice, "2001:db8:1::1", false},    // the same over IPv6
+			{f.Internet, "198.51.100.1", false},  // the WAN side
+			{f.Internet, "2001:db8:2::1", false}, // the WAN side over IPv6
+			{f.Router, "127.0.0.1", true},        // the router itself
+		} {
+			if got := answers(tc.who, tc.server); got != tc.want {
+				t.Errorf("%s → %s:5354 answered = %v, want %v", tc.who.Name, tc.server, got, tc.want)
+			}
+		}
+		// The same protected device's port-53 query, redirected, is answered.
+		if got := f.dig(t, f.alice, "192.0.2.1", "example.org", "A"); got != "198.51.100.10" {
+			t.Errorf("alice's redirected query: %q", got)
+		}
+	})
 	t.Run("status explains blocks", func(t *testing.T) {
 		st := a.status()
 		if st.DNS.Counters[aliceMAC]["gambling"] == 0 || st.DNS.Counters[aliceMAC]["deny"] == 0 || st.DNS.Counters[aliceMAC]["bypass"] == 0 {
