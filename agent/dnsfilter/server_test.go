@@ -538,6 +538,34 @@ func TestTCPSeveralQueries(t *testing.T) {
 	}
 }
 
+// TestAnswerFromQueriedAddress: on a wildcard listener, the answer leaves
+// from the address the query was sent to, not from the one the kernel
+// would pick (127.0.0.1 for a client on 127.0.0.1). A connected client
+// socket, like the REDIRECT's reverse translation, accepts nothing else.
+func TestAnswerFromQueriedAddress(t *testing.T) {
+	for _, wildcard := range []string{"0.0.0.0:0", "[::]:0"} {
+		s, _ := newTestServer(t, NullIP)
+		s.Publish(NewSnapshot(map[string]Rules{aliceMAC: {Child: "alice", Categories: []string{"gambling"}}},
+			map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)))
+		l, err := s.Listen(wildcard)
+		if err != nil {
+			t.Logf("%s: %v", wildcard, err)
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Serve(ctx) }()
+		_, port, _ := net.SplitHostPort(l.udp.LocalAddr().String())
+		c := &dns.Client{Timeout: time.Second}
+		resp, _, err := c.Exchange(query("casino.example", dns.TypeA), net.JoinHostPort("127.0.0.2", port))
+		if err != nil || len(resp.Answer) != 1 {
+			t.Errorf("%s: query to 127.0.0.2: %v %v", wildcard, resp, err)
+		}
+		cancel()
+		<-done
+	}
+}
+
 // TestUDPGarbage: datagrams too short for a header get no answer, and the
 // listener goes on answering.
 func TestUDPGarbage(t *testing.T) {
