@@ -29,6 +29,9 @@ type Listener struct {
 	udp *net.UDPConn
 	tcp *net.TCPListener
 
+	maxConns    int           // maxTCPConns (tests lower it)
+	idleTimeout time.Duration // tcpIdleTimeout (tests lower it)
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open TCP connections, closed on shutdown
 	done  bool
@@ -50,7 +53,8 @@ func (s *Server) Listen(addr string) (*Listener, error) {
 	}
 	udp := pc.(*net.UDPConn)
 	recvDestination(udp)
-	return &Listener{s: s, udp: udp, tcp: ln.(*net.TCPListener), conns: map[net.Conn]struct{}{}}, nil
+	return &Listener{s: s, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
+		conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Serve answers until ctx ends or a listener fails.
@@ -114,7 +118,7 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 }
 
 func (l *Listener) serveTCP(ctx context.Context) error {
-	sem := make(chan struct{}, maxTCPConns)
+	sem := make(chan struct{}, l.maxConns)
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.tcp.AcceptTCP()
@@ -161,7 +165,7 @@ func (l *Listener) serveConn(ctx context.Context, c *net.TCPConn) {
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().WithZone("") // the neighbour table has no zones
 	var lb [2]byte
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(l.idleTimeout))
 		if _, err := io.ReadFull(c, lb[:]); err != nil {
 			return
 		}

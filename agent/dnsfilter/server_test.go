@@ -452,6 +452,10 @@ func TestTruncated(t *testing.T) {
 // startFilter runs the real listener on loopback against a miekg/dns
 // upstream; 127.0.0.1 is Alice's device with gambling blocked.
 func startFilter(t *testing.T) string {
+	return startFilterWith(t, func(*Listener) {})
+}
+
+func startFilterWith(t *testing.T, adjust func(*Listener)) string {
 	t.Helper()
 	up := &fakeUpstream{}
 	upstream := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
@@ -474,6 +478,7 @@ func startFilter(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adjust(l)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Serve(ctx) }()
@@ -563,6 +568,46 @@ func TestAnswerFromQueriedAddress(t *testing.T) {
 		}
 		cancel()
 		<-done
+	}
+}
+
+// TestTCPLimits: an idle connection is closed after the idle timeout, and
+// connections beyond the bound are closed at once while the others work.
+func TestTCPLimits(t *testing.T) {
+	addr := startFilterWith(t, func(l *Listener) { l.maxConns, l.idleTimeout = 3, 300*time.Millisecond })
+	var conns []*dns.Conn
+	for i := 0; i < 4; i++ {
+		c, err := dns.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	works := func(c *dns.Conn) bool {
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if c.WriteMsg(query("casino.example", dns.TypeA)) != nil {
+			return false
+		}
+		r, err := c.ReadMsg()
+		return err == nil && len(r.Answer) == 1
+	}
+	for i, c := range conns {
+		if got := works(c); got != (i < 3) {
+			t.Errorf("connection %d answered: %v, want %v", i, got, i < 3)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	if works(conns[0]) {
+		t.Error("an idle connection is still open after the idle timeout")
+	}
+	c, err := dns.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !works(c) {
+		t.Error("a new connection after the idle ones closed is not answered")
 	}
 }
 
