@@ -2,15 +2,15 @@ package dnsfilter
 
 import (
 	"context"
-	"errors"
-	"net"
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/famguard/famguard/agent/categories"
 )
@@ -52,67 +52,6 @@ const (
 // end of homework time) takes effect within seconds.
 const BlockedTTL = 10
 
-// Exchange sends a query upstream (UDP or TCP, as the client asked).
-type Exchange func(ctx context.Context, m *dns.Msg, network string) (*dns.Msg, error)
-
-// UpstreamExchange forwards to a resolver address like "127.0.0.1:53": over
-// UDP, and again over TCP when the answer was truncated (a client that asked
-// over TCP gets the full answer either way). UDP sockets are kept in a small
-// pool and reused: dialling a socket per query would cost more than the
-// filtering itself.
-func UpstreamExchange(addr string) Exchange {
-	tcp := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
-	pool := make(chan *dns.Conn, 64)
-	return func(ctx context.Context, m *dns.Msg, _ string) (*dns.Msg, error) {
-		var c *dns.Conn
-		select {
-		case c = <-pool:
-		default:
-			conn, err := net.DialTimeout("udp", addr, 2*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			c = &dns.Conn{Conn: conn, UDPSize: dns.DefaultMsgSize}
-		}
-		deadline := time.Now().Add(2 * time.Second)
-		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-			deadline = dl
-		}
-		_ = c.SetDeadline(deadline)
-		r, err := exchangeOn(c, m)
-		if err != nil {
-			c.Close() // a timed-out socket may still receive the late answer
-			return nil, err
-		}
-		select {
-		case pool <- c:
-		default:
-			c.Close()
-		}
-		if r.Truncated {
-			r, _, err = tcp.ExchangeContext(ctx, m, addr)
-		}
-		return r, err
-	}
-}
-
-// exchangeOn sends m on c and reads until the answer with m's ID arrives
-// (a stale answer to an earlier, abandoned query is skipped).
-func exchangeOn(c *dns.Conn, m *dns.Msg) (*dns.Msg, error) {
-	if err := c.WriteMsg(m); err != nil {
-		return nil, err
-	}
-	for {
-		r, err := c.ReadMsg()
-		if err != nil {
-			return nil, err
-		}
-		if r.Id == m.Id {
-			return r, nil
-		}
-	}
-}
-
 // Recent is one recent blocked decision, kept in memory only so status can
 // explain a block. No browsing history is kept: only blocks, only the last
 // few, never written to disk.
@@ -150,125 +89,277 @@ func NewServer(exchange Exchange, mode BlockMode) *Server {
 // Publish replaces the snapshot (atomically, for all handlers at once).
 func (s *Server) Publish(snap *Snapshot) { s.snap.Store(snap) }
 
-// ServeDNS implements dns.Handler.
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	_ = w.WriteMsg(s.Answer(context.Background(), r, remoteAddr(w.RemoteAddr()), network(w.RemoteAddr())))
-}
-
-func remoteAddr(a net.Addr) netip.Addr {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
+// Answer decides and builds the reply to one query (wire format) from src;
+// network is "udp" or "tcp", the transport the query came over. It returns
+// nil when the packet is too short to carry a DNS header: there is no ID to
+// answer to, so it is dropped. Any other malformed query gets FORMERR.
+//
+// Only the header and the one question are parsed. A forwarded query goes
+// to the upstream byte for byte, and the upstream's answer comes back byte
+// for byte apart from the ID, so EDNS options, DNSSEC bits and record types
+// this code knows nothing about pass through untouched.
+func (s *Server) Answer(ctx context.Context, query []byte, src netip.Addr, network string) []byte {
+	if len(query) < headerLen {
+		return nil
 	}
-	return netip.Addr{}
-}
-
-func network(a net.Addr) string {
-	if _, ok := a.(*net.TCPAddr); ok {
-		return "tcp"
-	}
-	return "udp"
-}
-
-// Answer decides and builds the reply for one query from src.
-func (s *Server) Answer(ctx context.Context, r *dns.Msg, src netip.Addr, network string) *dns.Msg {
 	s.queries.Add(1)
-	if r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || r.Response {
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeFormatError)
-		return m
+	r := &request{}
+	var err error
+	if r.h, err = r.p.Start(query); err != nil {
+		return nil
 	}
-	q := r.Question[0]
+	if r.h.Response || r.h.OpCode != 0 || binary.BigEndian.Uint16(query[4:]) != 1 {
+		return s.reply(r, dnsmessage.RCodeFormatError)
+	}
+	if r.q, err = r.p.Question(); err != nil {
+		return s.reply(r, dnsmessage.RCodeFormatError)
+	}
+	r.hasQ = true
 	snap := s.snap.Load()
 	mac, known := snap.macOf[src]
 	rules, protected := snap.rules[mac]
 	if !known || !protected {
-		return s.forward(ctx, r, network)
+		return s.forward(ctx, query, r, network)
 	}
-	d := Decide(q.Name, rules, snap.store)
+	name := r.q.Name.String()
+	d := Decide(name, rules, snap.store)
 	switch d.Action {
 	case Block:
 		what := d.Category
 		if what == "" {
 			what = "deny"
 		}
-		s.note(mac, rules.Child, q.Name, what, d.Reason)
+		s.note(mac, rules.Child, name, what, d.Reason)
 		return s.blocked(r)
 	case Refuse:
-		s.note(mac, rules.Child, q.Name, "bypass", d.Reason)
+		s.note(mac, rules.Child, name, "bypass", d.Reason)
 		return s.nxdomain(r)
 	case Rewrite:
 		s.count(mac, "safe-search")
 		return s.rewrite(ctx, r, d.SafeHost, network)
 	}
-	return s.forward(ctx, r, network)
+	return s.forward(ctx, query, r, network)
 }
 
-func (s *Server) forward(ctx context.Context, r *dns.Msg, network string) *dns.Msg {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	resp, err := s.exchange(ctx, r, network)
-	if err != nil || resp == nil {
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeServerFailure)
-		return m
+const (
+	headerLen = 12 // the fixed DNS header
+	// ourUDPSize is the UDP payload size our own answers advertise to EDNS
+	// clients (the DNS flag day 2020 value).
+	ourUDPSize = 1232
+)
+
+// request is a parsed query: its header and, when it has one, its question;
+// p stands after the question.
+type request struct {
+	h     dnsmessage.Header
+	q     dnsmessage.Question
+	hasQ  bool
+	p     dnsmessage.Parser
+	tc    bool // answer with TC set and no records
+	edns  int  // the client's EDNS UDP size, 0 without EDNS
+	eknow bool // edns parsed
+}
+
+// clientEDNS returns the UDP payload size of the query's OPT record, 0 when
+// it has none (parsed on first use: only our own answers need it).
+func (r *request) clientEDNS() int {
+	if r.eknow {
+		return r.edns
 	}
-	resp.Id = r.Id
+	r.eknow = true
+	if !r.hasQ || r.p.SkipAllQuestions() != nil || r.p.SkipAllAnswers() != nil || r.p.SkipAllAuthorities() != nil {
+		return 0
+	}
+	for {
+		rh, err := r.p.AdditionalHeader()
+		if err != nil {
+			return 0
+		}
+		if rh.Type == dnsmessage.TypeOPT {
+			r.edns = max(int(rh.Class), 512)
+			return r.edns
+		}
+		if r.p.SkipAdditional() != nil {
+			return 0
+		}
+	}
+}
+
+func (s *Server) forward(ctx context.Context, query []byte, r *request, network string) []byte {
+	resp, err := s.exchange(ctx, query, network)
+	if err != nil || len(resp) < headerLen {
+		return s.reply(r, dnsmessage.RCodeServerFailure)
+	}
+	resp[0], resp[1] = query[0], query[1]
 	return resp
 }
 
-func (s *Server) blocked(r *dns.Msg) *dns.Msg {
-	q := r.Question[0]
-	if s.mode == NXDomain || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) {
+// reply builds our own answer to r: the ID, opcode, RD and CD echoed, RA
+// set, the question when there is one, the records that add adds, and an
+// OPT record when the query has one.
+func (s *Server) reply(r *request, rcode dnsmessage.RCode, add ...func(b *dnsmessage.Builder) error) []byte {
+	rh := dnsmessage.Header{ID: r.h.ID, Response: true, OpCode: r.h.OpCode, RecursionDesired: r.h.RecursionDesired,
+		CheckingDisabled: r.h.CheckingDisabled, RecursionAvailable: true, Truncated: r.tc, RCode: rcode}
+	b := dnsmessage.NewBuilder(make([]byte, 0, 128), rh)
+	b.EnableCompression()
+	err := b.StartQuestions()
+	if r.hasQ && err == nil {
+		err = b.Question(r.q)
+	}
+	for _, f := range add {
+		if err == nil && !r.tc {
+			err = f(&b)
+		}
+	}
+	if r.clientEDNS() > 0 && err == nil {
+		var oh dnsmessage.ResourceHeader
+		if err = b.StartAdditionals(); err == nil {
+			if err = oh.SetEDNS0(ourUDPSize, dnsmessage.RCodeSuccess, false); err == nil {
+				err = b.OPTResource(oh, dnsmessage.OPTResource{})
+			}
+		}
+	}
+	out, ferr := b.Finish()
+	if err != nil || ferr != nil {
+		// Not expected for a question the parser accepted; a bare SERVFAIL
+		// header is still better than silence.
+		out = make([]byte, headerLen)
+		binary.BigEndian.PutUint16(out, r.h.ID)
+		out[2] = 0x80 | byte(r.h.OpCode&0xF)<<3
+		out[3] = 0x80 | byte(dnsmessage.RCodeServerFailure)
+	}
+	return out
+}
+
+func (s *Server) blocked(r *request) []byte {
+	if s.mode == NXDomain || (r.q.Type != dnsmessage.TypeA && r.q.Type != dnsmessage.TypeAAAA) {
 		return s.nxdomain(r)
 	}
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionAvailable = true
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: BlockedTTL}
-	if q.Qtype == dns.TypeA {
-		m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: net.IPv4zero.To4()}}
-	} else {
-		m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: net.IPv6zero}}
-	}
-	return m
+	return s.reply(r, dnsmessage.RCodeSuccess, func(b *dnsmessage.Builder) error {
+		if err := b.StartAnswers(); err != nil {
+			return err
+		}
+		rh := dnsmessage.ResourceHeader{Name: r.q.Name, Class: dnsmessage.ClassINET, TTL: BlockedTTL}
+		if r.q.Type == dnsmessage.TypeA {
+			return b.AResource(rh, dnsmessage.AResource{}) // 0.0.0.0
+		}
+		return b.AAAAResource(rh, dnsmessage.AAAAResource{}) // ::
+	})
 }
+
+var (
+	soaNS   = dnsmessage.MustNewName("famguard.invalid.")
+	soaMbox = dnsmessage.MustNewName("blocked.famguard.invalid.")
+)
 
 // nxdomain answers NXDOMAIN with a SOA whose minimum is BlockedTTL, so
 // resolvers cache the negative answer only briefly.
-func (s *Server) nxdomain(r *dns.Msg) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetRcode(r, dns.RcodeNameError)
-	m.RecursionAvailable = true
-	m.Ns = []dns.RR{&dns.SOA{
-		Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: BlockedTTL},
-		Ns:  "famguard.invalid.", Mbox: "blocked.famguard.invalid.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: BlockedTTL,
-	}}
-	return m
+func (s *Server) nxdomain(r *request) []byte {
+	return s.reply(r, dnsmessage.RCodeNameError, func(b *dnsmessage.Builder) error {
+		if err := b.StartAuthorities(); err != nil {
+			return err
+		}
+		return b.SOAResource(dnsmessage.ResourceHeader{Name: r.q.Name, Class: dnsmessage.ClassINET, TTL: BlockedTTL},
+			dnsmessage.SOAResource{NS: soaNS, MBox: soaMbox, Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, MinTTL: BlockedTTL})
+	})
 }
 
-// rewrite answers name with a CNAME to the safe-search host and that host's
+// rewrite answers with a CNAME to the safe-search host and that host's
 // records from the upstream, as the search engines ask resolvers to do.
-func (s *Server) rewrite(ctx context.Context, r *dns.Msg, host, network string) *dns.Msg {
-	q := r.Question[0]
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionAvailable = true
-	m.Answer = []dns.RR{&dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300}, Target: dns.Fqdn(host)}}
-	if q.Qtype == dns.TypeCNAME {
-		return m
+func (s *Server) rewrite(ctx context.Context, r *request, host, network string) []byte {
+	target, err := dnsmessage.NewName(host + ".")
+	if err != nil {
+		return s.reply(r, dnsmessage.RCodeServerFailure)
 	}
-	up := new(dns.Msg)
-	up.SetQuestion(dns.Fqdn(host), q.Qtype)
-	up.RecursionDesired = true
-	resp := s.forward(ctx, up, network)
-	if resp.Rcode != dns.RcodeSuccess {
-		m.Rcode = resp.Rcode
-		return m
+	cname := func(b *dnsmessage.Builder) error {
+		if err := b.StartAnswers(); err != nil {
+			return err
+		}
+		return b.CNAMEResource(dnsmessage.ResourceHeader{Name: r.q.Name, Class: dnsmessage.ClassINET, TTL: 300},
+			dnsmessage.CNAMEResource{CNAME: target})
 	}
-	m.Answer = append(m.Answer, resp.Answer...)
-	return m
+	if r.q.Type == dnsmessage.TypeCNAME {
+		return s.reply(r, dnsmessage.RCodeSuccess, cname)
+	}
+	ub := dnsmessage.NewBuilder(make([]byte, 0, 64), dnsmessage.Header{ID: uint16(rand.Uint32()), RecursionDesired: true})
+	_ = ub.StartQuestions()
+	_ = ub.Question(dnsmessage.Question{Name: target, Type: r.q.Type, Class: dnsmessage.ClassINET})
+	upq, err := ub.Finish()
+	if err != nil {
+		return s.reply(r, dnsmessage.RCodeServerFailure, cname)
+	}
+	// Asked as for a TCP client, so that a truncated answer is fetched in
+	// full over TCP.
+	resp, err := s.exchange(ctx, upq, "tcp")
+	var up dnsmessage.Parser
+	var uh dnsmessage.Header
+	if err == nil {
+		uh, err = up.Start(resp)
+	}
+	if err == nil {
+		err = up.SkipAllQuestions()
+	}
+	if err != nil {
+		return s.reply(r, dnsmessage.RCodeServerFailure, cname)
+	}
+	if uh.RCode != dnsmessage.RCodeSuccess {
+		return s.reply(r, uh.RCode, cname)
+	}
+	out := s.reply(r, dnsmessage.RCodeSuccess, cname, func(b *dnsmessage.Builder) error {
+		for {
+			if err := copyAnswer(b, &up); err == dnsmessage.ErrSectionDone {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	})
+	if limit := max(r.clientEDNS(), 512); network == "udp" && len(out) > limit {
+		// Too big for the client's buffer: TC set, and the client asks
+		// again over TCP.
+		r.tc = true
+		return s.reply(r, dnsmessage.RCodeSuccess)
+	}
+	return out
 }
 
+// copyAnswer copies the parser's next answer record into b (decoded and
+// re-encoded: names in the upstream's message may be compressed against
+// offsets that mean nothing in ours).
+func copyAnswer(b *dnsmessage.Builder, p *dnsmessage.Parser) error {
+	rr, err := p.Answer()
+	if err != nil {
+		return err
+	}
+	h := rr.Header
+	switch body := rr.Body.(type) {
+	case *dnsmessage.AResource:
+		return b.AResource(h, *body)
+	case *dnsmessage.AAAAResource:
+		return b.AAAAResource(h, *body)
+	case *dnsmessage.CNAMEResource:
+		return b.CNAMEResource(h, *body)
+	case *dnsmessage.NSResource:
+		return b.NSResource(h, *body)
+	case *dnsmessage.PTRResource:
+		return b.PTRResource(h, *body)
+	case *dnsmessage.MXResource:
+		return b.MXResource(h, *body)
+	case *dnsmessage.SOAResource:
+		return b.SOAResource(h, *body)
+	case *dnsmessage.SRVResource:
+		return b.SRVResource(h, *body)
+	case *dnsmessage.TXTResource:
+		return b.TXTResource(h, *body)
+	case *dnsmessage.HTTPSResource:
+		return b.HTTPSResource(h, *body)
+	case *dnsmessage.SVCBResource:
+		return b.SVCBResource(h, *body)
+	case *dnsmessage.UnknownResource:
+		return b.UnknownResource(h, *body)
+	}
+	return nil // an OPT record has no place among answers: dropped
+}
 func (s *Server) count(mac, what string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -313,52 +404,4 @@ func (s *Server) Stats() Stats {
 	}
 	sort.SliceStable(st.Recent, func(i, j int) bool { return st.Recent[i].At.Before(st.Recent[j].At) })
 	return st
-}
-
-// Listener is a bound DNS listener (UDP and TCP on one address).
-type Listener struct {
-	udp, tcp *dns.Server
-}
-
-// Listen binds addr over UDP and TCP. Binding first lets the caller enable
-// the interception rules only once something is there to answer: otherwise
-// every protected device would lose DNS.
-func (s *Server) Listen(addr string) (*Listener, error) {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
-	return &Listener{udp: &dns.Server{PacketConn: pc, Handler: s}, tcp: &dns.Server{Listener: ln, Handler: s}}, nil
-}
-
-// Serve answers until ctx ends or a listener fails.
-func (l *Listener) Serve(ctx context.Context) error {
-	errs := make(chan error, 2)
-	go func() { errs <- l.udp.ActivateAndServe() }()
-	go func() { errs <- l.tcp.ActivateAndServe() }()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		if err == nil {
-			err = errors.New("DNS listener stopped")
-		}
-	}
-	_ = l.udp.Shutdown()
-	_ = l.tcp.Shutdown()
-	return err
-}
-
-// ListenAndServe answers on addr over UDP and TCP until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	l, err := s.Listen(addr)
-	if err != nil {
-		return err
-	}
-	return l.Serve(ctx)
 }

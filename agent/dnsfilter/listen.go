@@ -1,0 +1,241 @@
+package dnsfilter
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits of the listener. A query is small and answered in well under the
+// upstream timeout, so these bound what a misbehaving client can hold.
+const (
+	maxUDPInFlight = 512             // UDP queries being answered at once; beyond that the socket buffer queues
+	maxTCPConns    = 128             // TCP connections at once; more are closed on accept
+	tcpIdleTimeout = 8 * time.Second // a TCP connection with no new query is closed
+	tcpIOTimeout   = 4 * time.Second // to read one framed query once its length arrived, or write one answer
+	udpReadBuf     = 4096            // a larger query datagram is dropped
+)
+
+// Listener is a bound DNS listener (UDP and TCP on one address).
+type Listener struct {
+	s   *Server
+	udp *net.UDPConn
+	tcp *net.TCPListener
+
+	maxConns    int           // maxTCPConns (tests lower it)
+	idleTimeout time.Duration // tcpIdleTimeout (tests lower it)
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // open TCP connections, closed on shutdown
+	done  bool
+}
+
+// Listen binds addr over UDP and TCP. Binding first lets the caller enable
+// the interception rules only once something is there to answer: otherwise
+// every protected device would lose DNS.
+func (s *Server) Listen(addr string) (*Listener, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// The same port for TCP, also when addr asked for any port (":0").
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	udp := pc.(*net.UDPConn)
+	recvDestination(udp)
+	return &Listener{s: s, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
+		conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Serve answers until ctx ends or a listener fails.
+func (l *Listener) Serve(ctx context.Context) error {
+	errs := make(chan error, 2)
+	go func() { errs <- l.serveUDP(ctx) }()
+	go func() { errs <- l.serveTCP(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+		if err == nil {
+			err = errors.New("DNS listener stopped")
+		}
+	}
+	l.mu.Lock()
+	l.done = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.udp.Close()
+	l.tcp.Close()
+	return err
+}
+
+// ListenAndServe answers on addr over UDP and TCP until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	l, err := s.Listen(addr)
+	if err != nil {
+		return err
+	}
+	return l.Serve(ctx)
+}
+
+func (l *Listener) serveUDP(ctx context.Context) error {
+	buf := make([]byte, udpReadBuf)
+	oob := make([]byte, 128)
+	sem := make(chan struct{}, maxUDPInFlight)
+	for {
+		n, oobn, flags, from, err := l.udp.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if flags&unix.MSG_TRUNC != 0 || n < headerLen {
+			continue
+		}
+		query := append([]byte(nil), buf[:n]...)
+		replyOOB := sourceFor(oob[:oobn])
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if resp := l.s.Answer(ctx, query, from.Addr().Unmap().WithZone(""), "udp"); resp != nil {
+				_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, replyOOB, from)
+			}
+		}()
+	}
+}
+
+func (l *Listener) serveTCP(ctx context.Context) error {
+	sem := make(chan struct{}, l.maxConns)
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.tcp.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait, then go on.
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.Close() // at the limit: refuse rather than queue
+			continue
+		}
+		l.mu.Lock()
+		if l.done {
+			l.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+		go func() {
+			defer func() {
+				l.mu.Lock()
+				delete(l.conns, c)
+				l.mu.Unlock()
+				c.Close()
+				<-sem
+			}()
+			l.serveConn(ctx, c)
+		}()
+	}
+}
+
+// serveConn answers framed queries on one TCP connection, one after the
+// other, until the client closes it, stays idle or sends garbage.
+func (l *Listener) serveConn(ctx context.Context, c *net.TCPConn) {
+	src := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().WithZone("") // the neighbour table has no zones
+	var lb [2]byte
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(l.idleTimeout))
+		if _, err := io.ReadFull(c, lb[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint16(lb[:])
+		if n < headerLen {
+			return // cannot be a query; the framing is not to be trusted either
+		}
+		query := make([]byte, n)
+		_ = c.SetReadDeadline(time.Now().Add(tcpIOTimeout))
+		if _, err := io.ReadFull(c, query); err != nil {
+			return
+		}
+		resp := l.s.Answer(ctx, query, src, "tcp")
+		if resp == nil || len(resp) > 0xFFFF {
+			continue
+		}
+		binary.BigEndian.PutUint16(lb[:], uint16(len(resp)))
+		_ = c.SetWriteDeadline(time.Now().Add(tcpIOTimeout))
+		if _, err := (&net.Buffers{lb[:], resp}).WriteTo(c); err != nil {
+			return
+		}
+	}
+}
+
+// recvDestination asks the kernel for each datagram's destination address,
+// so that the answer leaves from the address the query was sent to. On a
+// router with several addresses (and on every IPv6 interface) the address
+// the kernel would pick by itself can differ, and then the REDIRECT's
+// reverse translation does not match and the client drops the answer.
+func recvDestination(c *net.UDPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		// Either may fail (an IPv4-only socket has no IPv6 options); each
+		// one that works is used.
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+	})
+}
+
+// sourceFor turns the control messages of a received datagram into those
+// that send the answer from the datagram's destination address (nil when
+// there is none: the kernel picks).
+func sourceFor(oob []byte) []byte {
+	if len(oob) == 0 {
+		return nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var dst netip.Addr
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			// struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
+			dst = netip.AddrFrom4([4]byte(m.Data[8:12]))
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo && !dst.IsValid():
+			// struct in6_pktinfo { in6_addr addr; int ifindex; }
+			dst = netip.AddrFrom16([16]byte(m.Data[:16])).Unmap()
+		}
+	}
+	switch {
+	case !dst.IsValid():
+		return nil
+	case dst.Is4():
+		return unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: dst.As4()})
+	default:
+		return unix.PktInfo6(&unix.Inet6Pktinfo{Addr: dst.As16()})
+	}
+}
