@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	_ "time/tzdata"
+
+	"github.com/famguard/famguard/agent/tz"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")
@@ -183,7 +184,7 @@ func TestEvaluate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	berlin, _ := time.LoadLocation("Europe/Berlin")
+	berlin, _ := tz.Load("Europe/Berlin")
 	at := func(s string) time.Time {
 		v, err := time.ParseInLocation("2006-01-02 15:04", s, berlin)
 		if err != nil {
