@@ -7,6 +7,7 @@ package gentab
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"go/format"
@@ -326,4 +327,55 @@ func Generate(zipPath string) ([]byte, Stats, error) {
 		return nil, Stats{}, err
 	}
 	return src, st, nil
+}
+
+// Transitions reads the 64-bit transitions of a TZif version 2+ file: when
+// each happens and the local time it starts.
+func Transitions(data []byte) ([]int64, []tzif.Type, error) {
+	bad := errors.New("malformed TZif file")
+	counts := func(p []byte) (isut, isstd, leap, time, typ, char int, ok bool) {
+		if len(p) < 44 || string(p[:4]) != "TZif" {
+			return 0, 0, 0, 0, 0, 0, false
+		}
+		n := make([]int, 6)
+		for i := range n {
+			n[i] = int(binary.BigEndian.Uint32(p[20+4*i:]))
+		}
+		return n[0], n[1], n[2], n[3], n[4], n[5], true
+	}
+	isut, isstd, leap, timecnt, typecnt, charcnt, ok := counts(data)
+	if !ok || data[4] < '2' {
+		return nil, nil, bad
+	}
+	v1 := 44 + timecnt*5 + typecnt*6 + charcnt + leap*8 + isstd + isut
+	if len(data) < v1 {
+		return nil, nil, bad
+	}
+	p := data[v1:]
+	_, _, _, timecnt, typecnt, charcnt, ok = counts(p)
+	if !ok || len(p) < 44+timecnt*9+typecnt*6+charcnt {
+		return nil, nil, bad
+	}
+	p = p[44:]
+	whens := make([]int64, timecnt)
+	for i := range whens {
+		whens[i] = int64(binary.BigEndian.Uint64(p[8*i:]))
+	}
+	idx := p[8*timecnt : 9*timecnt]
+	ttinfo := p[9*timecnt : 9*timecnt+6*typecnt]
+	chars := p[9*timecnt+6*typecnt : 9*timecnt+6*typecnt+charcnt]
+	types := make([]tzif.Type, timecnt)
+	for i, k := range idx {
+		if int(k) >= typecnt {
+			return nil, nil, bad
+		}
+		tt := ttinfo[6*int(k):]
+		a := int(tt[5])
+		if a >= len(chars) {
+			return nil, nil, bad
+		}
+		abbr, _, _ := bytes.Cut(chars[a:], []byte{0})
+		types[i] = tzif.Type{Abbr: string(abbr), Offset: int(int32(binary.BigEndian.Uint32(tt))), DST: tt[4] != 0}
+	}
+	return whens, types, nil
 }
