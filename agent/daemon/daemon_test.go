@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	_ "time/tzdata"
 
 	"github.com/famguard/famguard/agent/clock"
 	"github.com/famguard/famguard/agent/netwatch"
@@ -75,7 +74,7 @@ children:
       - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
 `
 
-var berlin, _ = time.LoadLocation("Europe/Berlin")
+var berlin, _ = tz.Load("Europe/Berlin")
 
 type harness struct {
 	t       *testing.T

@@ -6,11 +6,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/famguard/famguard/agent/schedule"
+	"github.com/famguard/famguard/agent/tz"
 )
 
 // Keys is the one table of what each mapping may contain. The parser checks
@@ -152,7 +152,7 @@ func (p *parser) parse(data []byte) {
 	}
 	if z, ok := fields["timezone"]; ok {
 		if name, ok := p.str(z, "timezone"); ok {
-			if _, err := time.LoadLocation(name); err != nil || name == "" || name == "Local" {
+			if _, err := tz.Load(name); err != nil || name == "" || name == "Local" {
 				p.problem(z, "timezone", "unknown time zone %q: use an IANA name like Europe/Berlin, or leave it out to use the router's zone", name)
 			} else {
 				p.tz = &zoneRef{name: name, pos: p.pos(z, "timezone")}

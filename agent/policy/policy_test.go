@@ -13,7 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	_ "time/tzdata"
+
+	"github.com/famguard/famguard/agent/tz"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")
@@ -186,7 +187,7 @@ func TestEvaluate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	berlin, _ := time.LoadLocation("Europe/Berlin")
+	berlin, _ := tz.Load("Europe/Berlin")
 	at := func(s string) time.Time {
 		v, err := time.ParseInLocation("2006-01-02 15:04", s, berlin)
 		if err != nil {

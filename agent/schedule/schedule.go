@@ -257,6 +257,12 @@ func NextChange(ws []Window, t time.Time, horizon time.Duration) (time.Time, boo
 		if zend.IsZero() {
 			break
 		}
+		if !zend.After(c) {
+			// On the last day of a leap year Go can report an end before
+			// c for zones served by a POSIX rule (golang/go#81583): step
+			// over that day an hour at a time instead of looping forever.
+			zend = c.Add(time.Hour)
+		}
 		add(zend)
 		c = zend
 	}

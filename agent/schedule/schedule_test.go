@@ -4,12 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-	_ "time/tzdata"
+
+	"github.com/famguard/famguard/agent/tz"
 )
 
 func zone(t testing.TB, name string) *time.Location {
 	t.Helper()
-	loc, err := time.LoadLocation(name)
+	loc, err := tz.Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}

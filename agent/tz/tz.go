@@ -6,20 +6,22 @@
 // /etc/config/system (`option zonename 'Europe/Berlin'`, with spaces where
 // IANA has underscores) and, as a POSIX rule, in /etc/TZ. The order is:
 // the profile's `timezone`, then zonename, then the TZ environment variable,
-// then /etc/TZ, then /etc/localtime, then UTC. The binary embeds the zone
-// database (main imports time/tzdata), so names always resolve.
+// then /etc/TZ, then /etc/localtime, then UTC. Zone names resolve through
+// Load, from a compact table embedded in the binary (zones_gen.go), never
+// from the host's zoneinfo.
 package tz
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/famguard/famguard/agent/tz/internal/tzif"
 )
 
 // Env is where the router's zone is looked up; tests point Root at a fake
@@ -56,7 +58,7 @@ type Zone struct {
 // skipped with a warning.
 func Resolve(profileZone string, env Env) (Zone, error) {
 	if profileZone != "" {
-		loc, err := time.LoadLocation(profileZone)
+		loc, err := Load(profileZone)
 		if err != nil {
 			return Zone{}, fmt.Errorf("unknown time zone %q: use an IANA name like Europe/Berlin", profileZone)
 		}
@@ -64,7 +66,7 @@ func Resolve(profileZone string, env Env) (Zone, error) {
 	}
 	var warnings []string
 	if name, ok := uciZonename(env); ok {
-		if loc, err := time.LoadLocation(name); err == nil {
+		if loc, err := Load(name); err == nil {
 			return Zone{Loc: loc, Name: name, Source: "/etc/config/system zonename"}, nil
 		}
 		warnings = append(warnings, fmt.Sprintf("/etc/config/system zonename %q is not a known zone", name))
@@ -124,7 +126,7 @@ func uciZonename(env Env) (string, bool) {
 // POSIX rule such as "CET-1CEST,M3.5.0,M10.5.0/3".
 func fromTZValue(v string) (Zone, error) {
 	name := strings.TrimPrefix(v, ":")
-	if loc, err := time.LoadLocation(name); err == nil && name != "" {
+	if loc, err := Load(name); err == nil {
 		return Zone{Loc: loc, Name: name}, nil
 	}
 	loc, err := LoadPOSIX(v)
@@ -145,37 +147,9 @@ func LoadPOSIX(rule string) (*time.Location, error) {
 	if !posixRule.MatchString(rule) {
 		return nil, fmt.Errorf("%q is not a POSIX TZ rule like CET-1CEST,M3.5.0,M10.5.0/3", rule)
 	}
-	// Standard offset from the rule, for the single ttinfo (used only before
-	// the first transition, which there isn't; the footer governs).
-	data := tzif(rule)
-	loc, err := time.LoadLocationFromTZData(rule, data)
+	loc, err := time.LoadLocationFromTZData(rule, tzif.Entry{Footer: rule}.TZif())
 	if err != nil {
 		return nil, fmt.Errorf("POSIX TZ rule %q: %w", rule, err)
 	}
 	return loc, nil
-}
-
-// tzif builds a TZif v2 blob: an empty v1 block, a v2 block with one
-// transition at the beginning of time and one ttinfo, and the rule as footer.
-func tzif(rule string) []byte {
-	var b bytes.Buffer
-	header := func(timecnt, typecnt, charcnt uint32) {
-		b.WriteString("TZif2")
-		b.Write(make([]byte, 15))
-		for _, v := range []uint32{0, 0, 0, timecnt, typecnt, charcnt} { // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
-			_ = binary.Write(&b, binary.BigEndian, v)
-		}
-	}
-	// v1 block: one ttinfo, no transitions.
-	header(0, 1, 4)
-	b.Write([]byte{0, 0, 0, 0, 0, 0}) // utoff 0, isdst 0, abbrind 0
-	b.WriteString("UTC\x00")
-	// v2 block, 64-bit times.
-	header(1, 1, 4)
-	_ = binary.Write(&b, binary.BigEndian, int64(-1<<59))
-	b.WriteByte(0)
-	b.Write([]byte{0, 0, 0, 0, 0, 0})
-	b.WriteString("UTC\x00")
-	b.WriteString("\n" + rule + "\n")
-	return b.Bytes()
 }

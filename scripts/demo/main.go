@@ -28,6 +28,7 @@ import (
 
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -59,7 +60,7 @@ children:
 var start = time.Date(2026, 11, 26, 20, 59, 45, 0, mustZone("Europe/Berlin"))
 
 func mustZone(name string) *time.Location {
-	l, err := time.LoadLocation(name)
+	l, err := tz.Load(name)
 	if err != nil {
 		panic(err)
 	}

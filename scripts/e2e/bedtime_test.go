@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -30,7 +31,7 @@ const (
 var bedtime = time.Date(2026, 11, 26, 21, 0, 0, 0, mustZone("Europe/Berlin"))
 
 func mustZone(name string) *time.Location {
-	loc, err := time.LoadLocation(name)
+	loc, err := tz.Load(name)
 	if err != nil {
 		panic(err)
 	}

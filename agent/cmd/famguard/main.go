@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	_ "time/tzdata" // OpenWrt has no zoneinfo: the zone database travels in the binary
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/clock"
@@ -593,7 +592,7 @@ func cmdStatus(args []string, out io.Writer) error {
 
 func printStatus(out io.Writer, st daemon.Status) {
 	loc := st.Clock.Now.Location()
-	if l, err := time.LoadLocation(st.Zone.Name); err == nil {
+	if l, err := tz.Load(st.Zone.Name); err == nil {
 		loc = l
 	}
 	now := st.Clock.Now.In(loc)
