@@ -55,9 +55,22 @@ func TestWatcherSignalsCoalescesAndRearms(t *testing.T) {
 	done := make(chan struct{})
 	go func() { watchCancelOnSet(ctx, f, out); close(done) }()
 
-	// Three steps before the daemon looks: one pending signal.
+	// Three steps before the daemon looks: one pending signal. The watcher
+	// re-arms after handling each step, so 4 arms means all three were
+	// handled (a send on f.fired completes before its handling does).
 	for i := 0; i < 3; i++ {
 		f.fired <- struct{}{}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		arms := f.arms
+		f.mu.Unlock()
+		if arms == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("armed %d times after three clock sets, want 4", arms)
+		}
 	}
 	select {
 	case <-out:
