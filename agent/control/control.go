@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -55,7 +56,13 @@ func Listen(stateDir string, h Handler) (*Server, error) {
 		return nil, fmt.Errorf("another famguard agent is already running with state directory %s (stop it, or pass a different --state)", stateDir)
 	}
 	_ = os.Remove(path)
+	// The socket is created with the process umask's mode and only then
+	// narrowed to 0600: a restrictive umask closes that window, so nobody
+	// but root can connect even for an instant. (Umask is process-wide, but
+	// this runs once, at start, before anything else creates files.)
+	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}

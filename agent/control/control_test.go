@@ -3,10 +3,15 @@ package control
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRoundTripAndPermissions(t *testing.T) {
@@ -81,4 +86,62 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 		t.Fatalf("Call = %q, %v", s, err)
 	}
 	cancel()
+}
+
+// TestOthersCannotConnect: a process that is not root cannot talk to the
+// agent, even when the state directory itself was left open to everyone
+// (pre-created by someone else with mode 0755): the socket is 0600 from the
+// moment it exists. The attempt is made as user nobody: on one locked OS
+// thread the file-system user ID (what a unix socket's connect checks) is
+// switched, which also drops CAP_DAC_OVERRIDE for that thread.
+func TestOthersCannotConnect(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (to act as another user); CI runs as root")
+		}
+		t.Skip("needs root to act as user nobody")
+	}
+	// Every directory on the way must be traversable by others, or the
+	// test would only show that nobody cannot reach the path at all.
+	base, err := os.MkdirTemp("/tmp", "famguard-control-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "state")
+	if err := os.Mkdir(dir, 0o755); err != nil { // lax, as someone else left it
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := Listen(dir, func(context.Context, string, []string) (any, error) { return "secret family data", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ctx)
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		unix.Setfsuid(65534)
+		unix.Setfsgid(65534)
+		c, err := net.Dial("unix", SocketPath(dir))
+		if err == nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	if err := <-errc; err == nil || !errors.Is(err, syscall.EACCES) {
+		t.Errorf("user nobody connecting: %v; want permission denied", err)
+	}
+	// Root still can.
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+	defer ccancel()
+	var got string
+	if err := Call(cctx, dir, "status", &got); err != nil || got != "secret family data" {
+		t.Errorf("root's call: %q, %v", got, err)
+	}
 }
