@@ -109,7 +109,7 @@ func copyDomains(b *testing.B, src, dst string, n int) int {
 	return n * 9 / 10 // a few lines may be duplicates across lists
 }
 
-func procMemory(b *testing.B, pid int) (rssKiB, peakKiB int) {
+func procMemory(b testing.TB, pid int) (rssKiB, peakKiB int) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
