@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,4 +232,12 @@ func famguardLines(t testing.TB, l *lab.Lab, save string) []string {
 		}
 	}
 	return lines
+}
+
+// reliability records one row of the README's Reliability table: `make
+// reliability` runs the tests verbosely and collects these lines, so the
+// table always shows figures from a run anyone can repeat.
+func reliability(t testing.TB, area, tried, result string, args ...any) {
+	t.Helper()
+	t.Logf("reliability: %s | %s | %s", area, tried, fmt.Sprintf(result, args...))
 }

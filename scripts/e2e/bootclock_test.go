@@ -65,7 +65,7 @@ func TestBootClock(t *testing.T) {
 	}
 	f.waitReach(t, f.alice, inet4, true, 3*time.Second)
 	f.waitReach(t, f.bob, inet6, true, 3*time.Second)
-	t.Logf("after the sync signal the schedule applied within %v", time.Since(start).Round(time.Millisecond))
+	reliability(t, "boot clock", "untrusted clock at noon: Alice saved offline, Bob with a bedtime and nothing saved", "both offline until `notify clock-synced`; then the schedule applied within %v", time.Since(start).Round(time.Millisecond))
 	f.expectReach(t, f.alice, true, "after the sync, at noon")
 	f.expectReach(t, f.bob, true, "after the sync, at noon")
 	st = a.status()
@@ -113,7 +113,7 @@ func TestNotifyFirewallHeals(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("healed %v after nft flush ruleset", time.Since(start).Round(time.Millisecond))
+	reliability(t, "firewall", "`nft flush ruleset` (what `service firewall stop` does), periodic check off", "rules back after %v", time.Since(start).Round(time.Millisecond))
 	f.expectReach(t, f.alice, false, "after the heal")
 	if a.status().Dataplane.Heals < 1 {
 		t.Error("status counts no heal")

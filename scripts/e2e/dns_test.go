@@ -202,6 +202,7 @@ func TestDNSFiltering(t *testing.T) {
 				t.Errorf("%s → %s:5354 answered = %v, want %v", tc.who.Name, tc.server, got, tc.want)
 			}
 		}
+		reliability(t, "attack surface", "DNS filter port queried directly from the parent, a child (IPv4, IPv6) and the WAN (IPv4, IPv6)", "no answer; the router's loopback and the child's redirected queries are answered")
 		// The same protected device's port-53 query, redirected, is answered.
 		if got := f.dig(t, f.alice, "192.0.2.1", "example.org", "A"); got != "198.51.100.10" {
 			t.Errorf("alice's redirected query: %q", got)

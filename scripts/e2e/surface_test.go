@@ -65,5 +65,5 @@ func TestAgentNetworkSurface(t *testing.T) {
 	if len(listening) != 2 {
 		t.Errorf("listening sockets %v; want exactly the DNS port over UDP and TCP", listening)
 	}
-	t.Logf("listening: %v; others: %v", listening, other)
+	reliability(t, "attack surface", "sockets of the running agent (ss)", "listening: %s; others: %s", strings.Join(listening, ", "), strings.Join(other, ", "))
 }
