@@ -57,7 +57,7 @@ func TestFirewallInclude(t *testing.T) {
 		}{
 			{"agent answers", 0, "", true},
 			{"famguard fails", 1, "", true},
-			{"famguard hangs", 0, "3", true},
+			{"famguard hangs", 0, "5", true},
 			{"famguard missing", 0, "", false},
 		} {
 			dir := t.TempDir()
@@ -75,7 +75,7 @@ func TestFirewallInclude(t *testing.T) {
 			if code != 0 || out != "" {
 				t.Errorf("%s, %s: exit %d, output %q; want 0 and nothing", sh.name, tc.name, code, out)
 			}
-			if took > time.Second {
+			if took > 2500*time.Millisecond {
 				t.Errorf("%s, %s: the include took %v; fw4 must never wait for famguard", sh.name, tc.name, took)
 			}
 			if tc.bin {
