@@ -9,8 +9,11 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 # Packages with goroutines: always tested under the race detector.
 RACE_PKGS := ./agent/... ./rules/...
 FUZZTIME ?= 20s
+# Shell scripts the OpenWrt package ships (its maintainer scripts live in
+# openwrt/famguard/Makefile; lint extracts them).
+OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross reliability
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross ipk reliability
 
 all: build
 
@@ -29,6 +32,7 @@ test: deps build lint unit e2e
 
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO) test -count=1 ./openwrt/...
 
 # End-to-end tests on the real kernel, in network namespaces they create.
 e2e: build
@@ -37,7 +41,10 @@ e2e: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh scripts/reliability/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+	@if command -v shellcheck >/dev/null; then \
+		shellcheck scripts/*.sh scripts/reliability/*.sh .ci/run $(OPENWRT_SCRIPTS) && \
+		tmp=$$(mktemp -d) && bash scripts/ipk.sh maintainer-scripts $$tmp && shellcheck $$tmp/*; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
+	else echo "shellcheck not installed; skipped"; fi
 
 bench: deps build
 	bash scripts/bench.sh
@@ -65,6 +72,11 @@ cross:
 	done
 	@echo "size (bytes)  MiB   build"; for f in dist/famguard-linux-*; do \
 		awk -v s=$$(stat -c %s $$f) -v f=$$f 'BEGIN { printf "%12d  %4.1f  %s\n", s, s/1048576, f }'; done
+
+# OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
+# name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).
+ipk: cross
+	bash scripts/ipk.sh
 
 clean:
 	rm -rf bin dist

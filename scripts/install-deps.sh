@@ -18,6 +18,7 @@ declare -A need=(
   [curl]=curl
   [nft]=nftables
   [shellcheck]=shellcheck
+  [busybox]=busybox
   [unshare]=util-linux
   [ping]=iputils-ping
 )

@@ -1,0 +1,6 @@
+// Package openwrt holds the tests of famguard's OpenWrt package: the feed
+// Makefile in famguard/, its files (procd init script, UCI config, firewall
+// include, NTP hotplug, uci-defaults, maintainer scripts) and the .ipk files
+// scripts/ipk.sh builds. The scripts run under busybox sh (OpenWrt's shell)
+// with recording stand-ins for procd, UCI and the famguard binary.
+package openwrt
