@@ -219,6 +219,9 @@ func cmdRun(args []string) error {
 	// port is taken, DNS filtering stays off (and says so) rather than
 	// sending every child's DNS into a closed port.
 	var dns *dnsfilter.Server
+	if *dnsPort <= 0 {
+		log.Warn("DNS filtering is off (--dns-port 0): category blocks, allow/deny lists, safe search and DNS bypass prevention are not enforced; schedules are")
+	}
 	if *dnsPort > 0 {
 		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
 		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
