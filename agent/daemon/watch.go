@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // watchDir tells the loop (through changed, coalescing) that a watched
@@ -29,7 +27,7 @@ import (
 const maxDelay = 500 * time.Millisecond
 
 func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}) {
-	w, err := fsnotify.NewWatcher()
+	w, err := newDirWatcher()
 	if err != nil {
 		log.Error("cannot watch the profile directory; changes are picked up only on SIGHUP", "dir", dir, "err", err)
 		return
@@ -80,7 +78,7 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 			if !ok {
 				return
 			}
-			if ev.Op == fsnotify.Chmod {
+			if ev.attribOnly() {
 				continue
 			}
 			inDir := filepath.Dir(ev.Name) == filepath.Clean(dir)
