@@ -21,6 +21,12 @@ declare -A need=(
   [busybox]=busybox
   [unshare]=util-linux
   [ping]=iputils-ping
+  # The router builds (mips, mipsle, armv7, arm64) run under qemu-user in
+  # make test (scripts/cross, and one lab scenario in scripts/e2e).
+  [qemu-mips-static]=qemu-user-static
+  [qemu-mipsel-static]=qemu-user-static
+  [qemu-arm-static]=qemu-user-static
+  [qemu-aarch64-static]=qemu-user-static
 )
 missing=()
 for tool in "${!need[@]}"; do

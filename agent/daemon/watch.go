@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // maxDelay bounds how long a burst of events can postpone a reload.
@@ -33,7 +31,7 @@ const maxDelay = 500 * time.Millisecond
 // waits for it before its first load, so an edit made while the agent starts
 // is either read by that load or seen by the watch, never lost between them.
 func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}, ready chan<- struct{}) {
-	w, err := fsnotify.NewWatcher()
+	w, err := newDirWatcher()
 	if err != nil {
 		close(ready)
 		log.Error("cannot watch the profile directory; changes are picked up only on SIGHUP", "dir", dir, "err", err)
@@ -86,7 +84,7 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 			if !ok {
 				return
 			}
-			if ev.Op == fsnotify.Chmod {
+			if ev.attribOnly() {
 				continue
 			}
 			inDir := filepath.Dir(ev.Name) == filepath.Clean(dir)

@@ -75,13 +75,26 @@ type agent struct {
 	log      *syncBuffer
 	done     chan struct{}
 	extra    []string // more `famguard run` flags
+	command  []string // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
+	ready    time.Duration
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt
 // ("" = real time) and waits until it has applied a policy.
 func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string, extra ...string) *agent {
 	t.Helper()
-	a := &agent{t: t, lab: l, Profiles: profiles, State: state, extra: extra}
+	return startAgentCommand(t, l, nil, profiles, state, clockAt, extra...)
+}
+
+// startAgentCommand is startAgent with another command for famguard: argv
+// that ends with the famguard binary (`qemu-mipsel-static
+// dist/famguard-linux-mipsle`), nil for bin/famguard.
+func startAgentCommand(t testing.TB, l *lab.Lab, command []string, profiles, state, clockAt string, extra ...string) *agent {
+	t.Helper()
+	a := &agent{t: t, lab: l, Profiles: profiles, State: state, extra: extra, command: command, ready: 10 * time.Second}
+	if command != nil {
+		a.ready = 30 * time.Second // an emulated agent starts slower
+	}
 	a.start(clockAt)
 	t.Cleanup(func() { a.stop() })
 	return a
@@ -89,10 +102,14 @@ func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string, extra
 
 func (a *agent) start(clockAt string) {
 	a.t.Helper()
-	args := []string{binary(a.t, "famguard"), "run", "--profiles", a.Profiles, "--state", a.State,
+	args := append([]string{}, a.command...)
+	if len(args) == 0 {
+		args = []string{binary(a.t, "famguard")}
+	}
+	args = append(args, "run", "--profiles", a.Profiles, "--state", a.State,
 		"--categories", filepath.Join(a.Profiles, "..", "categories"), "--heal-interval", "1s", "--log-level", "debug",
 		// Never the router default under /etc: the test's own directory.
-		"--saved-state", filepath.Join(a.State, "device-state.json")}
+		"--saved-state", filepath.Join(a.State, "device-state.json"))
 	if clockAt != "" {
 		args = append(args, "--clock", clockAt)
 	}
@@ -111,7 +128,7 @@ func (a *agent) start(clockAt string) {
 // waitReady waits until the agent answers and has a policy in force.
 func (a *agent) waitReady() {
 	a.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(a.ready)
 	for time.Now().Before(deadline) {
 		select {
 		case <-a.done:
@@ -123,7 +140,7 @@ func (a *agent) waitReady() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	a.t.Fatalf("agent not ready after 10s; log:\n%s", a.log.String())
+	a.t.Fatalf("agent not ready after %v; log:\n%s", a.ready, a.log.String())
 }
 
 func (a *agent) statusErr() (daemon.Status, error) {
