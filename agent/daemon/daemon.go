@@ -648,6 +648,7 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			// again at the next heal.
 			d.log.Warn("famguard's rules changed right after they were written; writing them again", "family", fam)
 			d.applied[fam] = ""
+			d.dp.Heals++ // another program's change, repaired like any other
 			ok = false
 		}
 	}
