@@ -94,6 +94,11 @@ type DataplaneStatus struct {
 	LastApply         time.Time `json:"last_apply"`
 	LastApplyDuration string    `json:"last_apply_duration"`
 	LastError         string    `json:"last_error,omitempty"`
+	// After failed applies: how many in a row, the current backoff and when
+	// the next retry runs (cleared by the next successful apply).
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	RetryBackoff        string     `json:"retry_backoff,omitempty"`
+	NextRetry           *time.Time `json:"next_retry,omitempty"`
 }
 
 // DeviceStatus is plan's per-device view plus what the network shows.
