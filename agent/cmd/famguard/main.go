@@ -300,15 +300,47 @@ func cmdRun(args []string) error {
 		WatchFiles:       true,
 	})
 	srv, err := control.Listen(*state, d.Handle)
-	if err != nil {
-		return err
+	switch {
+	case errors.Is(err, control.ErrAlreadyRunning):
+		return err // two agents would fight over the same chains
+	case err != nil:
+		// An unwritable or full state directory must not stop enforcement:
+		// the rules are applied and kept up to date anyway; only status and
+		// notify are unavailable until the socket can be created.
+		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
+		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+	default:
+		go srv.Serve(ctx)
 	}
-	go srv.Serve(ctx)
 	err = d.Run(ctx)
 	if errors.Is(err, daemon.ErrShutdownRequested) {
 		return nil
 	}
 	return err
+}
+
+// serveControlWhenPossible retries creating the control socket (1 s, doubling
+// to 30 s) and serves it once it exists.
+func serveControlWhenPossible(ctx context.Context, state string, h control.Handler, log *slog.Logger) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		srv, err := control.Listen(state, h)
+		if err == nil {
+			log.Info("control socket created; status and notify work again", "state", state)
+			srv.Serve(ctx)
+			return
+		}
+		if errors.Is(err, control.ErrAlreadyRunning) {
+			log.Error("control socket: giving up", "err", err)
+			return
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // clockTrust decides whether the clock is right from the start and, if not,
