@@ -10,7 +10,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 RACE_PKGS := ./agent/... ./rules/...
 FUZZTIME ?= 20s
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross reliability-faults
 
 all: build
 
@@ -38,6 +38,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "shellcheck not installed; skipped"; fi
+
+# Fault injection in the lab (also part of `make test`, with 30 kills):
+# kill -9 during applies, iptables-restore failing and hanging, the xtables
+# lock held 10 s, a read-only state directory and a full state file system,
+# the profile directory deleted and recreated, the clock stepped by hours.
+# Results: scripts/reliability/faults-results.md.
+FAULT_KILLS ?= 150
+reliability-faults: build
+	FAMGUARD_FAULT_KILLS=$(FAULT_KILLS) $(GO) test -count=1 -timeout 20m -v -run '^TestFault' ./scripts/e2e/
+	$(GO) test -race -count=1 -v -run 'Resubscribes|BacksOff|FailedSave|HungRestore|ClockStep|WallClockStep' ./agent/netwatch/ ./agent/daemon/ ./rules/
 
 bench: deps build
 	bash scripts/bench.sh

@@ -497,3 +497,41 @@ func TestFailedSaveIsRetried(t *testing.T) {
 		t.Errorf("saved file: %+v, %v; want Alice offline", f, err)
 	}
 }
+
+// TestClockStepOnlyForSimulatedClocks: the lab's clock-step hook moves a
+// --clock clock and re-evaluates at once; without --clock it is refused.
+func TestClockStepOnlyForSimulatedClocks(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), profile)
+	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
+	if _, err := h.d.Handle(context.Background(), "clock-step", []string{"9h"}); err == nil {
+		t.Fatal("clock-step accepted without a simulated clock")
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dp := newFakeDataplane()
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), ClockSimulated: true,
+		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
+	if _, err := d.Handle(ctx, "clock-step", []string{"9h30m"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("Alice not blocked right after stepping to 21:30")
+	}
+	if _, err := d.Handle(ctx, "clock-step", []string{"-9h30m"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("Alice still blocked after stepping back to noon")
+	}
+	if _, err := d.Handle(ctx, "clock-step", []string{"soon"}); err == nil {
+		t.Error("clock-step accepted a bad duration")
+	}
+}

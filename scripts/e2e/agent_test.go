@@ -74,6 +74,8 @@ type agent struct {
 	log      *syncBuffer
 	done     chan struct{}
 	extra    []string // more `famguard run` flags
+	env      []string // extra environment (PATH=..., XTABLES_LOCKFILE=...)
+	prefix   []string // command run before `ip netns exec` (e.g. unshare -m sh -c ...)
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt
@@ -88,6 +90,13 @@ func startAgent(t testing.TB, l *lab.Lab, profiles, state, clockAt string, extra
 
 func (a *agent) start(clockAt string) {
 	a.t.Helper()
+	a.launch(clockAt)
+	a.waitReady()
+}
+
+// launch starts the agent without waiting for it to be ready.
+func (a *agent) launch(clockAt string) {
+	a.t.Helper()
 	args := []string{binary(a.t, "famguard"), "run", "--profiles", a.Profiles, "--state", a.State,
 		"--categories", filepath.Join(a.Profiles, "..", "categories"), "--heal-interval", "1s", "--log-level", "debug",
 		// Never the router default under /etc: the test's own directory.
@@ -98,13 +107,18 @@ func (a *agent) start(clockAt string) {
 	args = append(args, a.extra...)
 	a.log = &syncBuffer{}
 	a.cmd = a.lab.Cmd(context.Background(), a.lab.Router, args...)
+	if len(a.prefix) > 0 {
+		a.cmd = exec.Command(a.prefix[0], append(a.prefix[1:], a.cmd.Args...)...)
+	}
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatalf("starting the agent: %v", err)
 	}
 	a.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(a.cmd, a.done)
-	a.waitReady()
 }
 
 // waitReady waits until the agent answers and has a policy in force.
