@@ -13,7 +13,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults
 
 all: build
 
@@ -55,6 +55,16 @@ lint:
 		shellcheck scripts/*.sh scripts/reliability/*.sh .ci/run $(OPENWRT_SCRIPTS) && \
 		tmp=$$(mktemp -d) && bash scripts/ipk.sh maintainer-scripts $$tmp && shellcheck $$tmp/*; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
 	else echo "shellcheck not installed; skipped"; fi
+
+# Fault injection in the lab (also part of `make test`, with 30 kills):
+# kill -9 during applies, iptables-restore failing and hanging, the xtables
+# lock held 10 s, a read-only state directory and a full state file system,
+# the profile directory deleted and recreated, the clock stepped by hours.
+# Results: scripts/reliability/faults-results.md.
+FAULT_KILLS ?= 150
+reliability-faults: build
+	FAMGUARD_FAULT_KILLS=$(FAULT_KILLS) $(GO) test -count=1 -timeout 20m -v -run '^TestFault' ./scripts/e2e/
+	$(GO) test -race -count=1 -v -run 'Resubscribes|BacksOff|FailedSave|HungRestore|ClockStep|WallClockStep' ./agent/netwatch/ ./agent/daemon/ ./rules/
 
 bench: deps build
 	bash scripts/bench.sh

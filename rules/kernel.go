@@ -3,12 +3,14 @@ package rules
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -40,7 +42,15 @@ type Runner struct {
 	save    string
 	bin     string // iptables or ip6tables
 	backend string
+	timeout time.Duration // bound on one iptables-restore or iptables-save run
 }
+
+// DefaultToolTimeout bounds one iptables-restore or iptables-save run. A
+// restore legitimately waits up to 10 s for the xtables lock (--wait=10), so
+// the bound is well above that; what it catches is a tool that never
+// returns (a wedged kernel call, a broken wrapper script), which would
+// otherwise block the daemon's single dataplane goroutine for ever.
+const DefaultToolTimeout = 30 * time.Second
 
 // NewRunner finds the tools for a family and detects the backend.
 func NewRunner(fam Family) (*Runner, error) {
@@ -52,7 +62,7 @@ func NewRunner(fam Family) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bin, err)
 	}
-	r := &Runner{fam: fam, ipt: ipt, bin: bin}
+	r := &Runner{fam: fam, ipt: ipt, bin: bin, timeout: DefaultToolTimeout}
 	if r.restore, err = exec.LookPath(restore); err != nil {
 		return nil, fmt.Errorf("%s not found: install the iptables package", restore)
 	}
@@ -83,21 +93,62 @@ func (r *Runner) Backend() string { return r.backend }
 
 var restoreLine = regexp.MustCompile(`line:? (\d+)`)
 
+// SetTimeout changes the bound on one tool run (DefaultToolTimeout).
+func (r *Runner) SetTimeout(d time.Duration) {
+	if d > 0 {
+		r.timeout = d
+	}
+}
+
+// ErrToolTimeout marks a tool run that was killed for taking longer than the
+// runner's timeout.
+var ErrToolTimeout = errors.New("did not finish in time and was killed")
+
+// command prepares a bounded run of a tool: when ctx ends the tool's whole
+// process group is killed (a wrapper script's children too), and Wait gives
+// up on its pipes a second later, so a hung tool can never hold the caller.
+func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = time.Second
+	return cmd
+}
+
+// runBounded runs cmd (made by command with ctx) and turns a deadline into
+// ErrToolTimeout.
+func runBounded(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) error {
+	err := cmd.Run()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w after %v (%v)", ErrToolTimeout, timeout, err)
+	}
+	return err
+}
+
 // Apply runs iptables-restore --noflush with the given input. A failure is
 // reported with the input line the tool complained about; a busy xtables
-// lock is waited for (--wait) and retried.
+// lock is waited for (--wait) and retried. A run that takes longer than the
+// runner's timeout is killed and reported: the kernel then holds whatever it
+// held before (a restore commits all or nothing).
 func (r *Runner) Apply(input string) error {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		cmd := exec.Command(r.restore, "--noflush", "--wait=10")
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		cmd := command(ctx, r.restore, "--noflush", "--wait=10")
 		cmd.Stdin = strings.NewReader(input)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		err := cmd.Run()
+		err := runBounded(ctx, cmd, r.timeout)
+		cancel()
 		if err == nil {
 			return nil
 		}
 		msg := strings.TrimSpace(stderr.String())
+		if errors.Is(err, ErrToolTimeout) {
+			return fmt.Errorf("%s: %w%s", r.restore, err, quoteStderr(msg))
+		}
 		lastErr = fmt.Errorf("%s: %v: %s%s", r.restore, err, msg, inputLine(input, msg))
 		if !strings.Contains(msg, "xtables lock") && !strings.Contains(msg, "Resource temporarily unavailable") {
 			return lastErr
@@ -105,6 +156,13 @@ func (r *Runner) Apply(input string) error {
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	return lastErr
+}
+
+func quoteStderr(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
 }
 
 // inputLine quotes the input line an iptables-restore error refers to.
@@ -197,7 +255,13 @@ func isJumpTo(line, chain string) bool {
 // Snapshot returns, for every table famguard uses, our chains' declarations,
 // their rules and the jumps with their positions.
 func (r *Runner) Snapshot() (string, error) {
-	out, err := exec.Command(r.save).Output()
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	cmd := command(ctx, r.save)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	err := runBounded(ctx, cmd, r.timeout)
+	out := stdout.Bytes()
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.save, err)
 	}
@@ -408,6 +472,14 @@ func NewKernel() (*Kernel, error) {
 		return nil, err
 	}
 	return &Kernel{r: [2]*Runner{v4, v6}}, nil
+}
+
+// SetTimeout bounds each iptables-restore / iptables-save run of both
+// families (DefaultToolTimeout).
+func (k *Kernel) SetTimeout(d time.Duration) {
+	for _, r := range k.r {
+		r.SetTimeout(d)
+	}
 }
 
 // Runner returns the runner of a family (benchmarks use it directly).

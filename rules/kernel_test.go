@@ -1,11 +1,17 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/famguard/famguard/scripts/lab"
 )
@@ -199,4 +205,50 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 	_ = k.Cleanup(IPv4)
+}
+
+// TestHungRestoreIsKilled: an iptables-restore that never returns (here a
+// stand-in script whose own child sleeps, as a wrapper would) is killed
+// after the runner's timeout, with its whole process group, and reported as
+// ErrToolTimeout; it must not hold the caller (the daemon's only dataplane
+// goroutine) for ever.
+func TestHungRestoreIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "sleeper.pid")
+	script := filepath.Join(dir, "iptables-restore")
+	// The child sleeps in the background holding stdin; the script waits.
+	body := "#!/bin/sh\nsleep 3600 &\necho $! > " + pidFile + "\nwait\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{restore: script, timeout: 300 * time.Millisecond}
+	start := time.Now()
+	// A large input, more than a pipe holds, that nobody reads.
+	err := r.Apply(strings.Repeat("-A FAMGUARD -j RETURN\n", 10000))
+	took := time.Since(start)
+	if !errors.Is(err, ErrToolTimeout) {
+		t.Fatalf("Apply of a hung tool = %v, want ErrToolTimeout", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("Apply returned after %v; want about the 300ms timeout", took)
+	}
+	b, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(2 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in's child %d still runs after the timeout", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("hung restore reported after %v: %v", took.Round(time.Millisecond), err)
+
+	// The same bound applies to iptables-save.
+	r.save = script
+	if _, err := r.Snapshot(); !errors.Is(err, ErrToolTimeout) {
+		t.Errorf("Snapshot of a hung tool = %v, want ErrToolTimeout", err)
+	}
 }

@@ -12,6 +12,7 @@ package clock
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,16 +28,32 @@ func (system) Now() time.Time { return time.Now() }
 // System is the real clock.
 func System() Clock { return system{} }
 
-type offset struct {
+// Simulated is the --clock clock: it shows a given instant at start and
+// then runs in real time. Step moves it, as NTP or `date -s` would move the
+// real clock (lab tests use it; the host's clock is never touched).
+type Simulated struct {
+	mu    sync.Mutex
 	start time.Time
 	real  time.Time // carries Go's monotonic reading
 }
 
-func (o offset) Now() time.Time { return o.start.Add(time.Since(o.real)) }
+// Now is the simulated instant.
+func (s *Simulated) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.start.Add(time.Since(s.real))
+}
+
+// Step moves the clock by d (negative: back).
+func (s *Simulated) Step(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.start = s.start.Add(d)
+}
 
 // StartingAt is a clock that shows start now and then runs in real time
 // (the --clock flag, for labs, demos and tests).
-func StartingAt(start time.Time) Clock { return offset{start: start, real: time.Now()} }
+func StartingAt(start time.Time) *Simulated { return &Simulated{start: start, real: time.Now()} }
 
 // WallJumps signals (coalescing, never blocking) every time the wall clock is
 // set. The channel closes when ctx ends. On systems without timerfd support

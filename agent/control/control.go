@@ -53,7 +53,7 @@ func Listen(stateDir string, h Handler) (*Server, error) {
 	path := SocketPath(stateDir)
 	if c, err := net.DialTimeout("unix", path, 300*time.Millisecond); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("another famguard agent is already running with state directory %s (stop it, or pass a different --state)", stateDir)
+		return nil, fmt.Errorf("%w with state directory %s (stop it, or pass a different --state)", ErrAlreadyRunning, stateDir)
 	}
 	_ = os.Remove(path)
 	// The socket is created with the process umask's mode and only then
@@ -135,6 +135,10 @@ func writeReply(w io.Writer, v any, err error) {
 	}
 	_ = json.NewEncoder(w).Encode(r)
 }
+
+// ErrAlreadyRunning means another agent answers on the socket Listen was
+// asked to create.
+var ErrAlreadyRunning = errors.New("another famguard agent is already running")
 
 // ErrNotRunning means no agent answers on the socket.
 var ErrNotRunning = errors.New("no famguard agent is running")

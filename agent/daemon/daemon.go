@@ -97,9 +97,12 @@ type Config struct {
 	Log          *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
-	EventHealing bool          // RulesChanged delivers nf_tables change events (logged)
-	Debounce     time.Duration // quiet time after a profile change before reloading; default 20ms
-	WatchFiles   bool          // watch ProfilesDir with fsnotify (true in production)
+	// A failed apply is retried after RetryBase, then after twice as long
+	// each time it fails again, up to RetryMax (defaults 1 s and 30 s).
+	RetryBase, RetryMax time.Duration
+	EventHealing        bool          // RulesChanged delivers nf_tables change events (logged)
+	Debounce            time.Duration // quiet time after a profile change before reloading; default 20ms
+	WatchFiles          bool          // watch ProfilesDir with fsnotify (true in production)
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -129,6 +132,10 @@ type Daemon struct {
 	trustedAt   time.Time       // when it became trusted (zero: from the start)
 	saved       savedstate.File // loaded at start: what applies before the clock is trusted
 	savedErr    string          // the last load or save problem, for status
+	saveFailed  bool            // the last save failed: retried at each heal tick
+
+	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
+	retryAt    time.Time     // when the next retry runs (zero: none pending)
 }
 
 // catResult is one load of the category lists.
@@ -160,6 +167,12 @@ func New(cfg Config) *Daemon {
 		// long enough to fold an editor's write+rename or a multi-file push
 		// into one reload.
 		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryBase {
+		cfg.RetryMax = max(30*time.Second, cfg.RetryBase)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -249,6 +262,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	schedTimer := time.NewTimer(time.Hour)
 	defer schedTimer.Stop()
+	retryTimer := time.NewTimer(time.Hour)
+	defer retryTimer.Stop()
 	heal := time.NewTicker(d.cfg.HealInterval)
 	defer heal.Stop()
 
@@ -259,6 +274,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	for {
 		d.armTimer(schedTimer)
+		var retry <-chan time.Time
+		if !d.retryAt.IsZero() {
+			resetTimer(retryTimer, max(time.Until(d.retryAt), 0))
+			retry = retryTimer.C
+		}
 		select {
 		case <-ctx.Done():
 			d.log.Info("famguard stopping; the rules stay in force (run `famguard cleanup` to remove them)")
@@ -290,8 +310,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		case <-schedTimer.C:
 			d.reconcile("schedule")
+		case <-retry:
+			d.retryAt = time.Time{}
+			d.reconcile("retry after a failed apply")
 		case <-heal.C:
 			d.heal()
+			d.retrySave()
 		case _, ok := <-rulesChanged:
 			if !ok {
 				rulesChanged = nil
@@ -386,6 +410,11 @@ func (d *Daemon) armTimer(t *time.Timer) {
 			wait = time.Hour
 		}
 	}
+	resetTimer(t, wait)
+}
+
+// resetTimer re-arms t, dropping a value it may already hold.
+func resetTimer(t *time.Timer, wait time.Duration) {
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -509,8 +538,10 @@ func (d *Daemon) reconcile(why string) {
 	// a redirected query never meets stale rules.
 	d.publishDNS()
 	if !d.apply(desired) {
-		return // retried by the heal ticker
+		d.scheduleRetry()
+		return
 	}
+	d.applySucceeded()
 
 	// Conntrack: cut what the newly offline devices had open.
 	var cut []netip.Addr
@@ -589,16 +620,56 @@ func (d *Daemon) saveStates(states []policy.DeviceState) {
 	wrote, err := d.cfg.SavedState.Save(saved, d.cfg.Clock.Now())
 	if err != nil {
 		if d.savedErr != err.Error() {
-			d.log.Error("cannot save device states", "err", err)
+			d.log.Error("cannot save device states; enforcement goes on, the save is retried", "err", err)
 		}
-		d.savedErr = err.Error()
+		d.savedErr, d.saveFailed = err.Error(), true
 		return
 	}
-	d.savedErr = ""
+	if d.saveFailed {
+		d.log.Info("device states saved again", "path", d.cfg.SavedState.Path())
+	}
+	d.savedErr, d.saveFailed = "", false
 	if wrote {
 		d.saved = savedstate.File{Version: savedstate.FormatVersion, SavedAt: d.cfg.Clock.Now(), Devices: saved}
 		d.log.Debug("device states saved", "path", d.cfg.SavedState.Path(), "devices", len(saved))
 	}
+}
+
+// retrySave tries again to save the device states after a failed save (a
+// full or read-only file system): otherwise the file would stay stale until
+// the next change of state, and a reboot in between would restore old
+// states. Only the current states are written, and only while saving fails.
+func (d *Daemon) retrySave() {
+	if d.saveFailed && d.pol != nil && d.states != nil {
+		d.saveStates(d.states)
+	}
+}
+
+// scheduleRetry arms the retry after a failed apply with exponential backoff:
+// RetryBase, doubling at each consecutive failure, capped at RetryMax. A tool
+// that fails fast is not hammered, and one that hangs (each run killed after
+// the runner's timeout) does not keep the loop busy back to back.
+func (d *Daemon) scheduleRetry() {
+	if d.retryDelay == 0 {
+		d.retryDelay = d.cfg.RetryBase
+	} else {
+		d.retryDelay = min(2*d.retryDelay, d.cfg.RetryMax)
+	}
+	d.retryAt = time.Now().Add(d.retryDelay)
+	d.dp.ConsecutiveFailures++
+	at := d.retryAt
+	d.dp.NextRetry = &at
+	d.dp.RetryBackoff = d.retryDelay.String()
+	d.log.Warn("firewall rules not (fully) applied; retrying", "in", d.retryDelay, "consecutive_failures", d.dp.ConsecutiveFailures)
+}
+
+// applySucceeded ends a run of failures.
+func (d *Daemon) applySucceeded() {
+	if d.dp.ConsecutiveFailures > 0 {
+		d.log.Info("firewall rules applied again after failures", "consecutive_failures", d.dp.ConsecutiveFailures)
+	}
+	d.retryDelay, d.retryAt = 0, time.Time{}
+	d.dp.ConsecutiveFailures, d.dp.NextRetry, d.dp.RetryBackoff = 0, nil, ""
 }
 
 // apply writes the desired state for both families if it changed, then
@@ -678,9 +749,9 @@ func (d *Daemon) heal() {
 		d.applied[fam] = ""
 		d.dp.Heals++
 	}
-	// Re-run the whole pass: it re-applies what is missing and retries
-	// failed applies, with the heal interval as the backoff.
-	if d.applied[rules.IPv4] == "" || d.applied[rules.IPv6] == "" {
+	// Re-run the whole pass: it re-applies what is missing. After failed
+	// applies the retry timer does that, with its backoff.
+	if (d.applied[rules.IPv4] == "" || d.applied[rules.IPv6] == "") && d.retryAt.IsZero() {
 		d.reconcile("heal")
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/famguard/famguard/agent/clock"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/rules"
 )
@@ -373,4 +374,164 @@ func TestReadBackRaceIsHealed(t *testing.T) {
 	eventually(t, "Alice's rule back after the racing flush", func() bool {
 		return strings.Contains(dp.get(rules.IPv4), "--mac-source 02:00:00:00:00:11")
 	})
+}
+
+// attemptRecorder fails every apply and records when each IPv4 attempt ran.
+type attemptRecorder struct {
+	*fakeDataplane
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (a *attemptRecorder) Apply(fam rules.Family, text string) error {
+	if fam == rules.IPv4 {
+		a.mu.Lock()
+		a.times = append(a.times, time.Now())
+		a.mu.Unlock()
+	}
+	return a.fakeDataplane.Apply(fam, text)
+}
+
+func (a *attemptRecorder) attempts() []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]time.Time(nil), a.times...)
+}
+
+// TestFailedApplyBacksOffExponentially: a firewall tool that keeps failing
+// is retried after RetryBase, then twice as long each time, up to RetryMax —
+// not at every heal tick (10 ms here) — and status says how many failed in a
+// row and when the next retry runs. The first success resets it all.
+func TestFailedApplyBacksOffExponentially(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dp := &attemptRecorder{fakeDataplane: newFakeDataplane()}
+	dp.setFail(errors.New("iptables-restore: stand-in failure"))
+	base, maxDelay := 40*time.Millisecond, 320*time.Millisecond
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HealInterval: 10 * time.Millisecond, RetryBase: base, RetryMax: maxDelay})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	status := func() Status {
+		v, err := d.Handle(ctx, "status", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(Status)
+	}
+
+	eventually(t, "seven attempts", func() bool { return len(dp.attempts()) >= 7 })
+	at := dp.attempts()
+	want := []time.Duration{base, 2 * base, 4 * base, 8 * base, maxDelay, maxDelay}
+	for i, w := range want {
+		gap := at[i+1].Sub(at[i])
+		// Never earlier than the backoff; later only by scheduling noise.
+		if gap < w-5*time.Millisecond || gap > w+250*time.Millisecond {
+			t.Errorf("retry %d came %v after the previous attempt; want about %v", i+1, gap.Round(time.Millisecond), w)
+		}
+	}
+	st := status()
+	if st.Dataplane.ConsecutiveFailures < 7 || st.Dataplane.RetryBackoff != maxDelay.String() || st.Dataplane.NextRetry == nil {
+		t.Errorf("status during failures: %+v; want ≥7 consecutive failures, backoff %v and a next retry", st.Dataplane, maxDelay)
+	}
+	if st.Dataplane.LastError == "" || st.Dataplane.Failures < 7 {
+		t.Errorf("status during failures: last_error %q, failures %d", st.Dataplane.LastError, st.Dataplane.Failures)
+	}
+
+	dp.setFail(nil)
+	eventually(t, "the rules applied after the tool recovered", func() bool {
+		return strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+	})
+	eventually(t, "status cleared", func() bool {
+		s := status().Dataplane
+		return s.ConsecutiveFailures == 0 && s.NextRetry == nil && s.RetryBackoff == "" && s.LastError == ""
+	})
+}
+
+// TestFailedSaveIsRetried: a device-state file that cannot be written (its
+// directory is missing here; a full or read-only file system in the lab)
+// does not stop enforcement, shows in status, and is written once it can
+// be, without waiting for the next change of state.
+func TestFailedSaveIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(t.TempDir(), "not-yet")
+	path := filepath.Join(stateDir, "device-state.json")
+	dp := newFakeDataplane()
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+		Dataplane: dp, SavedState: savedstate.New(path), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HealInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	status := func() Status {
+		v, err := d.Handle(ctx, "status", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(Status)
+	}
+	eventually(t, "the save error in status", func() bool {
+		s := status().SavedState
+		return s != nil && strings.Contains(s.Error, path)
+	})
+	if !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("Alice not blocked while the state file cannot be written")
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the states saved once the directory exists", func() bool {
+		s := status().SavedState
+		return s.Error == "" && s.Writes == 1
+	})
+	if f, err := savedstate.New(path).Load(); err != nil || f.Devices["02:00:00:00:00:11"].Online {
+		t.Errorf("saved file: %+v, %v; want Alice offline", f, err)
+	}
+}
+
+// TestClockStepOnlyForSimulatedClocks: the lab's clock-step hook moves a
+// --clock clock and re-evaluates at once; without --clock it is refused.
+func TestClockStepOnlyForSimulatedClocks(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), profile)
+	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
+	if _, err := h.d.Handle(context.Background(), "clock-step", []string{"9h"}); err == nil {
+		t.Fatal("clock-step accepted without a simulated clock")
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dp := newFakeDataplane()
+	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), ClockSimulated: true,
+		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
+	if _, err := d.Handle(ctx, "clock-step", []string{"9h30m"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("Alice not blocked right after stepping to 21:30")
+	}
+	if _, err := d.Handle(ctx, "clock-step", []string{"-9h30m"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+		t.Error("Alice still blocked after stepping back to noon")
+	}
+	if _, err := d.Handle(ctx, "clock-step", []string{"soon"}); err == nil {
+		t.Error("clock-step accepted a bad duration")
+	}
 }

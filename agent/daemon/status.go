@@ -94,6 +94,11 @@ type DataplaneStatus struct {
 	LastApply         time.Time `json:"last_apply"`
 	LastApplyDuration string    `json:"last_apply_duration"`
 	LastError         string    `json:"last_error,omitempty"`
+	// After failed applies: how many in a row, the current backoff and when
+	// the next retry runs (cleared by the next successful apply).
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	RetryBackoff        string     `json:"retry_backoff,omitempty"`
+	NextRetry           *time.Time `json:"next_retry,omitempty"`
 }
 
 // DeviceStatus is plan's per-device view plus what the network shows.
@@ -125,6 +130,12 @@ func (d *Daemon) answer(r request) (any, error) {
 		return d.dp, nil
 	case "shutdown":
 		return "bye", nil
+	case "clock-step":
+		// For lab tests only: step a simulated clock (--clock) by a duration,
+		// the way NTP or `date -s` steps the real one, and handle it like a
+		// wall-clock step signal. Refused with the real clock: the agent
+		// never sets the system time.
+		return d.stepClock(r.args)
 	default:
 		return nil, fmt.Errorf("unknown command %q (known: status, reload, clock-synced, heal, shutdown)", r.cmd)
 	}
@@ -183,4 +194,25 @@ func (d *Daemon) status() Status {
 		st.Devices = append(st.Devices, ds)
 	}
 	return st
+}
+
+// stepper is a clock that can be stepped (clock.Simulated).
+type stepper interface{ Step(time.Duration) }
+
+func (d *Daemon) stepClock(args []string) (any, error) {
+	st, ok := d.cfg.Clock.(stepper)
+	if !ok || !d.cfg.ClockSimulated {
+		return nil, fmt.Errorf("clock-step works only with a simulated clock (--clock); the agent never sets the system time")
+	}
+	if len(args) != 1 {
+		return nil, fmt.Errorf("clock-step: expected one duration, e.g. 3h or -3h")
+	}
+	by, err := time.ParseDuration(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("clock-step: %w", err)
+	}
+	st.Step(by)
+	d.log.Info("simulated clock stepped; re-evaluating schedules", "by", by, "now", d.cfg.Clock.Now().Format(time.RFC3339))
+	d.reconcile("clock step")
+	return d.status().Clock, nil
 }

@@ -152,3 +152,57 @@ func TestDeleteFlows(t *testing.T) {
 		t.Errorf("other devices' flows were deleted:\n%s%s", v4, v6)
 	}
 }
+
+// TestNeighboursResubscribesWhenChannelCloses: the other way a netlink
+// subscription dies — the library closes the update channel (socket error,
+// ENOBUFS after a slow read) without calling the error callback. The watcher
+// must notice, resubscribe and hand over a full listing again. The lab
+// cannot break the agent's netlink socket from outside, so the failure is
+// injected here, on the real kernel in a private network namespace.
+func TestNeighboursResubscribesWhenChannelCloses(t *testing.T) {
+	lab.RequirePrivateNetns(t)
+	sh(t, "ip", "link", "add", "lan2", "type", "veth", "peer", "name", "lan3")
+	defer sh(t, "ip", "link", "del", "lan2")
+	sh(t, "ip", "link", "set", "lan2", "up")
+	sh(t, "ip", "addr", "add", "198.18.0.1/24", "dev", "lan2")
+	sh(t, "ip", "neigh", "add", "198.18.0.41", "lladdr", "02:00:00:00:00:41", "dev", "lan2", "nud", "permanent")
+
+	n := NewNeighbours(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	real := n.subscribe
+	var sessions atomic.Int32
+	n.subscribe = func(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+		if sessions.Add(1) > 1 {
+			return real(ch, done, onErr)
+		}
+		// The first subscription: a proxy channel the "library" closes
+		// after 200 ms.
+		inner := make(chan netlink.NeighUpdate, 16)
+		if err := real(inner, done, onErr); err != nil {
+			return err
+		}
+		go func() {
+			stop := time.After(200 * time.Millisecond)
+			for {
+				select {
+				case u := <-inner:
+					ch <- u
+				case <-stop:
+					close(ch)
+					return
+				}
+			}
+		}()
+		return nil
+	}
+	ch := make(chan Table, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx, ch)
+	waitTable(t, ch, "the existing entry", func(tab Table) bool { return len(tab["02:00:00:00:00:41"]) == 1 })
+	time.Sleep(500 * time.Millisecond) // the channel closed; resubscribed after 100 ms
+	sh(t, "ip", "neigh", "add", "198.18.0.51", "lladdr", "02:00:00:00:00:51", "dev", "lan2", "nud", "permanent")
+	waitTable(t, ch, "a change after the channel closed", func(tab Table) bool { return len(tab["02:00:00:00:00:51"]) == 1 })
+	if s := sessions.Load(); s < 2 {
+		t.Errorf("%d subscriptions; want a resubscription after the channel closed", s)
+	}
+}

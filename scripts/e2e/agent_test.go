@@ -74,9 +74,11 @@ type agent struct {
 	cmd      *exec.Cmd
 	log      *syncBuffer
 	done     chan struct{}
-	extra    []string // more `famguard run` flags
-	command  []string // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
-	ready    time.Duration
+	extra    []string      // more `famguard run` flags
+	command  []string      // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
+	ready    time.Duration // how long the agent may take to be ready (0: 10 s)
+	env      []string      // extra environment (PATH=..., XTABLES_LOCKFILE=...)
+	prefix   []string      // command run before `ip netns exec` (e.g. unshare -m sh -c ...)
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt
@@ -102,6 +104,13 @@ func startAgentCommand(t testing.TB, l *lab.Lab, command []string, profiles, sta
 
 func (a *agent) start(clockAt string) {
 	a.t.Helper()
+	a.launch(clockAt)
+	a.waitReady()
+}
+
+// launch starts the agent without waiting for it to be ready.
+func (a *agent) launch(clockAt string) {
+	a.t.Helper()
 	args := append([]string{}, a.command...)
 	if len(args) == 0 {
 		args = []string{binary(a.t, "famguard")}
@@ -116,19 +125,28 @@ func (a *agent) start(clockAt string) {
 	args = append(args, a.extra...)
 	a.log = &syncBuffer{}
 	a.cmd = a.lab.Cmd(context.Background(), a.lab.Router, args...)
+	if len(a.prefix) > 0 {
+		a.cmd = exec.Command(a.prefix[0], append(a.prefix[1:], a.cmd.Args...)...)
+	}
+	if len(a.env) > 0 {
+		a.cmd.Env = append(os.Environ(), a.env...)
+	}
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatalf("starting the agent: %v", err)
 	}
 	a.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(a.cmd, a.done)
-	a.waitReady()
 }
 
 // waitReady waits until the agent answers and has a policy in force.
 func (a *agent) waitReady() {
 	a.t.Helper()
-	deadline := time.Now().Add(a.ready)
+	ready := a.ready
+	if ready == 0 {
+		ready = 10 * time.Second
+	}
+	deadline := time.Now().Add(ready)
 	for time.Now().Before(deadline) {
 		select {
 		case <-a.done:
@@ -140,7 +158,7 @@ func (a *agent) waitReady() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	a.t.Fatalf("agent not ready after %v; log:\n%s", a.ready, a.log.String())
+	a.t.Fatalf("agent not ready after %v; log:\n%s", ready, a.log.String())
 }
 
 func (a *agent) statusErr() (daemon.Status, error) {

@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -109,7 +111,8 @@ func stream(args []string) error {
 }
 
 // probe opens a TCP connection every --every and prints a line whenever the
-// outcome changes (and a summary at the end): "ok" or "blocked: <why>".
+// outcome changes (and a summary at the end, also when stopped by SIGTERM or
+// SIGINT): "ok" or "blocked: <why>".
 func probe(args []string) error {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	to := fs.String("to", "", "HOST:PORT to connect to")
@@ -121,7 +124,11 @@ func probe(args []string) error {
 	last := ""
 	oks, blocked := 0, 0
 	end := time.Now().Add(*dur)
-	for time.Now().Before(end) {
+	// SIGTERM or SIGINT end the probing early, still with the summary, so a
+	// test can probe for exactly as long as a fault lasts.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	for time.Now().Before(end) && len(stop) == 0 {
 		state := "ok"
 		c, err := net.DialTimeout("tcp", *to, *every*5)
 		if err != nil {

@@ -55,7 +55,7 @@ Usage:
   famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
-                   [--memory-limit MiB]
+                   [--memory-limit MiB] [--restore-timeout DURATION]
   famguard check   [--categories DIR] DIR
   famguard plan    [--at RFC3339] [--json] DIR
   famguard status  [--json] [--state DIR]
@@ -163,6 +163,7 @@ func cmdRun(args []string) error {
 	savedPath := fs.String("saved-state", defaultSavedState, "file keeping each device's state across reboots (written only on change); empty: not kept")
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
+	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -202,6 +203,10 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return fmt.Errorf("firewall: %w (famguard needs iptables and ip6tables with the nf_tables or legacy backend, run as root)", err)
 	}
+	if *toolTimeout <= 0 {
+		return fmt.Errorf("--restore-timeout %v: must be positive", *toolTimeout)
+	}
+	dp.SetTimeout(*toolTimeout)
 
 	mode := dnsfilter.NullIP
 	switch *blockedAnswer {
@@ -298,15 +303,47 @@ func cmdRun(args []string) error {
 		WatchFiles:       true,
 	})
 	srv, err := control.Listen(*state, d.Handle)
-	if err != nil {
-		return err
+	switch {
+	case errors.Is(err, control.ErrAlreadyRunning):
+		return err // two agents would fight over the same chains
+	case err != nil:
+		// An unwritable or full state directory must not stop enforcement:
+		// the rules are applied and kept up to date anyway; only status and
+		// notify are unavailable until the socket can be created.
+		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
+		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+	default:
+		go srv.Serve(ctx)
 	}
-	go srv.Serve(ctx)
 	err = d.Run(ctx)
 	if errors.Is(err, daemon.ErrShutdownRequested) {
 		return nil
 	}
 	return err
+}
+
+// serveControlWhenPossible retries creating the control socket (1 s, doubling
+// to 30 s) and serves it once it exists.
+func serveControlWhenPossible(ctx context.Context, state string, h control.Handler, log *slog.Logger) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		srv, err := control.Listen(state, h)
+		if err == nil {
+			log.Info("control socket created; status and notify work again", "state", state)
+			srv.Serve(ctx)
+			return
+		}
+		if errors.Is(err, control.ErrAlreadyRunning) {
+			log.Error("control socket: giving up", "err", err)
+			return
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // clockTrust decides whether the clock is right from the start and, if not,
@@ -622,6 +659,10 @@ func printStatus(out io.Writer, st daemon.Status) {
 	fw := fmt.Sprintf("%s, %d applies, %d heals", st.Dataplane.Backend, st.Dataplane.Applies, st.Dataplane.Heals)
 	if st.Dataplane.LastError != "" {
 		fw += ", last error: " + st.Dataplane.LastError
+	}
+	if st.Dataplane.ConsecutiveFailures > 0 && st.Dataplane.NextRetry != nil {
+		fw += fmt.Sprintf(" (%d failed in a row; the rules in force stay; next retry at %s, backoff %s)",
+			st.Dataplane.ConsecutiveFailures, st.Dataplane.NextRetry.Format(time.RFC3339), st.Dataplane.RetryBackoff)
 	}
 	fmt.Fprintf(out, "Firewall: %s\n", fw)
 	if st.DNS != nil {
