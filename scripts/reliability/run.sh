@@ -44,6 +44,8 @@ done < <(grep -rHoE '^func Fuzz[A-Za-z0-9_]+\(' --include='*_test.go' agent rule
   echo "|---|---|---|"
   # Test rows, in the order the tests ran, without the file:line prefix.
   grep -oE 'reliability: .*' "$log" | sed -E 's/^reliability: /| /; s/$/ |/'
+  # The fault lab's summaries: "RESULT kill9: ...".
+  grep -oE 'RESULT [a-z0-9-]+: .*' "$log" | sed -E 's/^RESULT ([a-z0-9-]+): (.*)$/| fault | \1 | \2 |/'
   printf '%s\n' "${fuzzrows[@]}"
 } >"$out"
 echo
