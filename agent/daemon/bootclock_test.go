@@ -30,10 +30,7 @@ type bootHarness struct {
 
 func newBootHarness(t *testing.T, now time.Time, bp policy.BootPolicy, saved map[string]policy.Saved) *bootHarness {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	statePath := filepath.Join(t.TempDir(), "device-state.json")
 	if saved != nil {
 		if _, err := savedstate.New(statePath).Save(saved, now.Add(-10*time.Hour)); err != nil {
@@ -41,30 +38,17 @@ func newBootHarness(t *testing.T, now time.Time, bp policy.BootPolicy, saved map
 		}
 	}
 	h := &bootHarness{dp: newFakeDataplane(), store: savedstate.New(statePath), synced: make(chan struct{}, 1), state: t.TempDir()}
-	h.d = New(Config{
+	h.d = runDaemon(t, Config{
 		ProfilesDir: dir, Clock: clock.StartingAt(now), Dataplane: h.dp,
 		Env:              tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
 		WaitForClockSync: true, ClockSynced: h.synced, BootPolicy: bp, SavedState: h.store, StateDir: h.state,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = h.d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	return h
 }
 
 func (h *bootHarness) aliceBlocked() bool {
 	return strings.Contains(h.dp.get(rules.IPv4), "--mac-source "+aliceMAC)
-}
-
-func (h *bootHarness) status(t *testing.T) Status {
-	t.Helper()
-	v, err := h.d.Handle(context.Background(), "status", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(Status)
 }
 
 func applied(h *bootHarness) func() bool {
@@ -83,7 +67,7 @@ func TestUntrustedClockKeepsSavedOffline(t *testing.T) {
 	if !h.aliceBlocked() {
 		t.Fatal("Alice's saved state was offline, but she is not blocked before the clock is trusted")
 	}
-	st := h.status(t)
+	st := statusOf(t, h.d)
 	if st.Clock.Trusted || st.Clock.BootPolicy != "saved" {
 		t.Errorf("clock status %+v; want untrusted with boot policy saved", st.Clock)
 	}
@@ -96,7 +80,7 @@ func TestUntrustedClockKeepsSavedOffline(t *testing.T) {
 
 	h.synced <- struct{}{} // the kernel reports NTP sync
 	eventually(t, "Alice online by the schedule at noon", func() bool { return !h.aliceBlocked() })
-	st = h.status(t)
+	st = statusOf(t, h.d)
 	if !st.Clock.Trusted || !strings.Contains(st.Clock.TrustSource, "kernel") || st.Clock.TrustedAt == nil {
 		t.Errorf("clock status after sync %+v", st.Clock)
 	}
@@ -149,24 +133,16 @@ func TestUntrustedClockWithoutSavedStateIsOffline(t *testing.T) {
 
 // A damaged state file is reported and treated as "nothing saved".
 func TestDamagedSavedStateIsProtective(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	path := filepath.Join(t.TempDir(), "device-state.json")
 	if err := os.WriteFile(path, []byte(`{"version":1,"devices":{"02:00`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dp := newFakeDataplane()
-	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), Dataplane: dp,
+	d := runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), Dataplane: dp,
 		WaitForClockSync: true, SavedState: savedstate.New(path), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 	eventually(t, "Alice offline", func() bool { return strings.Contains(dp.get(rules.IPv4), "--mac-source "+aliceMAC) })
-	v, _ := d.Handle(context.Background(), "status", nil)
-	if st := v.(Status); st.SavedState == nil || !strings.Contains(st.SavedState.Error, path) {
+	if st := statusOf(t, d); st.SavedState == nil || !strings.Contains(st.SavedState.Error, path) {
 		t.Errorf("status does not report the damaged file: %+v", st.SavedState)
 	}
 }
@@ -174,21 +150,14 @@ func TestDamagedSavedStateIsProtective(t *testing.T) {
 // Trusted from the start (the default): the schedule applies at once and
 // states are saved only when they change.
 func TestTrustedClockSavesOnChangeOnly(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	store := savedstate.New(filepath.Join(t.TempDir(), "device-state.json"))
 	dp := newFakeDataplane()
 	clk := &steppableClock{now: time.Date(2026, 11, 26, 20, 0, 0, 0, berlin)}
 	jumps := make(chan struct{}, 1)
 	reload := make(chan struct{}, 1)
-	d := New(Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, SavedState: store, WallJumps: jumps, Reload: reload,
+	runDaemon(t, Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, SavedState: store, WallJumps: jumps, Reload: reload,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	eventually(t, "first save", func() bool { return store.Writes() == 1 })
 	reload <- struct{}{} // same profiles, same instant: no write

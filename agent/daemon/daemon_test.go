@@ -258,10 +258,7 @@ func (c *countingDataplane) Snapshot(fam rules.Family) (string, error) {
 // TestClosedEventSourcesDoNotSpin: event sources that could not start hand
 // over closed channels; the loop must stop listening to them, not spin.
 func TestClosedEventSourcesDoNotSpin(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	closed := make(chan struct{})
 	close(closed)
 	dp := &countingDataplane{fakeDataplane: newFakeDataplane()}
@@ -310,19 +307,12 @@ func (c *steppableClock) set(t time.Time) {
 // until the next transition (hours away here); when the wall clock is
 // stepped past bedtime, the step signal makes it re-evaluate immediately.
 func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	clk := &steppableClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)}
 	jumps := make(chan struct{}, 1)
 	dp := newFakeDataplane()
-	d := New(Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, WallJumps: jumps,
+	runDaemon(t, Config{ProfilesDir: dir, Clock: clk, Dataplane: dp, WallJumps: jumps,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
 	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
@@ -359,17 +349,10 @@ func (r *racingDataplane) Snapshot(fam rules.Family) (string, error) {
 // TestReadBackRaceIsHealed: a flush that lands between the write and the
 // read-back must not become the baseline; the rules come back.
 func TestReadBackRaceIsHealed(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	dp := &racingDataplane{fakeDataplane: newFakeDataplane()}
-	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+	runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
 		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 	eventually(t, "the race to happen", func() bool { return dp.raced.Load() })
 	eventually(t, "Alice's rule back after the racing flush", func() bool {
 		return strings.Contains(dp.get(rules.IPv4), "--mac-source 02:00:00:00:00:11")
@@ -403,27 +386,14 @@ func (a *attemptRecorder) attempts() []time.Time {
 // not at every heal tick (10 ms here) — and status says how many failed in a
 // row and when the next retry runs. The first success resets it all.
 func TestFailedApplyBacksOffExponentially(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	dp := &attemptRecorder{fakeDataplane: newFakeDataplane()}
 	dp.setFail(errors.New("iptables-restore: stand-in failure"))
 	base, maxDelay := 40*time.Millisecond, 320*time.Millisecond
-	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+	d := runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
 		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HealInterval: 10 * time.Millisecond, RetryBase: base, RetryMax: maxDelay})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	status := func() Status {
-		v, err := d.Handle(ctx, "status", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.(Status)
-	}
+	status := func() Status { return statusOf(t, d) }
 
 	eventually(t, "seven attempts", func() bool { return len(dp.attempts()) >= 7 })
 	at := dp.attempts()
@@ -458,27 +428,14 @@ func TestFailedApplyBacksOffExponentially(t *testing.T) {
 // does not stop enforcement, shows in status, and is written once it can
 // be, without waiting for the next change of state.
 func TestFailedSaveIsRetried(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	stateDir := filepath.Join(t.TempDir(), "not-yet")
 	path := filepath.Join(stateDir, "device-state.json")
 	dp := newFakeDataplane()
-	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+	d := runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
 		Dataplane: dp, SavedState: savedstate.New(path), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HealInterval: 20 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	status := func() Status {
-		v, err := d.Handle(ctx, "status", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.(Status)
-	}
+	status := func() Status { return statusOf(t, d) }
 	eventually(t, "the save error in status", func() bool {
 		s := status().SavedState
 		return s != nil && strings.Contains(s.Error, path)
@@ -507,17 +464,11 @@ func TestClockStepOnlyForSimulatedClocks(t *testing.T) {
 		t.Fatal("clock-step accepted without a simulated clock")
 	}
 
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := profileDir(t, profile)
 	dp := newFakeDataplane()
-	d := New(Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), ClockSimulated: true,
+	d := runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), ClockSimulated: true,
 		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	ctx := context.Background()
 	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
 	if _, err := d.Handle(ctx, "clock-step", []string{"9h30m"}); err != nil {
 		t.Fatal(err)
@@ -534,4 +485,37 @@ func TestClockStepOnlyForSimulatedClocks(t *testing.T) {
 	if _, err := d.Handle(ctx, "clock-step", []string{"soon"}); err == nil {
 		t.Error("clock-step accepted a bad duration")
 	}
+}
+
+// profileDir is a new profile directory holding content as family.yaml.
+func profileDir(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runDaemon runs a daemon made from cfg until the test ends.
+func runDaemon(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
+	d := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+// statusOf is what `famguard status` would show of d.
+func statusOf(t *testing.T, d *Daemon) Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := d.Handle(ctx, "status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.(Status)
 }

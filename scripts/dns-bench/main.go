@@ -36,6 +36,7 @@ import (
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/scripts/lab"
 )
 
 var (
@@ -174,7 +175,7 @@ func run() error {
 			r := result{name: server, domains: n, load: time.Since(start)}
 			runtime.GC()
 			r.qps, r.p50, r.p99, r.blockedOK, r.wrongs = load(filterAddr, mix, blocked)
-			r.peakKiB, r.rssKiB = memory(cmd.Process.Pid)
+			r.rssKiB, r.peakKiB = lab.ProcMemory(cmd.Process.Pid)
 			stop(cmd)
 			results = append(results, r)
 			fmt.Printf("%-9s %8d domains: load %6.2fs  %7.0f q/s  p50 %v p99 %v  peak %6.1f MiB  settled %6.1f MiB  wrong answers %d\n",
@@ -340,24 +341,6 @@ func load(addr string, mix []string, blocked map[string]bool) (qps float64, p50,
 		return 0, 0, 0, 0, int(bad.Load())
 	}
 	return float64(count.Load()) / duration.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], int(bok.Load()), int(bad.Load())
-}
-
-func memory(pid int) (peakKiB, rssKiB int) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.Atoi(f[1])
-		switch f[0] {
-		case "VmHWM:":
-			peakKiB = v
-		case "VmRSS:":
-			rssKiB = v
-		}
-	}
-	return
 }
 
 func readLists(dir string) ([]string, error) {

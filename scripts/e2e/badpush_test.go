@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/scripts/lab"
 )
 
 // TestBadPushesKeepLastGood: an operator's or a parent's push goes wrong in
@@ -124,7 +125,7 @@ func TestBadPushesKeepLastGood(t *testing.T) {
 		}
 		reliability(t, "bad push", p.name, "rejected with %q; last good policy kept; Alice still blocked", firstLine(strings.Join(st.LastReload.Problems, "; ")))
 	}
-	rss, peak := procMemory(t, a.cmd.Process.Pid)
+	rss, peak := lab.ProcMemory(a.cmd.Process.Pid)
 	reliability(t, "bad push", "all of the above, with a prober on offline Alice every 20 ms (IPv4 and IPv6)", "agent peak RSS %.1f MiB (bound asserted: 64 MiB), settled %.1f MiB; %v of pushes", float64(peak)/1024, float64(rss)/1024, time.Since(start).Round(time.Millisecond))
 	if peak > 64<<10 {
 		t.Errorf("peak RSS %.1f MiB during bad pushes; the bound is 64 MiB (a 128 MB router must not run out)", float64(peak)/1024)

@@ -142,21 +142,7 @@ func TestBedtime(t *testing.T) {
 	// A stream opened before bedtime, over IPv6 (IPv4 is shown by the demo
 	// and the kill test): established flows skip the rules, so only the
 	// conntrack deletion at bedtime can cut it.
-	stream := f.Cmd(context.Background(), f.alice, binary(t, "labhost"), "stream", "--to", "["+inet6+"]:9000", "--timeout", "1s")
-	out, _ := stream.StdoutPipe()
-	if err := stream.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stream.Process.Signal(syscall.SIGKILL); _ = stream.Wait() }()
-	lastChunk := make(chan time.Time, 1)
-	go func() {
-		var last time.Time
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			last = time.Now()
-		}
-		lastChunk <- last
-	}()
+	lastChunk := f.startStream(t, f.alice, "["+inet6+"]:9000")
 
 	clk := a.clock()
 	realBedtime := clk.realAt(bedtime)
@@ -197,4 +183,28 @@ func TestBedtime(t *testing.T) {
 	if b := a.device(bobMAC); !b.Online {
 		t.Errorf("Bob should be online until 22:00, status says %q", b.Reason)
 	}
+}
+
+// startStream opens a long TCP stream from h to the internet host's stream
+// server at to (host:port) and returns a channel that receives, when the
+// stream ends, the time its last data arrived (zero if none did). The
+// stream is killed when the test ends.
+func (f *familyLab) startStream(t *testing.T, h *lab.Host, to string) <-chan time.Time {
+	t.Helper()
+	stream := f.Cmd(context.Background(), h, binary(t, "labhost"), "stream", "--to", to, "--timeout", "1s")
+	out, _ := stream.StdoutPipe()
+	if err := stream.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stream.Process.Signal(syscall.SIGKILL); _ = stream.Wait() })
+	lastChunk := make(chan time.Time, 1)
+	go func() {
+		var last time.Time
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			last = time.Now()
+		}
+		lastChunk <- last
+	}()
+	return lastChunk
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +59,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				time.Sleep(3 * time.Second) // let the collector return the load's garbage
-				rss, peak := procMemory(b, a.cmd.Process.Pid)
+				rss, peak := lab.ProcMemory(a.cmd.Process.Pid)
 				b.ReportMetric(float64(rss)/1024, "RSS-MiB")
 				b.ReportMetric(float64(peak)/1024, "peak-MiB")
 				b.Logf("%s: %d domains, RSS %.1f MiB, peak %.1f MiB", size.name, a.status().DNS.Domains, float64(rss)/1024, float64(peak)/1024)
@@ -107,24 +105,4 @@ func copyDomains(b *testing.B, src, dst string, n int) int {
 		return 1_000_000 // the lists overlap: at least this many distinct
 	}
 	return n * 9 / 10 // a few lines may be duplicates across lists
-}
-
-func procMemory(b testing.TB, pid int) (rssKiB, peakKiB int) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			v, _ := strconv.Atoi(f[1])
-			switch f[0] {
-			case "VmRSS:":
-				rssKiB = v
-			case "VmHWM:":
-				peakKiB = v
-			}
-		}
-	}
-	return
 }

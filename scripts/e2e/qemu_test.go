@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,21 +66,7 @@ func TestQemuMipsleAgent(t *testing.T) {
 	f.expectReach(t, f.bob, true, "before bedtime")
 	f.expectReach(t, f.parent, true, "before bedtime")
 
-	stream := f.Cmd(context.Background(), f.alice, binary(t, "labhost"), "stream", "--to", inet4+":9000", "--timeout", "1s")
-	out, _ := stream.StdoutPipe()
-	if err := stream.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stream.Process.Signal(syscall.SIGKILL); _ = stream.Wait() }()
-	lastChunk := make(chan time.Time, 1)
-	go func() {
-		var last time.Time
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			last = time.Now()
-		}
-		lastChunk <- last
-	}()
+	lastChunk := f.startStream(t, f.alice, inet4+":9000")
 
 	realBedtime := a.clock().realAt(bedtime)
 	if d := time.Until(realBedtime); d < time.Second {

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,27 @@ func RequireRoot(t testing.TB) {
 		t.Fatal(msg + "; CI must run these tests, not skip them")
 	}
 	t.Skip(msg)
+}
+
+// ProcMemory reads a process's resident memory and its peak (VmRSS and
+// VmHWM from /proc/PID/status), in KiB; zeros when the process is gone.
+func ProcMemory(pid int) (rssKiB, peakKiB int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "VmRSS:":
+			rssKiB = v
+		case "VmHWM:":
+			peakKiB = v
+		}
+	}
+	return rssKiB, peakKiB
 }
