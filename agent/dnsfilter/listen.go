@@ -105,12 +105,23 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 		if flags&unix.MSG_TRUNC != 0 || n < headerLen {
 			continue
 		}
+		// The per-client limits are applied here, before the query takes
+		// one of the shared slots: a client over them costs one table
+		// lookup, and its query is dropped unanswered. Dropped rather than
+		// REFUSED: an answer would cost a write per flooded datagram and
+		// reflect traffic at whatever source address the flood carries,
+		// while a real device's stub simply retries a second later.
+		src := from.Addr().Unmap().WithZone("")
+		tk, ok := l.s.admit(src)
+		if !ok {
+			continue
+		}
 		query := append([]byte(nil), buf[:n]...)
 		replyOOB := sourceFor(oob[:oobn])
 		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem }()
-			if resp := l.s.Answer(ctx, query, from.Addr().Unmap().WithZone(""), "udp"); resp != nil {
+			defer func() { <-sem; l.s.done(tk) }()
+			if resp := l.s.Answer(ctx, query, src, "udp"); resp != nil {
 				_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, replyOOB, from)
 			}
 		}()
@@ -178,7 +189,16 @@ func (l *Listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		if _, err := io.ReadFull(c, query); err != nil {
 			return
 		}
-		resp := l.s.Answer(ctx, query, src, "tcp")
+		// Over its limits a TCP client gets REFUSED: its address is proven
+		// by the handshake, so an answer reflects nothing, and answering at
+		// once frees the connection for the client's next query.
+		var resp []byte
+		if tk, ok := l.s.admit(src); ok {
+			resp = l.s.Answer(ctx, query, src, "tcp")
+			l.s.done(tk)
+		} else {
+			resp = l.s.Refuse(query)
+		}
 		if resp == nil || len(resp) > 0xFFFF {
 			continue
 		}
