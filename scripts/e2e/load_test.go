@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/famguard/famguard/agent/control"
+	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -285,9 +287,24 @@ func sampleAgent(t testing.TB, a *agent, reloads int) procSample {
 		t.Fatal(err)
 	}
 	s.fds = len(fds)
-	rt := a.status().Runtime
+	rt := soakStatus(t, a).Runtime
 	s.goroutines, s.heapKiB = rt.Goroutines, rt.HeapBytes>>10
 	return s
+}
+
+// soakStatus asks for status with a generous deadline: status is answered
+// by the agent's loop, which waits for iptables-restore, and on a machine
+// shared with other labs (the xtables lock is host-wide) one apply in
+// thousands takes a few seconds. The time to apply is measured separately.
+func soakStatus(t testing.TB, a *agent) daemon.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var st daemon.Status
+	if err := control.Call(ctx, a.State, "status", &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
 }
 
 // TestReloadSoak: reloads in a loop against the real agent in a lab router,
@@ -325,6 +342,10 @@ func TestReloadSoak(t *testing.T) {
 	if err := os.MkdirAll(profiles, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "categories"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "categories", "gambling.txt"), "casino.example\n")
 	path := filepath.Join(profiles, "family.yaml")
 	writeFile(t, path, householdProfile(10, false))
 	// --log-level info: the debug log of 10,000 reloads would only fill the
@@ -336,11 +357,11 @@ func TestReloadSoak(t *testing.T) {
 	var lat []time.Duration // file written → rules in the kernel (the agent's own timestamp)
 	start := time.Now()
 	for i := 1; i <= total; i++ {
-		prev := a.status()
+		prev := soakStatus(t, a)
 		t0 := time.Now()
 		writeFile(t, path, householdProfile(10, i%2 == 1))
 		for {
-			st := a.status()
+			st := soakStatus(t, a)
 			if st.Dataplane.Applies > prev.Dataplane.Applies && st.LastReload.At.After(t0) && st.LastReload.Policy != prev.LastReload.Policy {
 				if !st.LastReload.OK {
 					t.Fatalf("reload %d failed: %+v", i, st.LastReload)
@@ -349,8 +370,8 @@ func TestReloadSoak(t *testing.T) {
 				lat = append(lat, st.Dataplane.LastApply.Sub(t0))
 				break
 			}
-			if time.Since(t0) > 5*time.Second {
-				t.Fatalf("reload %d not applied within 5 s; last reload %+v", i, st.LastReload)
+			if time.Since(t0) > 15*time.Second {
+				t.Fatalf("reload %d not applied within 15 s; last reload %+v", i, st.LastReload)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -365,6 +386,7 @@ func TestReloadSoak(t *testing.T) {
 	t.Logf("%d reloads in %v (%.1f ms each, each waited for through status), %d distinct policies; file written → rules in the kernel p50 %v, p99 %v",
 		total, took.Round(time.Second), float64(took.Milliseconds())/float64(total), len(digests),
 		lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond))
+	t.Logf("slowest reload: %v", lat[len(lat)-1].Round(time.Millisecond))
 	t.Logf("| reloads | RSS MiB | goroutines | open fds | live heap KiB |")
 	t.Logf("|---|---|---|---|---|")
 	var base procSample
