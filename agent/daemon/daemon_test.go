@@ -519,3 +519,65 @@ func statusOf(t *testing.T, d *Daemon) Status {
 	}
 	return v.(Status)
 }
+
+// TestReloadsStayFlat: a thousand reloads that each really change the
+// policy (two valid variants, alternated; one puts the device offline, so
+// each reload also cuts its connections) leave the agent's goroutines and
+// open files where they were after the first hundred, as status reports
+// them. Real file changes, reloaded through the control socket's request
+// (synchronous, so the loop is not throttled by the watcher's debounce);
+// the watcher sees every write too.
+func TestReloadsStayFlat(t *testing.T) {
+	h := newHarness(t, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), profile)
+	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
+	lunch := strings.Replace(profile, "schedules:\n", "schedules:\n      - {name: lunch, days: [daily], from: \"11:00\", to: \"13:00\", action: offline}\n", 1)
+	path := filepath.Join(h.dir, "family.yaml")
+	var first RuntimeStatus
+	digests := map[string]bool{}
+	for i := 1; i <= 1000; i++ {
+		content := profile
+		if i%2 == 1 {
+			content = lunch
+		}
+		if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		v, err := h.d.Handle(ctx, "reload", nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := v.(ReloadResult); !r.OK {
+			t.Fatalf("reload %d: %+v", i, r)
+		} else {
+			digests[r.Policy] = true
+		}
+		select { // the offline variant cuts the device's connections
+		case <-h.cut:
+		default:
+		}
+		if i == 100 {
+			time.Sleep(50 * time.Millisecond) // let the watcher's own reloads settle
+			first = h.status().Runtime
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	last := h.status().Runtime
+	t.Logf("after 100 reloads: %+v; after 1000: %+v", first, last)
+	if len(digests) != 2 {
+		t.Errorf("reloads applied %d distinct policies, want the 2 variants", len(digests))
+	}
+	if d := last.Goroutines - first.Goroutines; d > 5 || d < -5 {
+		t.Errorf("goroutines went from %d to %d over 900 reloads", first.Goroutines, last.Goroutines)
+	}
+	if d := last.OpenFDs - first.OpenFDs; d > 3 || d < -3 || first.OpenFDs <= 0 {
+		t.Errorf("open files went from %d to %d over 900 reloads", first.OpenFDs, last.OpenFDs)
+	}
+	if last.RSSBytes == 0 || last.HeapBytes == 0 {
+		t.Errorf("runtime status incomplete: %+v", last)
+	}
+}

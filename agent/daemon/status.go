@@ -3,6 +3,9 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/famguard/famguard/agent/dnsfilter"
@@ -24,6 +27,37 @@ type Status struct {
 	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
 	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
 	Devices    []DeviceStatus    `json:"devices"`
+	Runtime    RuntimeStatus     `json:"runtime"`
+}
+
+// RuntimeStatus is the agent process's own footprint, so an operator (and
+// the reload soak) can see that it stays flat over weeks of reloads.
+type RuntimeStatus struct {
+	Goroutines int    `json:"goroutines"`
+	OpenFDs    int    `json:"open_fds"`       // -1 when /proc/self/fd cannot be read
+	RSSBytes   uint64 `json:"rss_bytes"`      // VmRSS; 0 when /proc/self/status cannot be read
+	HeapBytes  uint64 `json:"heap_bytes"`     // live heap objects
+	HeapSys    uint64 `json:"heap_sys_bytes"` // heap memory obtained from the OS
+	GCCycles   uint32 `json:"gc_cycles"`
+}
+
+func runtimeStatus() RuntimeStatus {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rs := RuntimeStatus{Goroutines: runtime.NumGoroutine(), OpenFDs: -1, HeapBytes: ms.HeapAlloc, HeapSys: ms.HeapSys, GCCycles: ms.NumGC}
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		rs.OpenFDs = len(fds) - 1 // less the directory being read
+	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				if kib, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+					rs.RSSBytes = kib << 10
+				}
+			}
+		}
+	}
+	return rs
 }
 
 // DNSStatus reports the DNS filter: its lists and its counters. Only
@@ -153,6 +187,7 @@ func (d *Daemon) status() Status {
 		Dataplane:  d.dp,
 		Warnings:   append([]string{}, d.missingCats...),
 		Devices:    []DeviceStatus{},
+		Runtime:    runtimeStatus(),
 	}
 	if d.trusted {
 		st.Clock.TrustSource = d.trustSource

@@ -73,6 +73,8 @@ type Server struct {
 	mode     BlockMode
 	now      func() time.Time
 
+	limit *limiter // per-client limits, applied by the listener
+
 	mu       sync.Mutex
 	counters map[string]map[string]uint64 // MAC → category (or "deny", "safe-search", "bypass") → count
 	recent   []Recent
@@ -81,9 +83,45 @@ type Server struct {
 
 // NewServer makes a server; publish a snapshot before serving.
 func NewServer(exchange Exchange, mode BlockMode) *Server {
-	s := &Server{exchange: exchange, mode: mode, now: time.Now, counters: map[string]map[string]uint64{}}
+	s := &Server{exchange: exchange, mode: mode, now: time.Now, counters: map[string]map[string]uint64{},
+		limit: newLimiter(DefaultLimits)}
 	s.snap.Store(NewSnapshot(nil, nil, nil))
 	return s
+}
+
+// SetLimits replaces the per-client limits (DefaultLimits until called).
+func (s *Server) SetLimits(l Limits) { s.limit.set(l) }
+
+// admit applies the per-client limits to one query from src: the client is
+// the device the neighbour table says src belongs to, else src itself. An
+// admitted query's ticket goes back through done once it is answered.
+func (s *Server) admit(src netip.Addr) (ticket, bool) {
+	k := addrKey(src)
+	if mac, ok := s.snap.Load().macOf[src]; ok {
+		k = macKey(mac)
+	}
+	return s.limit.admit(k)
+}
+
+func (s *Server) done(t ticket) { s.limit.done(t) }
+
+// Refuse answers a query with REFUSED (nil when it has no header to answer
+// to): what a TCP client over its limits gets.
+func (s *Server) Refuse(query []byte) []byte {
+	if len(query) < headerLen {
+		return nil
+	}
+	r := &request{}
+	var err error
+	if r.h, err = r.p.Start(query); err != nil {
+		return nil
+	}
+	if !r.h.Response && r.h.OpCode == 0 && binary.BigEndian.Uint16(query[4:]) == 1 {
+		if r.q, err = r.p.Question(); err == nil {
+			r.hasQ = true
+		}
+	}
+	return s.reply(r, dnsmessage.RCodeRefused)
 }
 
 // Publish replaces the snapshot (atomically, for all handlers at once).
@@ -385,16 +423,26 @@ func (s *Server) note(mac, child, name, what, reason string) {
 
 // Stats is what status shows about DNS.
 type Stats struct {
-	Queries  uint64                       `json:"queries"`
-	Counters map[string]map[string]uint64 `json:"blocked_by_device"` // MAC → category → count
-	Recent   []Recent                     `json:"recent_blocks"`     // newest last
+	Queries uint64 `json:"queries"` // handled; those refused under the client limits are not among them
+	// Per-client limits and the queries refused under them (dropped over
+	// UDP, REFUSED over TCP), in total and per client: a MAC, or a source
+	// address the neighbour table does not know ("other": clients no
+	// longer in the limiter's table).
+	Limits        Limits                       `json:"client_limits"`
+	RateLimited   uint64                       `json:"rate_limited"`
+	RateLimitedBy map[string]uint64            `json:"rate_limited_by_client"`
+	Counters      map[string]map[string]uint64 `json:"blocked_by_device"` // MAC → category → count
+	Recent        []Recent                     `json:"recent_blocks"`     // newest last
 }
 
 // Stats returns a copy of the counters and recent blocks.
 func (s *Server) Stats() Stats {
+	limited, by := s.limit.refused()
+	lim := s.limit.limits()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Queries: s.queries.Load(), Counters: map[string]map[string]uint64{}, Recent: append([]Recent{}, s.recent...)}
+	st := Stats{Queries: s.queries.Load(), Limits: lim, RateLimited: limited, RateLimitedBy: by,
+		Counters: map[string]map[string]uint64{}, Recent: append([]Recent{}, s.recent...)}
 	for mac, m := range s.counters {
 		c := map[string]uint64{}
 		for k, v := range m {

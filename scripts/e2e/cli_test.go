@@ -120,7 +120,7 @@ func TestStatusJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"version", "clock", "zone", "policy", "last_reload", "dataplane", "devices"} {
+	for _, k := range []string{"version", "clock", "zone", "policy", "last_reload", "dataplane", "devices", "runtime"} {
 		if _, ok := st[k]; !ok {
 			t.Errorf("status --json lacks %q", k)
 		}

@@ -6,6 +6,7 @@
 //	labhost serve  [--addr [::]:8080] [--stream-addr [::]:9000]
 //	labhost stream --to HOST:PORT [--timeout 1s]
 //	labhost probe  --to HOST:PORT [--every 20ms] [--for 10s]
+//	labhost dnsload --server HOST:PORT [--mode paced|flood] [--rate N] [--for 10s]
 package main
 
 import (
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: labhost serve|stream|probe [flags]")
+		fmt.Fprintln(os.Stderr, "usage: labhost serve|stream|probe|dnsload [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -34,6 +35,8 @@ func main() {
 		err = stream(os.Args[2:])
 	case "probe":
 		err = probe(os.Args[2:])
+	case "dnsload":
+		err = dnsload(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

@@ -54,6 +54,7 @@ const usage = `famguard — parental-control agent for home routers
 Usage:
   famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
+                   [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
                    [--memory-limit MiB] [--restore-timeout DURATION]
   famguard check   [--categories DIR] DIR
@@ -159,6 +160,9 @@ func cmdRun(args []string) error {
 	upstream := fs.String("upstream", "127.0.0.1:53", "resolver the DNS filter forwards allowed queries to (the router's own, so local names keep working)")
 	blockedAnswer := fs.String("blocked-answer", "null", "how blocked names are answered: null (0.0.0.0 and ::) or nxdomain")
 	dohList := fs.String("doh-list", "/etc/famguard/doh.txt", "DNS-over-HTTPS resolvers (names and addresses) refused to protected devices; the built-in list when the file does not exist")
+	clientRate := fs.Int("dns-client-rate", dnsfilter.DefaultLimits.Rate, "DNS queries per second one device may make, sustained (over it, UDP queries are dropped and TCP ones REFUSED); 0: no rate limit")
+	clientBurst := fs.Int("dns-client-burst", dnsfilter.DefaultLimits.Burst, "DNS queries one device may make at once above --dns-client-rate after a quiet spell")
+	clientInFlight := fs.Int("dns-client-inflight", dnsfilter.DefaultLimits.InFlight, "DNS queries of one device being answered at once (waiting on the upstream); 0: no bound")
 	heal := fs.Duration("heal-interval", 0, "how often to compare the kernel with famguard's rules (default: 30s when nf_tables announces changes, else 2s)")
 	savedPath := fs.String("saved-state", defaultSavedState, "file keeping each device's state across reboots (written only on change); empty: not kept")
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
@@ -229,6 +233,7 @@ func cmdRun(args []string) error {
 	}
 	if *dnsPort > 0 {
 		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
+		dns.SetLimits(dnsfilter.Limits{Rate: *clientRate, Burst: *clientBurst, InFlight: *clientInFlight})
 		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
 		if err != nil {
 			log.Error("DNS filter cannot listen; category blocks, safe search and DNS bypass prevention are OFF", "port", *dnsPort, "err", err)
@@ -239,7 +244,8 @@ func cmdRun(args []string) error {
 					log.Error("DNS filter stopped", "err", err)
 				}
 			}()
-			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer)
+			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer,
+				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
 	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
@@ -671,6 +677,15 @@ func printStatus(out io.Writer, st daemon.Status) {
 			lists += " (last reload failed: " + st.DNS.ListsError + ")"
 		}
 		fmt.Fprintf(out, "DNS:      filter on port %d, %d queries; lists: %s\n", st.DNS.Port, st.DNS.Queries, lists)
+		if st.DNS.RateLimited > 0 {
+			var by []string
+			for c, n := range st.DNS.RateLimitedBy {
+				by = append(by, fmt.Sprintf("%s %d", c, n))
+			}
+			sort.Strings(by)
+			fmt.Fprintf(out, "          %d queries over the per-device limits (%d/s, burst %d, %d in flight) refused: %s\n",
+				st.DNS.RateLimited, st.DNS.Limits.Rate, st.DNS.Limits.Burst, st.DNS.Limits.InFlight, strings.Join(by, ", "))
+		}
 		for _, r := range st.DNS.Recent {
 			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
 		}
