@@ -194,6 +194,18 @@ func TestDNSFloodFairness(t *testing.T) {
 		}
 	}
 
+	for _, r := range results {
+		worst := ""
+		for _, n := range r.normal {
+			worst += fmt.Sprintf(" %d/%d p99 %s;", n.Answered, n.Sent, us(n.P99us))
+		}
+		flood := "no flooder"
+		if fl := r.flood; fl != nil {
+			flood = fmt.Sprintf("flooder sent %.0f/s, answered %d, %d refused by the limits", float64(fl.Sent)/dur.Seconds(), fl.Answered, r.limited[flooderMAC])
+		}
+		reliability(t, "load", "DNS, one device flooding beside 3 ordinary ones ("+r.name+")", "ordinary devices answered/sent:%s %s; socket drops %d", worst, flood, r.rcvbufErr)
+	}
+
 	// What must hold with the limits on.
 	withLimits := results[1]
 	for i, n := range withLimits.normal {
@@ -398,6 +410,8 @@ func TestReloadSoak(t *testing.T) {
 		}
 	}
 	end := samples[len(samples)-1]
+	reliability(t, "load", fmt.Sprintf("%d reloads in a loop (real file changes)", total), "from reload %d to %d: RSS %.1f → %.1f MiB, goroutines %d → %d, open fds %d → %d; p99 reload %v; %v in all",
+		warm, total, float64(base.rssKiB)/1024, float64(end.rssKiB)/1024, base.goroutines, end.goroutines, base.fds, end.fds, lat[len(lat)*99/100].Round(time.Millisecond), took.Round(time.Second))
 	if len(digests) != 2 {
 		t.Errorf("the reloads applied %d distinct policies, want the 2 variants", len(digests))
 	}
