@@ -451,8 +451,11 @@ func TestFaultRestoreFailsThenHangs(t *testing.T) {
 	a.start(bedtime.Add(30 * time.Minute).Format(time.RFC3339))
 	f.expectReach(t, f.alice, false, "at 21:30")
 	f.expectReach(t, f.bob, true, "at 21:30")
-	good4, good6 := famguardLines(t, f.Lab, "iptables-save"), famguardLines(t, f.Lab, "ip6tables-save")
 	probes := f.startProbers(t, f.alice, 2*time.Minute)
+	// The traffic above puts the children's addresses in the neighbour
+	// table, and the agent then adds rules for them: take the baseline only
+	// once the rules have stayed the same for a second.
+	good4, good6 := settledRules(t, f)
 
 	// 1. The tool fails. Bob's new window cannot be applied.
 	setMode(t, modeFile, "fail")
@@ -480,13 +483,14 @@ func TestFaultRestoreFailsThenHangs(t *testing.T) {
 	setMode(t, modeFile, "ok")
 	okAt := time.Now()
 	f.waitReach(t, f.bob, inet4, false, 15*time.Second)
+	f.waitReach(t, f.bob, inet6, false, 3*time.Second) // IPv6 is written just after IPv4
 	recovered := time.Since(okAt)
 	f.expectReach(t, f.bob, false, "after the tool recovered")
 	st = a.waitStatus(t, "failures cleared", 5*time.Second, func(s daemon.Status) bool {
 		return s.Dataplane.LastError == "" && s.Dataplane.ConsecutiveFailures == 0 && s.Dataplane.NextRetry == nil
 	})
 	t.Logf("recovered: Bob blocked %v after the tool worked again; applies %d", recovered.Round(time.Millisecond), st.Dataplane.Applies)
-	good4, good6 = famguardLines(t, f.Lab, "iptables-save"), famguardLines(t, f.Lab, "ip6tables-save")
+	good4, good6 = settledRules(t, f)
 
 	// 3. The tool hangs. Lifting Bob's window cannot be applied; each run
 	// is killed after 2 s.
@@ -783,4 +787,24 @@ func TestFaultClockSteppedByHours(t *testing.T) {
 func addMinute(hm string) string {
 	t, _ := time.Parse("15:04", hm)
 	return t.Add(time.Minute).Format("15:04")
+}
+
+// settledRules waits until famguard's IPv4 and IPv6 rules have not changed
+// for a second and returns them.
+func settledRules(t *testing.T, f *familyLab) (v4, v6 []string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	v4, v6 = famguardLines(t, f.Lab, "iptables-save"), famguardLines(t, f.Lab, "ip6tables-save")
+	since := time.Now()
+	for time.Since(since) < time.Second {
+		if time.Now().After(deadline) {
+			t.Fatal("famguard's rules kept changing for 15 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		n4, n6 := famguardLines(t, f.Lab, "iptables-save"), famguardLines(t, f.Lab, "ip6tables-save")
+		if !sameLines(n4, v4) || !sameLines(n6, v6) {
+			v4, v6, since = n4, n6, time.Now()
+		}
+	}
+	return v4, v6
 }
