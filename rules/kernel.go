@@ -488,6 +488,10 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 // Apply restores, and checks the jump only when it is not known to be good.
 func (k *Kernel) Apply(fam Family, restore string) error {
 	if err := k.r[fam].Apply(restore); err != nil {
+		// Whatever made it fail (often another program flushing the
+		// tables at that moment) may have taken the jumps too: check them
+		// on the next try instead of trusting the last read-back.
+		k.jumpOK[fam] = false
 		return err
 	}
 	used := tablesIn(restore)

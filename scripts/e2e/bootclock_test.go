@@ -99,7 +99,7 @@ func TestNotifyFirewallHeals(t *testing.T) {
 	// A long heal interval: only the nf_tables events or the poke can heal.
 	a := startAgent(t, f.Lab, f.profiles, f.state, bedtime.Add(30*time.Minute).Format(time.RFC3339), "--heal-interval", "1h")
 	f.expectReach(t, f.alice, false, "at 21:30")
-	want := famguardLines(t, f.Lab, "iptables-save")
+	want, want6 := settledRules(t, f) // once the neighbour table has added the devices' addresses
 	if _, err := f.Run(t.Context(), f.Router, "nft", "flush", "ruleset"); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestNotifyFirewallHeals(t *testing.T) {
 	if out, err := cli(t, f.Lab, "notify", "firewall", "--state", f.state); err != nil {
 		t.Fatalf("notify firewall: %v\n%s", err, out)
 	}
-	for !sameLines(famguardLines(t, f.Lab, "iptables-save"), want) {
+	for !sameLines(famguardLines(t, f.Lab, "iptables-save"), want) || !sameLines(famguardLines(t, f.Lab, "ip6tables-save"), want6) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal("not healed within 5 s of nft flush ruleset and the firewall poke")
 		}
