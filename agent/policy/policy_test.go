@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/internal/fuzzseed"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")
@@ -292,6 +293,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 	}
 	f.Add([]byte("version: 1\nchildren: {a: {devices: [{mac: 02:00:00:00:00:11}]}}"))
+	fuzzseed.Add(f, "FuzzParseFile", fuzzseed.Bytes)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, probs := ParseFile("fuzz.yaml", data)
 		if (pol == nil) == (len(probs) == 0) {
