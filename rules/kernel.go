@@ -183,15 +183,20 @@ func (r *Runner) jumpPositions(h hook) ([]int, error) {
 	return ours, nil
 }
 
-// isJumpTo recognises a rule that jumps to chain.
+// isJumpTo recognises a rule that jumps to chain, as iptables-save and
+// iptables -S print it: the target comes last, and a jump to a chain has no
+// target options, so the rule ends in "-j CHAIN" (or "-g CHAIN"). The line
+// is split as iptables-restore would, so a comment or log prefix of another
+// program's rule that reads "-j FAMGUARD" is one quoted argument, never a
+// jump (it would otherwise hide a missing jump, or have a foreign rule
+// deleted as a duplicate of ours).
 func isJumpTo(line, chain string) bool {
-	f := strings.Fields(line)
-	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && f[i+1] == chain {
-			return true
-		}
+	f, err := Tokenize(line)
+	if err != nil {
+		return false // iptables-save never prints an open quote: not a rule of ours
 	}
-	return false
+	n := len(f)
+	return n >= 2 && (f[n-2] == "-j" || f[n-2] == "-g") && f[n-1] == chain
 }
 
 // Snapshot returns, for every table famguard uses, our chains' declarations,
@@ -501,9 +506,9 @@ func Holds(restore, snapshot string) bool {
 		switch {
 		case strings.HasPrefix(line, "*"):
 			tbl = line[1:]
-		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, ":") && len(strings.Fields(line[1:])) > 0:
 			want[tbl+":"+strings.Fields(line[1:])[0]] += 0
-		case strings.HasPrefix(line, "-A "):
+		case strings.HasPrefix(line, "-A ") && len(strings.Fields(line)) > 1:
 			want[tbl+":"+strings.Fields(line)[1]]++
 		}
 	}
@@ -516,7 +521,7 @@ func Holds(restore, snapshot string) bool {
 		switch {
 		case strings.HasPrefix(rest, ":"):
 			declared[t+":"+rest[1:]] = true
-		case strings.HasPrefix(rest, "-A "):
+		case strings.HasPrefix(rest, "-A ") && len(strings.Fields(rest)) > 1:
 			got[t+":"+strings.Fields(rest)[1]]++
 		}
 	}
