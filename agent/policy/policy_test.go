@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -406,4 +408,78 @@ func writeT(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzLoadDir: a profile directory of two files with any content loads to a
+// policy or to problems, never both and never neither; every problem names
+// one of the files (or the directory) and, where it gives a position, one
+// inside that file. Loading the pair never hides a problem either file has
+// on its own, and a pair only loads when each file does.
+func FuzzLoadDir(f *testing.F) {
+	dirs, _ := filepath.Glob(filepath.Join(testdata, "*", "*"))
+	for _, d := range dirs {
+		files, _ := filepath.Glob(filepath.Join(d, "*.y*ml"))
+		sort.Strings(files)
+		if len(files) == 1 {
+			files = append(files, files[0])
+		}
+		for i := 0; i+1 < len(files); i++ {
+			a, _ := os.ReadFile(files[i])
+			b, _ := os.ReadFile(files[i+1])
+			f.Add(a, b)
+		}
+	}
+	fuzzseed.Add(f, "FuzzLoadDir", nil)
+	dir := f.TempDir()
+	pa, pb := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yml")
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if err := os.WriteFile(pa, a, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pb, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pol, err := LoadDir(dir)
+		var probs Problems
+		if err != nil && !errors.As(err, &probs) {
+			t.Fatalf("LoadDir: not Problems: %v", err)
+		}
+		if (pol == nil) == (len(probs) == 0) {
+			t.Fatalf("policy %v with %d problems", pol, len(probs))
+		}
+		lines := map[string]int{pa: bytes.Count(a, []byte("\n")) + 1, pb: bytes.Count(b, []byte("\n")) + 1, dir: 0}
+		for _, p := range probs {
+			n, ok := lines[p.File]
+			if !ok || p.Msg == "" || p.Line < 0 || p.Col < 0 || p.Line > n || (p.Line == 0 && p.Col != 0) {
+				t.Fatalf("problem at an impossible place (files have %v lines): %+v", lines, p)
+			}
+			if p.Field != "" && p.Line == 0 {
+				t.Fatalf("problem about a field without a line: %+v", p)
+			}
+		}
+		for _, one := range []struct {
+			path string
+			data []byte
+		}{{pa, a}, {pb, b}} {
+			alone, aprobs := ParseFile(one.path, one.data)
+			if alone == nil && pol != nil {
+				t.Fatalf("%s alone has problems %v, but the pair loads", one.path, aprobs)
+			}
+			for _, ap := range aprobs {
+				found := false
+				for _, p := range probs {
+					found = found || p == ap
+				}
+				if !found {
+					t.Fatalf("%s alone has problem %v, which the pair does not report: %v", one.path, ap, probs)
+				}
+			}
+		}
+		if pol != nil {
+			if len(pol.Sources) != 2 || pol.Digest == "" {
+				t.Fatalf("sources %v, digest %q", pol.Sources, pol.Digest)
+			}
+			pol.Evaluate(time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC), time.UTC)
+		}
+	})
 }
