@@ -277,9 +277,9 @@ func FuzzSnapshot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, save, comment string, op uint8) {
 		// Any text.
 		snap := ourLines(save)
-		saveLines := map[string]bool{}
-		for _, l := range strings.Split(save, "\n") {
-			saveLines[strings.TrimSuffix(l, "\r")] = true
+		inSave := map[string]bool{} // the input's rules, as ourLines writes them
+		for _, l := range saveLines(save) {
+			inSave[strings.ReplaceAll(l, "\n", `\n`)] = true
 		}
 		for _, l := range strings.Split(strings.TrimSuffix(snap, "\n"), "\n") {
 			if l == "" {
@@ -299,55 +299,80 @@ func FuzzSnapshot(f *testing.F) {
 					t.Fatalf("snapshot declares a chain not ours: %q", l)
 				}
 			case strings.HasPrefix(rest, "-A "):
-				if !saveLines[rest] {
+				if !inSave[rest] {
 					t.Fatalf("snapshot line %q is not in the input", l)
 				}
 			default:
 				_, rule, _ := strings.Cut(rest, " ")
-				if !saveLines[rule] || !strings.Contains(rest, "#") {
+				if !inSave[rule] || !strings.Contains(rest, "#") {
 					t.Fatalf("snapshot jump line %q is not in the input", l)
 				}
 			}
 		}
 		_ = Holds(restore, snap) // must not panic on anything ourLines gives
 
-		// A real table, and another program's rule with this comment.
+		// A real table, and another program's rule with this comment, put
+		// in by the fake's restore parser and, as iptables-save prints it
+		// (newlines in a comment print raw), written into the save text.
 		fake := NewFake()
 		if err := fake.Apply(IPv4, restore); err != nil {
 			t.Fatal(err)
 		}
+		fresh := fake.Save(IPv4)
 		if s, _ := fake.Snapshot(IPv4); !Holds(restore, s) {
 			t.Fatalf("fresh state does not hold:\n%s", s)
 		}
 		c := saveString(comment)
-		var cmd string
-		intact := false
+		foreign := "-A FORWARD -m comment --comment " + c + " -j ACCEPT"
+		var cmd, anchor string
+		before, intact := false, false
 		switch op % 7 {
 		case 0: // in front of our jump
-			cmd = "-I FORWARD 1 -m comment --comment " + c + " -j ACCEPT"
+			cmd, anchor, before = "-I FORWARD 1 -m comment --comment "+c+" -j ACCEPT", "-A FORWARD ", true
 		case 1: // behind it: harmless
-			cmd = "-A FORWARD -m comment --comment " + c + " -j ACCEPT"
-			intact = true
+			cmd, anchor, intact = foreign, "-A FORWARD ", true
 		case 2: // in our chain
-			cmd = "-A FAMGUARD -m comment --comment " + c + " -j ACCEPT"
-		case 3: // our jump deleted, the foreign rule stays
-			cmd = "-D FORWARD " + quoteRule(hooks[0].spec)
-			if err := fake.Run(IPv4, "-A FORWARD -m comment --comment "+c+" -j ACCEPT"); err != nil {
-				t.Fatalf("foreign rule refused: %v", err)
-			}
+			cmd, anchor = "-A FAMGUARD -m comment --comment "+c+" -j ACCEPT", "-A FAMGUARD "
+		case 3: // our jump deleted, the foreign rule in its place
+			cmd, anchor = "-D FORWARD "+quoteRule(hooks[0].spec), "-A FORWARD "
 		case 4: // in front of the nat jump
-			cmd = "-I PREROUTING 1 -m comment --comment " + c + " -j ACCEPT"
+			cmd, anchor, before = "-I PREROUTING 1 -m comment --comment "+c+" -j ACCEPT", "-A PREROUTING ", true
 		case 5: // behind the INPUT jump: harmless
-			cmd = "-A INPUT -m comment --comment " + c + " -j ACCEPT"
-			intact = true
+			cmd, anchor, intact = "-A INPUT -m comment --comment "+c+" -j ACCEPT", "-A INPUT ", true
 		case 6: // a log rule behind our jump, with this prefix: harmless
-			cmd = "-A FORWARD -j LOG --log-prefix " + c
-			intact = true
+			cmd, anchor, intact = "-A FORWARD -j LOG --log-prefix "+c, "-A FORWARD ", true
+		}
+		// The save text: the rule written next to the anchor line.
+		rule := strings.Replace(strings.Replace(cmd, "-I FORWARD 1 ", "-A FORWARD ", 1), "-I PREROUTING 1 ", "-A PREROUTING ", 1)
+		var lines []string
+		done := false
+		for _, l := range strings.Split(fresh, "\n") {
+			switch {
+			case done || !strings.HasPrefix(l, anchor):
+				lines = append(lines, l)
+			case op%7 == 3:
+				lines = append(lines, foreign)
+			case before:
+				lines = append(lines, rule, l)
+			default:
+				lines = append(lines, l, rule)
+			}
+			done = done || strings.HasPrefix(l, anchor)
+		}
+		text := strings.Join(lines, "\n")
+		if got := Holds(restore, ourLines(text)); got != intact {
+			t.Fatalf("after %q, Holds = %v, want %v\nsave:\n%s\nsnapshot:\n%s", cmd, got, intact, text, ourLines(text))
+		}
+		if strings.ContainsAny(comment, "\n") {
+			return // iptables-restore reads lines: no such rule goes in by restore
 		}
 		var runErr error
-		if op%7 == 4 {
+		if op%7 == 3 {
+			runErr = fake.Run(IPv4, foreign)
+		}
+		if runErr == nil && op%7 == 4 {
 			runErr = fake.runIn(IPv4, "nat", cmd)
-		} else {
+		} else if runErr == nil {
 			runErr = fake.Run(IPv4, cmd)
 		}
 		if runErr != nil {

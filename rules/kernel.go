@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -171,7 +170,7 @@ func (r *Runner) jumpPositions(h hook) ([]int, error) {
 	}
 	var ours []int
 	n := 0
-	for _, line := range rules {
+	for _, line := range saveLines(strings.Join(rules, "\n")) {
 		if !strings.HasPrefix(line, "-A "+h.builtin) {
 			continue
 		}
@@ -210,19 +209,18 @@ func (r *Runner) Snapshot() (string, error) {
 }
 
 // ourLines extracts famguard's part of iptables-save output, each line
-// prefixed with its table.
+// prefixed with its table. A rule that spans lines (see saveLines) is one
+// line here, its newlines written as \n.
 func ourLines(save string) string {
 	var b strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(save))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	tbl := ""
 	pos := map[string]int{}
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range saveLines(save) {
 		if strings.HasPrefix(line, "*") {
 			tbl = line[1:]
 			continue
 		}
+		line = strings.ReplaceAll(line, "\n", `\n`)
 		for _, c := range ourChains[tbl] {
 			switch {
 			case strings.HasPrefix(line, ":"+c+" "):
@@ -241,6 +239,41 @@ func ourLines(save string) string {
 		}
 	}
 	return b.String()
+}
+
+// saveLines splits iptables-save or iptables -S output into its rules.
+// iptables prints a comment in double quotes but its newlines raw, so the
+// rule of another program whose comment holds a newline spans lines, and
+// the text after the newline could read like a rule (even like famguard's
+// jump). Lines are joined while a quote is open, as Tokenize reads quotes,
+// so nothing inside a comment is ever taken for a rule. A trailing \r (a
+// file edited elsewhere) is dropped, as bufio.Scanner did.
+func saveLines(text string) []string {
+	var out []string
+	var cur strings.Builder
+	open := false
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if open {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+		for i := 0; i < len(line); i++ {
+			switch {
+			case line[i] == '\\' && i+1 < len(line):
+				i++
+			case line[i] == '"':
+				open = !open
+			}
+		}
+		if !open {
+			out = append(out, strings.TrimSuffix(cur.String(), "\r"))
+			cur.Reset()
+		}
+	}
+	if open {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // Cleanup removes every jump to our chains, then the chains, in every table.
