@@ -151,8 +151,12 @@ func (f *Fake) Save(fam Family) string {
 			fmt.Fprintf(&b, ":%s %s [0:0]\n", name, t.chains[name].policy)
 		}
 		for _, name := range t.order {
+			// iptables accepts chain names with quotes and prints them raw,
+			// which no restore reads back; the fake quotes them like any
+			// argument, so its save text always restores.
+			quoted := quoteRule([]string{name})
 			for _, r := range t.chains[name].rules {
-				fmt.Fprintf(&b, "-A %s %s\n", name, r)
+				fmt.Fprintf(&b, "-A %s %s\n", quoted, r)
 			}
 		}
 		b.WriteString("COMMIT\n")
