@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/internal/fuzzseed"
@@ -488,6 +489,19 @@ func FuzzLoadDir(f *testing.F) {
 // PS each end a line (the fuzzer's "\r0" is two lines, and the loader says
 // so).
 func yamlLines(b []byte) int {
+	// yaml.v3 reads a file that starts with a UTF-16 byte-order mark as
+	// UTF-16 (the fuzzer's "\xff\xfe( 00" is LS, then U+3030: two lines).
+	if len(b) >= 2 && (b[0] == 0xff && b[1] == 0xfe || b[0] == 0xfe && b[1] == 0xff) {
+		u := make([]uint16, 0, len(b)/2)
+		for i := 2; i+1 < len(b); i += 2 {
+			if b[0] == 0xff {
+				u = append(u, uint16(b[i])|uint16(b[i+1])<<8)
+			} else {
+				u = append(u, uint16(b[i])<<8|uint16(b[i+1]))
+			}
+		}
+		b = []byte(string(utf16.Decode(u)))
+	}
 	n := 1
 	for i := 0; i < len(b); i++ {
 		switch {
