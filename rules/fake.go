@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // Fake is a stateful, in-memory filter table per family that really applies
@@ -150,8 +151,12 @@ func (f *Fake) Save(fam Family) string {
 			fmt.Fprintf(&b, ":%s %s [0:0]\n", name, t.chains[name].policy)
 		}
 		for _, name := range t.order {
+			// iptables accepts chain names with quotes and prints them raw,
+			// which no restore reads back; the fake quotes them like any
+			// argument, so its save text always restores.
+			quoted := quoteRule([]string{name})
 			for _, r := range t.chains[name].rules {
-				fmt.Fprintf(&b, "-A %s %s\n", name, r)
+				fmt.Fprintf(&b, "-A %s %s\n", quoted, r)
 			}
 		}
 		b.WriteString("COMMIT\n")
@@ -162,10 +167,15 @@ func (f *Fake) Save(fam Family) string {
 // Run applies one rule command as another program would: "-I FORWARD 1 -j
 // ACCEPT", "-F FAMGUARD", "-D FORWARD ...".
 func (f *Fake) Run(fam Family, command string) error {
+	return f.runIn(fam, "filter", command)
+}
+
+// runIn is Run in another table ("nat").
+func (f *Fake) runIn(fam Family, table, command string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	next := f.t[fam].clone()
-	if err := next.restore("*filter\n" + command + "\nCOMMIT\n"); err != nil {
+	if err := next.restore("*" + table + "\n" + command + "\nCOMMIT\n"); err != nil {
 		return err
 	}
 	f.t[fam] = next
@@ -286,7 +296,7 @@ func (ts tables) restore(input string) error {
 			}
 			for _, other := range t.order {
 				for _, r := range t.chains[other].rules {
-					if targetOf(strings.Fields(r)) == chain {
+					if targetOf(ruleArgs(r)) == chain {
 						return fail("chain %s is still referenced from %s", chain, other)
 					}
 				}
@@ -331,26 +341,54 @@ func (c *fakeChain) removeJumps(chain string) {
 	c.rules = keep
 }
 
-// quoteRule joins arguments as iptables-save prints them: arguments with
-// spaces in double quotes.
+// quoteRule joins arguments as iptables-save prints them: an argument that
+// is empty or holds white space, a quote or a backslash goes in double
+// quotes, with double quotes, backslashes and apostrophes escaped by a
+// backslash (libxtables' xtables_save_string), so Tokenize gives the
+// arguments back exactly. (iptables-save also quotes comments with other
+// punctuation; famguard's golden files keep the plain form, which reads
+// the same.)
 func quoteRule(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		if strings.ContainsAny(a, " \t") || a == "" {
-			a = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		if a == "" || strings.ContainsAny(a, "\"\\'") || strings.ContainsFunc(a, unicode.IsSpace) {
+			var b strings.Builder
+			b.WriteByte('"')
+			for j := 0; j < len(a); j++ {
+				if strings.IndexByte("\"\\'", a[j]) >= 0 {
+					b.WriteByte('\\')
+				}
+				b.WriteByte(a[j])
+			}
+			b.WriteByte('"')
+			a = b.String()
 		}
 		out[i] = a
 	}
 	return strings.Join(out, " ")
 }
 
+// targetOf finds a rule's target: the argument of the first -j or -g that is
+// an option, not the text of a comment ("--comment -j" is a comment "-j").
 func targetOf(args []string) string {
 	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "-j" || args[i] == "-g" {
+		switch args[i] {
+		case "--comment":
+			i++
+		case "-j", "-g":
 			return args[i+1]
 		}
 	}
 	return ""
+}
+
+// ruleArgs splits a stored rule back into its arguments.
+func ruleArgs(rule string) []string {
+	args, err := Tokenize(rule)
+	if err != nil {
+		return strings.Fields(rule)
+	}
+	return args
 }
 
 func isStandardTarget(t string) bool {

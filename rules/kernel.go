@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -229,7 +228,7 @@ func (r *Runner) jumpPositions(h hook) ([]int, error) {
 	}
 	var ours []int
 	n := 0
-	for _, line := range rules {
+	for _, line := range saveLines(strings.Join(rules, "\n")) {
 		if !strings.HasPrefix(line, "-A "+h.builtin) {
 			continue
 		}
@@ -241,15 +240,20 @@ func (r *Runner) jumpPositions(h hook) ([]int, error) {
 	return ours, nil
 }
 
-// isJumpTo recognises a rule that jumps to chain.
+// isJumpTo recognises a rule that jumps to chain, as iptables-save and
+// iptables -S print it: the target comes last, and a jump to a chain has no
+// target options, so the rule ends in "-j CHAIN" (or "-g CHAIN"). The line
+// is split as iptables-restore would, so a comment or log prefix of another
+// program's rule that reads "-j FAMGUARD" is one quoted argument, never a
+// jump (it would otherwise hide a missing jump, or have a foreign rule
+// deleted as a duplicate of ours).
 func isJumpTo(line, chain string) bool {
-	f := strings.Fields(line)
-	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && f[i+1] == chain {
-			return true
-		}
+	f, err := Tokenize(line)
+	if err != nil {
+		return false // iptables-save never prints an open quote: not a rule of ours
 	}
-	return false
+	n := len(f)
+	return n >= 2 && (f[n-2] == "-j" || f[n-2] == "-g") && f[n-1] == chain
 }
 
 // Snapshot returns, for every table famguard uses, our chains' declarations,
@@ -269,19 +273,18 @@ func (r *Runner) Snapshot() (string, error) {
 }
 
 // ourLines extracts famguard's part of iptables-save output, each line
-// prefixed with its table.
+// prefixed with its table. A rule that spans lines (see saveLines) is one
+// line here, its newlines written as \n.
 func ourLines(save string) string {
 	var b strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(save))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	tbl := ""
 	pos := map[string]int{}
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range saveLines(save) {
 		if strings.HasPrefix(line, "*") {
 			tbl = line[1:]
 			continue
 		}
+		line = strings.ReplaceAll(line, "\n", `\n`)
 		for _, c := range ourChains[tbl] {
 			switch {
 			case strings.HasPrefix(line, ":"+c+" "):
@@ -300,6 +303,41 @@ func ourLines(save string) string {
 		}
 	}
 	return b.String()
+}
+
+// saveLines splits iptables-save or iptables -S output into its rules.
+// iptables prints a comment in double quotes but its newlines raw, so the
+// rule of another program whose comment holds a newline spans lines, and
+// the text after the newline could read like a rule (even like famguard's
+// jump). Lines are joined while a quote is open, as Tokenize reads quotes,
+// so nothing inside a comment is ever taken for a rule. A trailing \r (a
+// file edited elsewhere) is dropped, as bufio.Scanner did.
+func saveLines(text string) []string {
+	var out []string
+	var cur strings.Builder
+	open := false
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if open {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+		for i := 0; i < len(line); i++ {
+			switch {
+			case line[i] == '\\' && i+1 < len(line):
+				i++
+			case line[i] == '"':
+				open = !open
+			}
+		}
+		if !open {
+			out = append(out, strings.TrimSuffix(cur.String(), "\r"))
+			cur.Reset()
+		}
+	}
+	if open {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // Cleanup removes every jump to our chains, then the chains, in every table.
@@ -577,9 +615,9 @@ func Holds(restore, snapshot string) bool {
 		switch {
 		case strings.HasPrefix(line, "*"):
 			tbl = line[1:]
-		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, ":") && len(strings.Fields(line[1:])) > 0:
 			want[tbl+":"+strings.Fields(line[1:])[0]] += 0
-		case strings.HasPrefix(line, "-A "):
+		case strings.HasPrefix(line, "-A ") && len(strings.Fields(line)) > 1:
 			want[tbl+":"+strings.Fields(line)[1]]++
 		}
 	}
@@ -592,7 +630,7 @@ func Holds(restore, snapshot string) bool {
 		switch {
 		case strings.HasPrefix(rest, ":"):
 			declared[t+":"+rest[1:]] = true
-		case strings.HasPrefix(rest, "-A "):
+		case strings.HasPrefix(rest, "-A ") && len(strings.Fields(rest)) > 1:
 			got[t+":"+strings.Fields(rest)[1]]++
 		}
 	}

@@ -174,6 +174,81 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 	}
 }
 
+// TestKernelForeignRuleReadingLikeOurJump: other programs' rules whose
+// comment or log prefix reads "-j FAMGUARD" (as iptables-save prints them:
+// quoted) are neither taken for famguard's jump nor deleted as duplicates of
+// it, and a missing jump is noticed and put back. (FuzzSnapshot's seeds
+// showed it; the newline case was checked on iptables 1.8.9 by hand.)
+func TestKernelForeignRuleReadingLikeOurJump(t *testing.T) {
+	k := kernel(t)
+	before := save(t, "iptables-save")
+	text, err := Render(household(1, true), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	foreign := [][]string{
+		{"-m", "comment", "--comment", "a -j FAMGUARD b", "-j", "ACCEPT"},
+		{"-j", "LOG", "--log-prefix", "fw: -j FAMGUARD "},
+		// iptables prints a comment's newlines raw: the middle line of
+		// this rule reads exactly like famguard's jump.
+		{"-m", "comment", "--comment", "x\n-A FORWARD -j FAMGUARD\n", "-j", "ACCEPT"},
+	}
+	for _, r := range foreign {
+		if out, err := exec.Command("iptables", append([]string{"-A", "FORWARD"}, r...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", r, err, out)
+		}
+	}
+	if snap, _ := k.Snapshot(IPv4); !Holds(text, snap) {
+		t.Errorf("foreign rules behind the jump: snapshot does not hold:\n%s", snap)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	if got := save(t, "iptables-save"); !strings.Contains(got, `"a -j FAMGUARD b"`) || !strings.Contains(got, `"fw: -j FAMGUARD "`) || !strings.Contains(got, "\"x\n-A FORWARD -j FAMGUARD\n\"") {
+		t.Errorf("Apply removed another program's rule:\n%s", got)
+	}
+	// Our jump deleted, a foreign rule first: not intact, and Apply heals.
+	if out, err := exec.Command("iptables", append([]string{"-D", "FORWARD"}, hooks[0].spec...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, err := exec.Command("iptables", "-D", "FORWARD", "-j", "LOG", "--log-prefix", "fw: -j FAMGUARD ").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if snap, _ := k.Snapshot(IPv4); Holds(text, snap) {
+		t.Errorf("jump deleted, but the snapshot holds:\n%s", snap)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	got := save(t, "iptables-save")
+	var fwd []string
+	for _, l := range strings.Split(got, "\n") {
+		if strings.HasPrefix(l, "-A FORWARD ") {
+			fwd = append(fwd, l)
+		}
+	}
+	if len(fwd) == 0 || !strings.HasSuffix(fwd[0], " -j FAMGUARD") || strings.Count(got, "\n-A FORWARD -j FAMGUARD\n") != 1 || strings.Count(got, " -j FAMGUARD\n") != 2 {
+		t.Errorf("Apply did not put the jump back first, once:\n%s", got)
+	}
+	for _, r := range [][]string{foreign[0], foreign[2]} {
+		if out, err := exec.Command("iptables", append([]string{"-D", "FORWARD"}, r...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	if err := k.Cleanup(IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Cleanup(IPv6); err != nil {
+		t.Fatal(err)
+	}
+	if after := save(t, "iptables-save"); after != before {
+		t.Errorf("cleanup left\n%s\nwant\n%s", after, before)
+	}
+}
+
 // BenchmarkApply compares, side by side in one run, writing a household's
 // rules as one iptables-restore transaction with one go-iptables call per
 // rule. Each op changes every device's state, so the kernel really changes.

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/famguard/famguard/internal/fuzzseed"
 )
 
 func TestParseLine(t *testing.T) {
@@ -122,10 +124,18 @@ func FuzzParseLine(f *testing.F) {
 	for _, s := range []string{"example.com", "0.0.0.0 a.example", "||a.example^$x", "# c", "a..b", "::1 x.y", "*.x.y"} {
 		f.Add(s)
 	}
+	fuzzseed.AddLines(f, "FuzzParseLine")
 	f.Fuzz(func(t *testing.T, line string) {
 		d, ok, err := ParseLine(line)
 		if ok && (err != nil || !validDomain(d) || d != strings.ToLower(d)) {
 			t.Fatalf("ParseLine(%q) = %q, %v, %v", line, d, ok, err)
+		}
+		// What a list yields is itself a list line meaning the same domain:
+		// rewriting a list through famguard changes nothing.
+		if ok {
+			if again, ok2, err := ParseLine(d); !ok2 || err != nil || again != d {
+				t.Fatalf("ParseLine(%q) = %q, but ParseLine(%q) = %q, %v, %v", line, d, d, again, ok2, err)
+			}
 		}
 		if !ok && d != "" {
 			t.Fatalf("ParseLine(%q) returned %q without ok", line, d)

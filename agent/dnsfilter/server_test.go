@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/famguard/famguard/internal/fuzzseed"
 )
 
 var (
@@ -647,6 +649,8 @@ func FuzzAnswer(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1})
+	// Real queries as dig sends them (EDNS cookies, DO bit, client subnet).
+	fuzzseed.Add(f, "FuzzAnswer", fuzzseed.Bytes)
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		s, _ := newTestServer(t, NullIP)
 		resp := s.Answer(context.Background(), wire, aliceAddr, "udp")

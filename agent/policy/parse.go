@@ -128,7 +128,10 @@ func (p *parser) parse(data []byte) {
 		p.problems = append(p.problems, Problem{File: p.file, Line: line, Msg: "not valid YAML: " + msg + " (at or just after this line; check brackets, quotes and indentation — tabs are not allowed)"})
 		return
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	// A document with nothing in it ("---" alone, or with comments) is an
+	// empty file too; yaml.v3 puts its implicit null after the end of the
+	// file, a position no editor shows.
+	if doc.Kind == 0 || len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null" && doc.Content[0].Value == "") {
 		p.problem(nil, "", "file is empty: a profile starts with `version: 1`")
 		return
 	}

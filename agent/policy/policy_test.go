@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,8 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/internal/fuzzseed"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")
@@ -292,6 +296,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 	}
 	f.Add([]byte("version: 1\nchildren: {a: {devices: [{mac: 02:00:00:00:00:11}]}}"))
+	fuzzseed.Add(f, "FuzzParseFile", fuzzseed.Bytes)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, probs := ParseFile("fuzz.yaml", data)
 		if (pol == nil) == (len(probs) == 0) {
@@ -404,4 +409,110 @@ func writeT(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzLoadDir: a profile directory of two files with any content loads to a
+// policy or to problems, never both and never neither; every problem names
+// one of the files (or the directory) and, where it gives a position, one
+// inside that file. Loading the pair never hides a problem either file has
+// on its own, and a pair only loads when each file does.
+func FuzzLoadDir(f *testing.F) {
+	dirs, _ := filepath.Glob(filepath.Join(testdata, "*", "*"))
+	for _, d := range dirs {
+		files, _ := filepath.Glob(filepath.Join(d, "*.y*ml"))
+		sort.Strings(files)
+		if len(files) == 1 {
+			files = append(files, files[0])
+		}
+		for i := 0; i+1 < len(files); i++ {
+			a, _ := os.ReadFile(files[i])
+			b, _ := os.ReadFile(files[i+1])
+			f.Add(a, b)
+		}
+	}
+	fuzzseed.Add(f, "FuzzLoadDir", nil)
+	dir := f.TempDir()
+	pa, pb := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yml")
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if err := os.WriteFile(pa, a, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pb, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pol, err := LoadDir(dir)
+		var probs Problems
+		if err != nil && !errors.As(err, &probs) {
+			t.Fatalf("LoadDir: not Problems: %v", err)
+		}
+		if (pol == nil) == (len(probs) == 0) {
+			t.Fatalf("policy %v with %d problems", pol, len(probs))
+		}
+		lines := map[string]int{pa: yamlLines(a), pb: yamlLines(b), dir: 0}
+		for _, p := range probs {
+			n, ok := lines[p.File]
+			if !ok || p.Msg == "" || p.Line < 0 || p.Col < 0 || p.Line > n || (p.Line == 0 && p.Col != 0) {
+				t.Fatalf("problem at an impossible place (files have %v lines): %+v", lines, p)
+			}
+			if p.Field != "" && p.Line == 0 {
+				t.Fatalf("problem about a field without a line: %+v", p)
+			}
+		}
+		for _, one := range []struct {
+			path string
+			data []byte
+		}{{pa, a}, {pb, b}} {
+			alone, aprobs := ParseFile(one.path, one.data)
+			if alone == nil && pol != nil {
+				t.Fatalf("%s alone has problems %v, but the pair loads", one.path, aprobs)
+			}
+			for _, ap := range aprobs {
+				found := false
+				for _, p := range probs {
+					found = found || p == ap
+				}
+				if !found {
+					t.Fatalf("%s alone has problem %v, which the pair does not report: %v", one.path, ap, probs)
+				}
+			}
+		}
+		if pol != nil {
+			if len(pol.Sources) != 2 || pol.Digest == "" {
+				t.Fatalf("sources %v, digest %q", pol.Sources, pol.Digest)
+			}
+			pol.Evaluate(time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC), time.UTC)
+		}
+	})
+}
+
+// yamlLines counts lines as YAML does: \r\n, a lone \r, \n, and NEL, LS and
+// PS each end a line (the fuzzer's "\r0" is two lines, and the loader says
+// so).
+func yamlLines(b []byte) int {
+	// yaml.v3 reads a file that starts with a UTF-16 byte-order mark as
+	// UTF-16 (the fuzzer's "\xff\xfe( 00" is LS, then U+3030: two lines).
+	if len(b) >= 2 && (b[0] == 0xff && b[1] == 0xfe || b[0] == 0xfe && b[1] == 0xff) {
+		u := make([]uint16, 0, len(b)/2)
+		for i := 2; i+1 < len(b); i += 2 {
+			if b[0] == 0xff {
+				u = append(u, uint16(b[i])|uint16(b[i+1])<<8)
+			} else {
+				u = append(u, uint16(b[i])<<8|uint16(b[i+1]))
+			}
+		}
+		b = []byte(string(utf16.Decode(u)))
+	}
+	n := 1
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			i++
+			n++
+		case b[i] == '\r', b[i] == '\n':
+			n++
+		case bytes.HasPrefix(b[i:], []byte("\u0085")), bytes.HasPrefix(b[i:], []byte("\u2028")), bytes.HasPrefix(b[i:], []byte("\u2029")):
+			n++
+		}
+	}
+	return n
 }

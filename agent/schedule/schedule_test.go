@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/internal/fuzzseed"
 )
 
 func zone(t testing.TB, name string) *time.Location {
@@ -226,6 +227,7 @@ func FuzzParseDaysAndClock(f *testing.F) {
 	for _, s := range []string{"mon", "mon-fri", "fri-mon", "daily", "weekends", "21:00", "24:00", "7:5", "", "-"} {
 		f.Add(s)
 	}
+	fuzzseed.AddLines(f, "FuzzParseDaysAndClock")
 	f.Fuzz(func(t *testing.T, s string) {
 		if d, err := ParseDays([]string{s}); err == nil {
 			if d == 0 || d&^AllDays != 0 {
