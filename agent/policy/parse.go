@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -115,7 +118,25 @@ func (p *parser) parse(data []byte) {
 		return
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		err = nil // no document at all: reported as an empty file below
+	}
+	if err == nil {
+		// yaml.Unmarshal would read the first document and silently drop
+		// the rest: `version: 1`, `---`, then the children would load as a
+		// family without children. Refuse it instead.
+		var next yaml.Node
+		if derr := dec.Decode(&next); derr == nil {
+			p.problems = append(p.problems, Problem{File: p.file, Line: next.Line,
+				Msg: "a second YAML document (after `---`): a profile file holds one document; remove the `---` or put the rest in its own file"})
+			return
+		} else if !errors.Is(derr, io.EOF) {
+			err = derr
+		}
+	}
+	if err != nil {
 		line := 0
 		msg := err.Error()
 		if m := regexp.MustCompile(`line (\d+):\s*(.*)`).FindStringSubmatch(msg); m != nil {

@@ -516,3 +516,18 @@ func yamlLines(b []byte) int {
 	}
 	return n
 }
+
+// TestSecondDocumentIsRefused: a file whose children come after a `---`
+// must not load as a family without them.
+func TestSecondDocumentIsRefused(t *testing.T) {
+	data := "version: 1\n---\nchildren:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n    schedules: [{name: bedtime, days: daily, from: \"21:00\", to: \"07:00\", action: offline}]\n"
+	_, probs := ParseFile("two.yaml", []byte(data))
+	if len(probs) != 1 || probs[0].Line != 2 || !strings.Contains(probs[0].Msg, "a second YAML document") {
+		t.Fatalf("problems %v; want one at line 2 (the ---) about the second document", probs)
+	}
+	for _, ok := range []string{"---\nversion: 1\n", "version: 1\n...\n", "# just a comment\nversion: 1\n"} {
+		if _, probs := ParseFile("one.yaml", []byte(ok)); len(probs) != 0 {
+			t.Errorf("%q: %v", ok, probs)
+		}
+	}
+}
