@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/famguard/famguard/internal/fuzzseed"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 // saveString quotes a string the way iptables-save prints a comment

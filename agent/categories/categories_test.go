@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/famguard/famguard/internal/fuzzseed"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 func TestParseLine(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/famguard/famguard/internal/fuzzseed"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 var (

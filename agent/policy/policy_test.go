@@ -18,7 +18,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/famguard/famguard/agent/tz"
-	"github.com/famguard/famguard/internal/fuzzseed"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.txt files of testdata/profiles/invalid")

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/tz"
-	"github.com/famguard/famguard/internal/fuzzseed"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 func zone(t testing.TB, name string) *time.Location {
