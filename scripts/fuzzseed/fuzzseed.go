@@ -79,27 +79,12 @@ func Files(tb testing.TB, target string) map[string][]byte {
 // target has only Go-format seeds).
 func Add(f *testing.F, target string, raw func([]byte) []any) {
 	f.Helper()
-	files := Files(f, target)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b := files[n]
-		if IsGoFormat(b) {
-			vals, err := Unmarshal(b)
-			if err != nil {
-				f.Fatalf("fuzzseed: %s/%s: %v", target, n, err)
-			}
-			f.Add(vals...)
-			continue
-		}
+	eachRaw(f, target, func(n string, b []byte) {
 		if raw == nil {
 			f.Fatalf("fuzzseed: %s/%s is not in Go's corpus format and %s takes no raw seeds", target, n, target)
 		}
 		f.Add(raw(b)...)
-	}
+	})
 }
 
 // Bytes is the raw function of a target that takes one []byte.
@@ -112,6 +97,17 @@ func String(b []byte) []any { return []any{string(b)} }
 // holds many seeds, one per line (a list excerpt, a set of rule lines).
 func AddLines(f *testing.F, target string) {
 	f.Helper()
+	eachRaw(f, target, func(_ string, b []byte) {
+		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			f.Add(l)
+		}
+	})
+}
+
+// eachRaw adds target's Go-format seed files to f as they are and hands
+// every other file, in name order, to raw.
+func eachRaw(f *testing.F, target string, raw func(name string, b []byte)) {
+	f.Helper()
 	files := Files(f, target)
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -120,17 +116,15 @@ func AddLines(f *testing.F, target string) {
 	sort.Strings(names)
 	for _, n := range names {
 		b := files[n]
-		if IsGoFormat(b) {
-			vals, err := Unmarshal(b)
-			if err != nil {
-				f.Fatalf("fuzzseed: %s/%s: %v", target, n, err)
-			}
-			f.Add(vals...)
+		if !IsGoFormat(b) {
+			raw(n, b)
 			continue
 		}
-		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-			f.Add(l)
+		vals, err := Unmarshal(b)
+		if err != nil {
+			f.Fatalf("fuzzseed: %s/%s: %v", target, n, err)
 		}
+		f.Add(vals...)
 	}
 }
 
