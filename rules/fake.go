@@ -352,16 +352,7 @@ func quoteRule(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
 		if a == "" || strings.ContainsAny(a, "\"\\'") || strings.ContainsFunc(a, unicode.IsSpace) {
-			var b strings.Builder
-			b.WriteByte('"')
-			for j := 0; j < len(a); j++ {
-				if strings.IndexByte("\"\\'", a[j]) >= 0 {
-					b.WriteByte('\\')
-				}
-				b.WriteByte(a[j])
-			}
-			b.WriteByte('"')
-			a = b.String()
+			a = quoted(a)
 		}
 		out[i] = a
 	}
@@ -397,4 +388,19 @@ func isStandardTarget(t string) bool {
 		return true
 	}
 	return false
+}
+
+// quoted puts s in double quotes as iptables-save does, with double quotes,
+// backslashes and apostrophes escaped by a backslash.
+func quoted(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte("\"\\'", s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
 }

@@ -26,16 +26,7 @@ func saveString(s string) string {
 	if bare {
 		return s
 	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if strings.IndexByte("\"\\'", s[i]) >= 0 {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte('"')
-	return b.String()
+	return quoted(s)
 }
 
 // goldenSeeds are the committed iptables-save outputs (testdata/rules).
