@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/famguard/famguard/agent/control"
+	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/tz"
+)
+
+func cmdStatus(args []string, out io.Writer) error {
+	fs := newFlagSet("status")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	state := fs.String("state", defaultState, "the running agent's --state directory")
+	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var raw json.RawMessage
+	if err := control.Call(ctx, *state, "status", &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := out.Write(append(raw, '\n'))
+		return err
+	}
+	var st daemon.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return err
+	}
+	printStatus(out, st)
+	return nil
+}
+
+func printStatus(out io.Writer, st daemon.Status) {
+	loc := st.Clock.Now.Location()
+	if l, err := tz.Load(st.Zone.Name); err == nil {
+		loc = l
+	}
+	now := st.Clock.Now.In(loc)
+	clk := now.Format("Mon 2006-01-02 15:04:05 MST")
+	if st.Clock.Simulated {
+		clk += " (simulated clock)"
+	}
+	fmt.Fprintf(out, "famguard %s, pid %d, up since %s\n", st.Version, st.PID, st.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "Clock:    %s, zone %s (%s)\n", clk, st.Zone.Name, st.Zone.Source)
+	if st.Clock.Trusted {
+		fmt.Fprintf(out, "          trusted: %s\n", st.Clock.TrustSource)
+	} else {
+		fmt.Fprintf(out, "          NOT YET SYNCHRONISED: boot policy %q applies instead of the schedule until NTP answers\n", st.Clock.BootPolicy)
+	}
+	if st.Policy != nil {
+		fmt.Fprintf(out, "Policy:   %s from %s, loaded %s (%d files)\n", st.Policy.Digest, st.Policy.Dir, st.Policy.LoadedAt.Format(time.RFC3339), len(st.Policy.Sources))
+	} else {
+		fmt.Fprintln(out, "Policy:   none loaded yet — rules in the kernel were left as they were")
+	}
+	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", st.LastReload.Message, st.LastReload.At.Format(time.RFC3339), st.LastReload.Trigger)
+	for _, p := range st.LastReload.Problems {
+		fmt.Fprintf(out, "          %s\n", p)
+	}
+	fw := fmt.Sprintf("%s, %d applies, %d heals", st.Dataplane.Backend, st.Dataplane.Applies, st.Dataplane.Heals)
+	if st.Dataplane.LastError != "" {
+		fw += ", last error: " + st.Dataplane.LastError
+	}
+	if st.Dataplane.ConsecutiveFailures > 0 && st.Dataplane.NextRetry != nil {
+		fw += fmt.Sprintf(" (%d failed in a row; the rules in force stay; next retry at %s, backoff %s)",
+			st.Dataplane.ConsecutiveFailures, st.Dataplane.NextRetry.Format(time.RFC3339), st.Dataplane.RetryBackoff)
+	}
+	fmt.Fprintf(out, "Firewall: %s\n", fw)
+	if st.DNS != nil {
+		lists := fmt.Sprintf("%d categories, %d domains", st.DNS.Categories, st.DNS.Domains)
+		if st.DNS.ListsError != "" {
+			lists += " (last reload failed: " + st.DNS.ListsError + ")"
+		}
+		fmt.Fprintf(out, "DNS:      filter on port %d, %d queries; lists: %s\n", st.DNS.Port, st.DNS.Queries, lists)
+		if st.DNS.RateLimited > 0 {
+			var by []string
+			for c, n := range st.DNS.RateLimitedBy {
+				by = append(by, fmt.Sprintf("%s %d", c, n))
+			}
+			sort.Strings(by)
+			fmt.Fprintf(out, "          %d queries over the per-device limits (%d/s, burst %d, %d in flight) refused: %s\n",
+				st.DNS.RateLimited, st.DNS.Limits.Rate, st.DNS.Limits.Burst, st.DNS.Limits.InFlight, strings.Join(by, ", "))
+		}
+		for _, r := range st.DNS.Recent {
+			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
+		}
+	} else {
+		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
+	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(out, "Warning:  %s\n", w)
+	}
+	fmt.Fprintln(out)
+	states := make([]policy.DeviceState, 0, len(st.Devices))
+	addrs := map[string][]string{}
+	for _, d := range st.Devices {
+		states = append(states, d.DeviceState)
+		a := append([]string(nil), d.Addresses...)
+		sort.Strings(a)
+		addrs[d.MAC] = a
+	}
+	printDevices(out, states, addrs, loc, now)
+}
