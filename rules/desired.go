@@ -44,6 +44,59 @@ type Device struct {
 	// BypassPrevention rejects DNS over TLS/QUIC (port 853) from the device,
 	// so its DNS has to go through famguard's filter.
 	BypassPrevention bool
+
+	// ID is the device's kernel identity: the kernel writes it into the
+	// conntrack mark (DeviceMark) of every connection the device takes part
+	// in, matched by its source MAC. Cutting a device's connections, counting
+	// its use and telling its flows apart all go by this mark, never by
+	// addresses the agent learnt (which lag the kernel). 1..MaxDeviceID,
+	// stable for as long as the kernel holds famguard's rules (the daemon
+	// allocates it and keeps the allocation in its state directory).
+	ID uint16
+	// DNSPort is the port of the DNS filter's listener for this device's
+	// policy class (its child, or the unknown-device class): the kernel
+	// redirects the device's queries there, so the filter knows whose rules
+	// answer from the port a query arrived on, not from its source address.
+	// 0 means Desired.DNSPort. Offline devices are redirected to
+	// Desired.OfflineDNSPort instead, whatever this says.
+	DNSPort int
+	// Strict limits the device's new forwarded connections to addresses in
+	// its class's strict set (filled by the DNS filter before each answer
+	// leaves it), the LAN, and StrictAllow.
+	Strict      bool
+	StrictSet   string         // base name of the class's ipsets: StrictSet+"4" (hash:ip inet), StrictSet+"6" (inet6)
+	StrictAllow []netip.Prefix // allow_ips of the child: always reachable under Strict
+}
+
+// MaxDeviceID is the highest device identity; the mark layout has 12 bits.
+const MaxDeviceID = 4095
+
+// The conntrack mark layout famguard owns. Other OpenWrt packages use the
+// low 16 bits (mwan3, SQM, fw4 zones), so famguard keeps to the high ones.
+const (
+	MarkDeviceShift = 16
+	MarkDeviceMask  = uint32(MaxDeviceID) << MarkDeviceShift // the device's ID
+	MarkOffline     = uint32(1) << 28                        // the device is offline: every packet of the flow is rejected
+	MarkMask        = MarkDeviceMask | MarkOffline
+)
+
+// DeviceMark is the conntrack mark of a device's connections.
+func DeviceMark(id uint16) uint32 { return uint32(id) << MarkDeviceShift & MarkDeviceMask }
+
+// MarkDevice is the device ID in a conntrack mark (0: not attributed).
+func MarkDevice(mark uint32) uint16 { return uint16((mark & MarkDeviceMask) >> MarkDeviceShift) }
+
+// UnknownPolicy is what applies to a device on the LAN that is neither a
+// child's device nor trusted: matched in the kernel as "came in on a LAN
+// interface, and no listed MAC matched".
+type UnknownPolicy struct {
+	// Allow leaves unknown devices alone (no redirect, no block). Only when
+	// a profile chose `unknown_devices: allow` explicitly.
+	Allow bool
+	// The class the unknown devices share: an ID of its own (all unknown
+	// devices' connections carry it), offline or not, its DNS port and
+	// strictness — like a Device, with MAC unused.
+	Class Device
 }
 
 // Desired is the complete state famguard wants in the kernel.
@@ -56,4 +109,19 @@ type Desired struct {
 	// DoHAddrs are DNS-over-HTTPS resolvers: devices with bypass prevention
 	// may not open HTTPS (TCP or UDP 443) to them. Used only with DNSPort.
 	DoHAddrs []netip.Addr
+
+	// OfflineDNSPort, when not 0, is the DNS filter's listener that answers
+	// every query REFUSED: offline devices' DNS is redirected there, so
+	// nothing tunnels through a resolver at bedtime.
+	OfflineDNSPort int
+	// Trusted are parents' devices (MACs): never restricted, never unknown.
+	Trusted []string
+	// LAN are the interfaces devices are on (OpenWrt's br-lan, ...). Only
+	// packets that come in on them are a device's; the router's own traffic
+	// and the WAN are never an unknown device. Empty: the unknown-device
+	// policy is not enforced (no LAN known).
+	LAN []string
+	// Unknown is the unknown-device policy (zero value: Allow false with a
+	// zero Class means "offline" — the safe default — once LAN is set).
+	Unknown UnknownPolicy
 }
