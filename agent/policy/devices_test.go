@@ -1,0 +1,144 @@
+package policy
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestValidDevices(t *testing.T) {
+	pol, err := LoadDir(filepath.Join(testdata, "valid", "devices"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (UnknownRule{Action: UnknownLike, Like: "alice"}); pol.Unknown != want || pol.UnknownDevices() != want {
+		t.Errorf("unknown = %+v / %+v, want %+v", pol.Unknown, pol.UnknownDevices(), want)
+	}
+	if want := (UnknownRule{Action: UnknownOffline}); pol.RandomizedDevices() != want {
+		t.Errorf("randomized = %+v, want %+v", pol.RandomizedDevices(), want)
+	}
+	wantTrusted := []Device{{MAC: "00:1a:2b:3c:4d:31", Name: "Mum's phone"}, {MAC: "00:1a:2b:3c:4d:32"}, {MAC: "00:1a:2b:3c:4d:33", Name: "Dad's laptop"}}
+	if !reflect.DeepEqual(sortedDevices(pol.Trusted), wantTrusted) {
+		t.Errorf("trusted = %+v, want %+v", pol.Trusted, wantTrusted)
+	}
+	bob, _ := pol.Child("bob")
+	if want := []Device{{MAC: "02:00:00:00:00:21", Name: "Bob's laptop"}, {MAC: "da:a1:19:00:00:01", Name: "Bob's phone (private address)"}}; !reflect.DeepEqual(bob.Devices, want) {
+		t.Errorf("bob's devices = %+v (the assigned one must be among them)", bob.Devices)
+	}
+	if len(pol.Assigned) != 2 || pol.Assigned[0].To != "bob" || pol.Assigned[1].To != AssignTrusted {
+		t.Errorf("assigned = %+v", pol.Assigned)
+	}
+	for mac, owner := range map[string]string{
+		"00:1a:2b:3c:4d:31": AssignTrusted, "00:1a:2b:3c:4d:33": AssignTrusted,
+		"02:00:00:00:00:11": "alice", "da:a1:19:00:00:01": "bob", "02:00:00:00:00:99": "",
+	} {
+		if got := pol.Owner(mac); got != owner {
+			t.Errorf("Owner(%s) = %q, want %q", mac, got, owner)
+		}
+	}
+	for mac, want := range map[string]UnknownRule{
+		"00:1a:2b:3c:4d:99": {Action: UnknownLike, Like: "alice"}, // universally administered: unknown_devices
+		"da:a1:19:00:00:99": {Action: UnknownOffline},             // locally administered: randomized_devices
+	} {
+		if got := pol.UnknownRuleFor(mac); got != want {
+			t.Errorf("UnknownRuleFor(%s) = %+v, want %+v", mac, got, want)
+		}
+	}
+}
+
+// TestUnknownDefault: no file sets unknown_devices → offline once a child is
+// defined (a child's new MAC is never free), allow while none is (a fresh
+// install restricts nothing); randomized_devices follows unknown_devices.
+func TestUnknownDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name, profile string
+		unknown       UnknownRule
+		randomized    UnknownRule
+	}{
+		{"fresh install", "version: 1\n",
+			UnknownRule{Action: UnknownAllow, Default: true}, UnknownRule{Action: UnknownAllow, Default: true}},
+		{"a child defined (version-1 file as before issue 9)", "version: 1\nchildren:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n",
+			UnknownRule{Action: UnknownOffline, Default: true}, UnknownRule{Action: UnknownOffline, Default: true}},
+		{"allow chosen explicitly", "version: 1\nunknown_devices: allow\nchildren:\n  alice: {}\n",
+			UnknownRule{Action: UnknownAllow}, UnknownRule{Action: UnknownAllow}},
+		{"upper case", "version: 1\nunknown_devices: Offline\n",
+			UnknownRule{Action: UnknownOffline}, UnknownRule{Action: UnknownOffline}},
+		{"randomised only", "version: 1\nrandomized_devices: {like: alice}\nchildren:\n  alice: {}\n",
+			UnknownRule{Action: UnknownOffline, Default: true}, UnknownRule{Action: UnknownLike, Like: "alice"}},
+		{"both", "version: 1\nunknown_devices: {like: bob}\nrandomized_devices: offline\nchildren:\n  bob: {}\n",
+			UnknownRule{Action: UnknownLike, Like: "bob"}, UnknownRule{Action: UnknownOffline}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, probs := ParseFile("f.yaml", []byte(tc.profile))
+			if len(probs) > 0 {
+				t.Fatal(probs)
+			}
+			if got := pol.UnknownDevices(); got != tc.unknown {
+				t.Errorf("UnknownDevices = %+v, want %+v", got, tc.unknown)
+			}
+			if got := pol.RandomizedDevices(); got != tc.randomized {
+				t.Errorf("RandomizedDevices = %+v, want %+v", got, tc.randomized)
+			}
+		})
+	}
+}
+
+// TestDeviceKeyProblems: each mistake a parent can make with the new keys
+// is one problem at FILE:LINE:COL that says what to write.
+func TestDeviceKeyProblems(t *testing.T) {
+	const kids = "children:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n"
+	for _, tc := range []struct {
+		name, profile, want string
+	}{
+		{"like a missing child", "version: 1\nunknown_devices: {like: alicia}\n" + kids,
+			`f.yaml:2:25: unknown_devices.like: there is no child "alicia" (did you mean "alice"?)`},
+		{"like with a bad name", "version: 1\nrandomized_devices: {like: Alice}\n" + kids,
+			`f.yaml:2:28: randomized_devices.like: "Alice" is not a child's name`},
+		{"unknown value", "version: 1\nunknown_devices: quarantine\n",
+			`f.yaml:2:18: unknown_devices: "quarantine": use offline`},
+		{"empty mapping", "version: 1\nunknown_devices: {}\n",
+			`f.yaml:2:18: unknown_devices: empty mapping: use offline`},
+		{"trusted and a child's", "version: 1\ntrusted: [{mac: \"02:00:00:00:00:11\"}]\n" + kids,
+			`f.yaml:2:17: trusted[0].mac: MAC 02:00:00:00:00:11 is already listed for child "alice" at f.yaml:5; a device is either trusted or one child's`},
+		{"trusted twice", "version: 1\ntrusted: [{mac: \"02:00:00:00:00:31\"}, {mac: \"02:00:00:00:00:31\"}]\n",
+			`f.yaml:2:45: trusted[1].mac: MAC 02:00:00:00:00:31 is already listed as trusted at f.yaml:2; list each device once`},
+		{"trusted malformed", "version: 1\ntrusted: [{mac: \"02:00:00:00:00\"}]\n",
+			`f.yaml:2:17: trusted[0].mac: "02:00:00:00:00" is not a MAC address`},
+		{"trusted multicast", "version: 1\ntrusted: [{mac: \"01:00:5e:00:00:01\"}]\n",
+			`f.yaml:2:17: trusted[0].mac: "01:00:5e:00:00:01" is a multicast or broadcast address`},
+		{"trusted not a list", "version: 1\ntrusted: {mac: \"02:00:00:00:00:31\"}\n",
+			`f.yaml:2:10: trusted: expected a list like [a, b], got a mapping`},
+		{"assigned to a missing child", "version: 1\nassigned: [{mac: \"02:00:00:00:00:41\", to: bob}]\n" + kids,
+			`f.yaml:2:43: assigned[0].to: there is no child "bob"; assign to a child defined in the profiles, or to trusted`},
+		{"assigned malformed MAC", "version: 1\nassigned: [{mac: \"xx:00:00:00:00:41\", to: alice}]\n" + kids,
+			`f.yaml:2:18: assigned[0].mac: "xx:00:00:00:00:41" is not a MAC address`},
+		{"assigned twice", "version: 1\nassigned: [{mac: \"02:00:00:00:00:41\", to: alice}, {mac: \"02:00:00:00:00:41\", to: trusted}]\n" + kids,
+			`f.yaml:2:57: assigned[1].mac: MAC 02:00:00:00:00:41 is already listed for child "alice" at f.yaml:2; a device is either trusted or one child's`},
+		{"assigned a child's device, blamed on the assignment", "version: 1\n" + kids + "assigned: [{mac: \"02:00:00:00:00:11\", to: trusted}]\n",
+			`f.yaml:5:18: assigned[0].mac: MAC 02:00:00:00:00:11 is already listed for child "alice" at f.yaml:4`},
+		{"assigned unknown key", "version: 1\nassigned: [{mac: \"02:00:00:00:00:41\", to: alice, child: alice}]\n" + kids,
+			`f.yaml:2:50: assigned[0].child: unknown key "child"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, probs := ParseFile("f.yaml", []byte(tc.profile))
+			if pol != nil || len(probs) != 1 {
+				t.Fatalf("got policy %v and problems:\n%v\nwant one problem starting %q", pol, probs, tc.want)
+			}
+			if got := probs[0].String(); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("problem\n%s\nwant it to start with\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsRandomized(t *testing.T) {
+	for mac, want := range map[string]bool{
+		"02:00:00:00:00:11": true, "da:a1:19:00:00:01": true, "a6:00:00:00:00:01": true, "0e:00:00:00:00:01": true,
+		"00:1a:2b:3c:4d:31": false, "f0:18:98:00:00:01": false, "not a mac": false,
+	} {
+		if got := IsRandomized(mac); got != want {
+			t.Errorf("IsRandomized(%s) = %v, want %v", mac, got, want)
+		}
+	}
+}
