@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/famguard/famguard/agent/tz"
 )
 
 func TestValidDevices(t *testing.T) {
@@ -140,5 +143,103 @@ func TestIsRandomized(t *testing.T) {
 		if got := IsRandomized(mac); got != want {
 			t.Errorf("IsRandomized(%s) = %v, want %v", mac, got, want)
 		}
+	}
+}
+
+// TestEvaluateSeen: each kind of device gets a row that says why, and an
+// unknown device "like alice" is exactly as restricted as Alice's own.
+func TestEvaluateSeen(t *testing.T) {
+	berlin, _ := tz.Load("Europe/Berlin")
+	bedtime := time.Date(2026, 11, 26, 22, 0, 0, 0, berlin) // Alice's bedtime 20:00-07:00
+	day := time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)
+	const kids = "children:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n    block: [gambling]\n    schedules: [{name: bedtime, days: daily, from: \"20:00\", to: \"07:00\", action: offline}]\n"
+	type row struct {
+		mac, kind, child string
+		online           bool
+		reason           string // a part of the reason
+	}
+	for _, tc := range []struct {
+		name, profile string
+		at            time.Time
+		seen          []string
+		want          []row
+	}{
+		{"default: offline once a child is defined", "version: 1\n" + kids, day,
+			[]string{"00:1a:2b:3c:4d:99", "02:00:00:00:00:11", "00:1a:2b:3c:4d:99"},
+			[]row{
+				{"02:00:00:00:00:11", KindChild, "alice", true, "online"},
+				{"00:1a:2b:3c:4d:99", KindUnknown, "", false, "unknown device: offline until a parent assigns it (the default once a child is defined; unknown_devices in a profile changes it; famguard assign 00:1a:2b:3c:4d:99 CHILD|trusted)"},
+			}},
+		{"like alice at bedtime", "version: 1\nunknown_devices: {like: alice}\n" + kids, bedtime,
+			[]string{"da:00:00:00:00:01"},
+			[]row{
+				{"02:00:00:00:00:11", KindChild, "alice", false, "offline: bedtime"},
+				{"da:00:00:00:00:01", KindUnknown, "alice", false, "unknown device, treated like alice (randomized_devices or unknown_devices: like alice): offline: bedtime"},
+			}},
+		{"like alice by day: her blocks", "version: 1\nunknown_devices: {like: alice}\n" + kids, day,
+			[]string{"00:1a:2b:3c:4d:99"},
+			[]row{
+				{"02:00:00:00:00:11", KindChild, "alice", true, "online"},
+				{"00:1a:2b:3c:4d:99", KindUnknown, "alice", true, "always blocked: gambling; famguard assign 00:1a:2b:3c:4d:99 CHILD|trusted"},
+			}},
+		{"randomised MACs offline, others allowed", "version: 1\nunknown_devices: allow\nrandomized_devices: offline\ntrusted: [{mac: \"00:1a:2b:3c:4d:31\", name: Mum}]\n" + kids, day,
+			[]string{"00:1a:2b:3c:4d:31", "00:1a:2b:3c:4d:99", "da:00:00:00:00:01"},
+			[]row{
+				{"02:00:00:00:00:11", KindChild, "alice", true, "online"},
+				{"00:1a:2b:3c:4d:31", KindTrusted, "", true, "trusted device: never restricted"},
+				{"00:1a:2b:3c:4d:99", KindUnknown, "", true, "unknown device: allowed (unknown_devices: allow)"},
+				{"da:00:00:00:00:01", KindUnknown, "", false, "offline until a parent assigns it (randomized_devices or unknown_devices: offline"},
+			}},
+		{"fresh install: allow", "version: 1\n", day, []string{"00:1a:2b:3c:4d:99"},
+			[]row{{"00:1a:2b:3c:4d:99", KindUnknown, "", true, "allowed (the default while no child is defined)"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol, probs := ParseFile("f.yaml", []byte(tc.profile))
+			if len(probs) > 0 {
+				t.Fatal(probs)
+			}
+			got := pol.EvaluateSeen(tc.seen, At(tc.at, berlin))
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d rows, want %d: %+v", len(got), len(tc.want), got)
+			}
+			for i, w := range tc.want {
+				g := got[i]
+				if g.MAC != w.mac || g.Kind != w.kind || g.Child != w.child || g.Online != w.online || !strings.Contains(g.Reason, w.reason) {
+					t.Errorf("row %d = %+v\nwant %+v", i, g, w)
+				}
+				if g.Randomized != IsRandomized(g.MAC) {
+					t.Errorf("row %d: randomized %v", i, g.Randomized)
+				}
+			}
+			// The same rows before the clock is trusted: a like-alice
+			// device follows Alice's boot policy.
+			unsynced := pol.EvaluateSeen(tc.seen, func(q *Policy) []DeviceState { return q.EvaluateUnsynced(BootOffline, nil, time.Time{}) })
+			for i, s := range unsynced {
+				if s.Kind == KindUnknown && s.Child == "alice" && s.Online {
+					t.Errorf("unsynced row %d: a like-alice device is online under boot policy offline: %+v", i, s)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownClassesAndRestricted(t *testing.T) {
+	pol, probs := ParseFile("f.yaml", []byte("version: 1\nrandomized_devices: {like: alice}\nchildren:\n  alice: {}\n  bob: {}\n"))
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	cls := pol.UnknownClasses(At(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), time.UTC))
+	if len(cls) != 2 || cls[0].MAC != "" || cls[0].Online || !strings.Contains(cls[0].Reason, "famguard assign MAC CHILD|trusted") ||
+		cls[1].Child != "alice" || !cls[1].Randomized || !cls[1].Online {
+		t.Fatalf("classes = %+v", cls)
+	}
+	states := pol.EvaluateSeen([]string{"00:1a:2b:3c:4d:99", "da:00:00:00:00:01"}, At(time.Now(), time.UTC))
+	got := Restricted(states, pol.Children)
+	want := []string{
+		"unknown device 00:1a:2b:3c:4d:99 is offline: if it is a parent's, run `famguard assign 00:1a:2b:3c:4d:99 trusted`; if it is a child's, `famguard assign 00:1a:2b:3c:4d:99 CHILD` (alice, bob)",
+		"unknown device da:00:00:00:00:01 is under alice's rules: if it is a parent's, run `famguard assign da:00:00:00:00:01 trusted`; if it is a child's, `famguard assign da:00:00:00:00:01 CHILD` (alice, bob)",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Restricted =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -309,8 +309,21 @@ func FuzzParseFile(f *testing.F) {
 			}
 		}
 		if pol != nil {
-			// Whatever was accepted evaluates without panicking.
-			pol.Evaluate(time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC), time.UTC)
+			// Whatever was accepted evaluates without panicking, and every
+			// device seen gets exactly one row.
+			at := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+			pol.Evaluate(at, time.UTC)
+			seen := []string{"02:00:00:00:00:11", "00:1a:2b:3c:4d:99", "da:00:00:00:00:01"}
+			rows := map[string]int{}
+			for _, s := range pol.EvaluateSeen(seen, At(at, time.UTC)) {
+				rows[s.MAC]++
+			}
+			for _, mac := range seen {
+				if rows[mac] != 1 {
+					t.Fatalf("%s has %d rows in EvaluateSeen", mac, rows[mac])
+				}
+			}
+			pol.UnknownClasses(At(at, time.UTC))
 		}
 	})
 }
