@@ -191,8 +191,9 @@ const NetnsDir = "/var/run/netns"
 // is not a mount point, where many people run the lab first. nsenter
 // switches only the network namespace; the lab needs nothing else (sysctls
 // under /proc/sys/net follow the network namespace of the process that
-// opens them; nothing in the lab reads /sys/class/net), and like `ip netns
-// exec` it execs the command, so signals reach it directly.
+// opens them; /sys stays the caller's, so read links through netlink, e.g.
+// `ip link`), and like `ip netns exec` it execs the command, so signals
+// reach it directly.
 func InNS(ns string, args ...string) []string {
 	return append([]string{"nsenter", "--net=" + NetnsDir + "/" + ns, "--"}, args...)
 }
