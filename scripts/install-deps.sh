@@ -66,7 +66,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${pkgs[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
 # Go: at least the version go.mod names. Not installed from Debian (too old);

@@ -47,7 +47,7 @@ if [ ! -s "$tarball" ]; then
 	step "debootstrap --variant=minbase $suite (no cached root in $cache)"
 	command -v debootstrap >/dev/null || {
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends debootstrap >/dev/null
 	}
 	# The mirror apt is configured with (deb822 sources or sources.list).
 	mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
