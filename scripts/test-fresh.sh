@@ -51,9 +51,10 @@ if [ ! -s "$tarball" ]; then
 	}
 	# The mirror apt is configured with (deb822 sources or sources.list).
 	mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
-		awk '/^URIs:/ && !/security/ { print $2; exit } /^deb / && !/security/ { print $2; exit }')
+		awk '/^URIs:/ && !/security/ { print $2; exit } /^deb / && !/security/ { print $2; exit }' || true)
 	mirror=${mirror:-http://deb.debian.org/debian}
 	boot=$work/boot
+	echo "mirror: $mirror"
 	debootstrap --variant=minbase "$suite" "$boot" "$mirror" >"$work/debootstrap.log" 2>&1 || {
 		tail -n 30 "$work/debootstrap.log" >&2
 		exit 1
