@@ -23,7 +23,7 @@ type Fake struct {
 type tables map[string]*fakeTable
 
 // tableOrder is the order Save prints tables in.
-var tableOrder = []string{"filter", "nat"}
+var tableOrder = []string{"filter", "nat", "mangle"}
 
 type fakeTable struct {
 	order  []string // chain creation order (built-ins first)
@@ -39,6 +39,7 @@ type fakeChain struct {
 var builtins = map[string][]string{
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
 	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
 }
 
 func newTables() tables {
@@ -128,8 +129,23 @@ func (f *Fake) Cleanup(fam Family) error {
 	if err := ts.restore(RenderCleanup(ours...)); err != nil {
 		return err
 	}
+	for _, tn := range ours {
+		if tn != "filter" && ts[tn].empty() {
+			ts[tn].used = false // as Runner.dropIfEmpty deletes it
+		}
+	}
 	f.t[fam] = ts
 	return nil
+}
+
+// empty: only built-in chains, without rules.
+func (t *fakeTable) empty() bool {
+	for _, c := range t.chains {
+		if c.policy == "-" || len(c.rules) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Backend names the fake.
@@ -384,7 +400,7 @@ func ruleArgs(rule string) []string {
 
 func isStandardTarget(t string) bool {
 	switch t {
-	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE":
+	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE", "CONNMARK", "MARK":
 		return true
 	}
 	return false

@@ -295,9 +295,9 @@ func ourLines(save string) string {
 		}
 		for _, h := range hooks {
 			if h.table == tbl && strings.HasPrefix(line, "-A "+h.builtin+" ") {
-				pos[h.builtin]++
+				pos[tbl+h.builtin]++
 				if isJumpTo(line, h.chain) {
-					fmt.Fprintf(&b, "%s:%s#%d %s\n", tbl, h.builtin, pos[h.builtin], line)
+					fmt.Fprintf(&b, "%s:%s#%d %s\n", tbl, h.builtin, pos[tbl+h.builtin], line)
 				}
 			}
 		}
@@ -381,7 +381,7 @@ func (r *Runner) cleanupTables(tables ...string) error {
 		return err
 	}
 	for _, tbl := range ours {
-		if tbl == "nat" {
+		if tbl != "filter" {
 			r.dropIfEmpty(tbl)
 		}
 	}
