@@ -14,6 +14,9 @@ import (
 // and trace packets through it; the helpers below play "another program"
 // changing the firewall under the agent.
 type Fake struct {
+	// Sets are the ipsets; Apply creates those a restore refers to first,
+	// as Kernel does, and a restore naming one that does not exist fails.
+	Sets *FakeSets
 	mu   sync.Mutex
 	t    [2]tables
 	used [2]map[string]bool // tables the last Apply wrote, as Kernel tracks
@@ -72,10 +75,20 @@ func (t *fakeTable) clone() *fakeTable {
 }
 
 // NewFake returns empty tables with the built-in chains.
-func NewFake() *Fake { return &Fake{t: [2]tables{newTables(), newTables()}} }
+func NewFake() *Fake { return &Fake{t: [2]tables{newTables(), newTables()}, Sets: NewFakeSets()} }
 
 // Apply applies restore input, then makes the jump first in FORWARD, once.
 func (f *Fake) Apply(fam Family, restore string) error {
+	if f.Sets != nil {
+		if err := ensureSets(f.Sets, fam, restore); err != nil {
+			return err
+		}
+	}
+	for _, name := range StrictSets(restore) {
+		if f.Sets == nil || !f.Sets.Has(name) {
+			return fmt.Errorf("Set %s doesn't exist", name)
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	next := f.t[fam].clone()

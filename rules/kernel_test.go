@@ -327,3 +327,45 @@ func TestHungRestoreIsKilled(t *testing.T) {
 		t.Errorf("Snapshot of a hung tool = %v, want ErrToolTimeout", err)
 	}
 }
+
+// TestKernelReplacesAnOlderJump: before issue 9 the FORWARD jump skipped
+// established traffic itself. After an upgrade that jump must not stay (the
+// offline-by-mark rule behind it would never see established packets):
+// Apply replaces it with today's, and a second Apply changes nothing.
+func TestKernelReplacesAnOlderJump(t *testing.T) {
+	k := kernel(t)
+	for _, cmd := range [][]string{
+		{"-N", Chain},
+		{"-I", "FORWARD", "1", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", JumpComment, "-j", Chain},
+	} {
+		if out, err := exec.Command("iptables", cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+	}
+	text, err := Render(household(2, true), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := func() []string {
+		var fwd []string
+		for _, l := range strings.Split(save(t, "iptables-save"), "\n") {
+			if strings.HasPrefix(l, "-A FORWARD ") && strings.Contains(l, Chain) {
+				fwd = append(fwd, l) // the namespace may hold other tests' rules
+			}
+		}
+		return fwd
+	}
+	want := []string{`-A FORWARD -m comment --comment "` + JumpComment + `" -j FAMGUARD`}
+	for i := 0; i < 2; i++ {
+		if err := k.Apply(IPv4, text); err != nil {
+			t.Fatal(err)
+		}
+		if got := forward(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("apply %d: FORWARD = %q, want %q", i+1, got, want)
+		}
+		k.jumpOK[IPv4] = false // make the second Apply check the jump again
+	}
+	if err := k.Cleanup(IPv4); err != nil {
+		t.Fatal(err)
+	}
+}

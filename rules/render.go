@@ -165,6 +165,9 @@ func unknownClass(d Desired) *rendered {
 	if c.Child == "" {
 		c.Child = "unknown"
 	}
+	if c.Name == "" {
+		c.Name = "any other device"
+	}
 	if d.Unknown.Allow {
 		// Allowed: the connections still get the class's ID (so they skip
 		// the MAC walk after their first packet), nothing else.
