@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -42,6 +43,7 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
+	lanFlag := fs.String("lan", "", "LAN interfaces the devices are on, comma separated (default: br-lan when it exists); only packets coming in on them can be a device's")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -102,22 +104,21 @@ func cmdRun(args []string) error {
 	// port is taken, DNS filtering stays off (and says so) rather than
 	// sending every child's DNS into a closed port.
 	var dns *dnsfilter.Server
+	var dnsPorts *dnsfilter.Ports
 	if *dnsPort <= 0 {
 		log.Warn("DNS filtering is off (--dns-port 0): category blocks, allow/deny lists, safe search and DNS bypass prevention are not enforced; schedules are")
 	}
 	if *dnsPort > 0 {
 		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
 		dns.SetLimits(dnsfilter.Limits{Rate: *clientRate, Burst: *clientBurst, InFlight: *clientInFlight})
-		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
-		if err != nil {
+		// One listener per policy class and one refusing offline devices'
+		// queries: the daemon binds them (dnsPorts) before it redirects to
+		// them. The base port is bound here, so a port in use is found now.
+		dnsPorts = dns.NewPorts(ctx, "::")
+		if err := dnsPorts.Ensure([]int{*dnsPort}); err != nil {
 			log.Error("DNS filter cannot listen; category blocks, safe search and DNS bypass prevention are OFF", "port", *dnsPort, "err", err)
-			dns = nil
+			dns, dnsPorts = nil, nil
 		} else {
-			go func() {
-				if err := ln.Serve(ctx); err != nil {
-					log.Error("DNS filter stopped", "err", err)
-				}
-			}()
 			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer,
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
@@ -170,10 +171,12 @@ func cmdRun(args []string) error {
 		StateDir:         *state,
 		Dataplane:        dp,
 		DNS:              dns,
+		DNSPorts:         portsOrNil(dnsPorts),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
 		Neighbours:       netwatch.NewNeighbours(log),
-		DeleteFlows:      netwatch.DeleteFlows,
+		Conntrack:        rules.NetlinkConntrack{},
+		LAN:              lanInterfaces(*lanFlag, log),
 		WallJumps:        clock.WallJumps(ctx),
 		RulesChanged:     rulesChanged,
 		Reload:           reload,
@@ -283,4 +286,34 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// lanInterfaces reads --lan (comma separated); without it br-lan when the
+// router has one (OpenWrt's LAN bridge), else none (no unknown-device rules).
+func lanInterfaces(flag string, log *slog.Logger) []string {
+	var out []string
+	for _, f := range strings.Split(flag, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		if _, err := net.InterfaceByName("br-lan"); err == nil {
+			out = []string{"br-lan"}
+		}
+	}
+	if len(out) == 0 {
+		log.Warn("no LAN interface known (no br-lan; use --lan): connections of devices in no profile are told apart from the router's only by their answers")
+	} else {
+		log.Info("LAN interfaces", "lan", strings.Join(out, ","))
+	}
+	return out
+}
+
+// portsOrNil keeps a nil *Ports a nil interface.
+func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
+	if p == nil {
+		return nil
+	}
+	return p
 }
