@@ -105,7 +105,7 @@ func newHarness(t *testing.T, start time.Time, content string) *harness {
 		Dataplane:   h.dp,
 		Neighbours: fakeNeighbours{netwatch.Table{"02:00:00:00:00:11": {
 			netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8:1::11")}}},
-		Conntrack: harnessConntrack(h),
+		Conntrack:    harnessConntrack(h),
 		Reload:       h.reload,
 		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HealInterval: 50 * time.Millisecond,
