@@ -182,7 +182,7 @@ func cmdRun(args []string) error {
 		EventHealing:     events,
 		WatchFiles:       true,
 	})
-	srv, err := control.Listen(*state, d.Handle)
+	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
 	case errors.Is(err, control.ErrAlreadyRunning):
 		return err // two agents would fight over the same chains
@@ -191,7 +191,7 @@ func cmdRun(args []string) error {
 		// the rules are applied and kept up to date anyway; only status and
 		// notify are unavailable until the socket can be created.
 		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
-		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+		go serveControlWhenPossible(ctx, *state, d.HandleRequest, log)
 	default:
 		go srv.Serve(ctx)
 	}
