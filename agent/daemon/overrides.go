@@ -253,6 +253,7 @@ func (d *Daemon) countMinute(bytesByID map[uint16]uint64, took time.Duration) {
 
 // Arguments of the override commands (PROTOCOL.md).
 type pauseArgs struct {
+	Target string `json:"target"` // a child's name, else a device's MAC or name
 	Child  string `json:"child"`
 	Device string `json:"device"`
 	For    string `json:"for"`
@@ -333,7 +334,7 @@ func (d *Daemon) pause(raw json.RawMessage) (any, error) {
 	if err := d.needPolicy(); err != nil {
 		return nil, err
 	}
-	t, err := overrides.Resolve(d.pol, a.Child, a.Device)
+	t, err := d.resolve(a)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +376,30 @@ func (d *Daemon) pause(raw json.RawMessage) (any, error) {
 	return res, nil
 }
 
+// resolve finds what a pause or resume names. "target" is what a CLI or a
+// page passes on from a parent: a child's name, else a device.
+func (d *Daemon) resolve(a pauseArgs) (overrides.Target, error) {
+	if a.Target == "" {
+		return overrides.Resolve(d.pol, a.Child, a.Device)
+	}
+	if a.Child != "" || a.Device != "" {
+		return overrides.Target{}, &overrides.Error{Code: control.CodeBadArgs, Field: "target", Msg: "give target, or child or device, not both"}
+	}
+	if t, err := overrides.Resolve(d.pol, a.Target, ""); err == nil {
+		return t, nil
+	}
+	t, err := overrides.Resolve(d.pol, "", a.Target)
+	if err != nil {
+		var names []string
+		for _, c := range d.pol.Children {
+			names = append(names, c.Name)
+		}
+		return t, &overrides.Error{Code: overrides.CodeUnknownChild, Field: "target",
+			Msg: fmt.Sprintf("%q is neither a child (children: %s) nor a child's device (by MAC address or name; see famguard status)", a.Target, strings.Join(names, ", "))}
+	}
+	return t, nil
+}
+
 func resumeName(t overrides.Target) string {
 	if t.Device != "" {
 		return t.Device
@@ -393,7 +418,7 @@ func (d *Daemon) resume(raw json.RawMessage) (any, error) {
 	if err := d.needPolicy(); err != nil {
 		return nil, err
 	}
-	t, err := overrides.Resolve(d.pol, a.Child, a.Device)
+	t, err := d.resolve(a)
 	if err != nil {
 		return nil, err
 	}

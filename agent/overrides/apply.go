@@ -187,8 +187,15 @@ func (s *State) applyOne(st *policy.DeviceState, b *BudgetStatus, g *Grant, p *P
 		st.ActiveWindows = append(st.ActiveWindows[:len(st.ActiveWindows):len(st.ActiveWindows)], "pause")
 	case g != nil:
 		u := g.Until
-		if !st.Online {
-			st.Reason = fmt.Sprintf("extra time granted by %s until %s (otherwise %s)", quoteBy(g.By), when(u, now), st.Reason)
+		otherwise := ""
+		switch {
+		case !st.Online:
+			otherwise = st.Reason
+		case b != nil && b.Exhausted:
+			otherwise = budgetReason(st.Child, b, now)
+		}
+		if otherwise != "" {
+			st.Reason = fmt.Sprintf("extra time granted by %s until %s (otherwise %s)", quoteBy(g.By), when(u, now), otherwise)
 			st.Online = true
 			st.Until = &u
 		} else {
@@ -200,20 +207,25 @@ func (s *State) applyOne(st *policy.DeviceState, b *BudgetStatus, g *Grant, p *P
 		st.ActiveWindows = append(st.ActiveWindows[:len(st.ActiveWindows):len(st.ActiveWindows)], "extra-time")
 	case b != nil && b.Exhausted && st.Online:
 		st.Online = false
-		again := "once the clock is synchronised and a new day has begun"
+		st.Until = nil
 		if !b.ResetsAt.IsZero() {
-			again = "at " + when(b.ResetsAt, now)
 			r := b.ResetsAt
 			st.Until = &r
-		} else {
-			st.Until = nil
 		}
-		st.Reason = fmt.Sprintf("daily budget used up: %s of %s used today (%s); online again %s, or with extra time (famguard grant %s 30m)",
-			policy.FormatMinutes(time.Duration(b.Used)), policy.FormatMinutes(time.Duration(b.Total)), b.Source, again, st.Child)
+		st.Reason = budgetReason(st.Child, b, now)
 		st.ActiveWindows = append(st.ActiveWindows[:len(st.ActiveWindows):len(st.ActiveWindows)], "budget")
 	case b != nil && st.Online:
 		st.Reason += fmt.Sprintf("; budget %s of %s left today", policy.FormatMinutes(time.Duration(b.Left)), policy.FormatMinutes(time.Duration(b.Total)))
 	}
+}
+
+func budgetReason(child string, b *BudgetStatus, now Now) string {
+	again := "once the clock is synchronised and a new day has begun"
+	if !b.ResetsAt.IsZero() {
+		again = "at " + when(b.ResetsAt, now)
+	}
+	return fmt.Sprintf("daily budget used up: %s of %s used today (%s); online again %s, or with extra time (famguard grant %s 30m)",
+		policy.FormatMinutes(time.Duration(b.Used)), policy.FormatMinutes(time.Duration(b.Total)), b.Source, again, child)
 }
 
 func quoteBy(by string) string {

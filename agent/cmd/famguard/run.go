@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
+	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/rules"
@@ -42,6 +45,9 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
+	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
+	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -156,6 +162,13 @@ func cmdRun(args []string) error {
 		saved = savedstate.New(*savedPath)
 	}
 
+	if *budgetThreshold < 1 || *usageFlush < time.Minute {
+		return fmt.Errorf("--budget-threshold must be at least 1 (KiB) and --usage-flush at least 1m")
+	}
+	if on, err := ctacct.Enabled(); err != nil || !on {
+		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
+	}
+
 	d := daemon.New(daemon.Config{
 		ProfilesDir:      *profiles,
 		CategoriesDir:    *categories,
@@ -181,6 +194,9 @@ func cmdRun(args []string) error {
 		HealInterval:     *heal,
 		EventHealing:     events,
 		WatchFiles:       true,
+		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
+		Accounting:       ctacct.New(nil),
+		BudgetThreshold:  uint64(*budgetThreshold) << 10,
 	})
 	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
