@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/famguard/famguard/agent/savedstate"
@@ -168,7 +169,7 @@ func (s *Store) writeRAM(st State) error {
 	}
 	_, data, err := s.encode(st)
 	if err == nil {
-		err = savedstate.WriteAtomic(s.ram, data)
+		err = writeFile(s.ram, data)
 	}
 	if err != nil {
 		return fmt.Errorf("saving overrides to %s: %w", s.ram, err)
@@ -188,10 +189,19 @@ func (s *Store) writeFlash(st State, due bool) error {
 	if bytes.Equal(key, s.lastFlash) {
 		return nil
 	}
-	if err := savedstate.WriteAtomic(s.flash, data); err != nil {
+	if err := writeFile(s.flash, data); err != nil {
 		return fmt.Errorf("saving overrides to %s: %w (pauses, extra time and today's usage would not survive a reboot until this works)", s.flash, err)
 	}
 	s.lastFlash, s.flashedAt = key, time.Now()
 	s.flashWrite++
 	return nil
+}
+
+// writeFile replaces path atomically, creating its directory (0700: the
+// file names children and their devices) if needed.
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return savedstate.WriteAtomic(path, data)
 }

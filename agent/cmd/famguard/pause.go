@@ -105,10 +105,21 @@ func dropEmpty(args any) any {
 	return out
 }
 
-// commandLine is what "by" records: the command as the parent typed it.
+// commandLine is what "by" records: the command as the parent typed it,
+// less the flags that only say how to reach the agent or print (--state,
+// --json).
 func commandLine() string {
 	parts := []string{"famguard"}
-	for _, a := range os.Args[1:] {
+	args := os.Args[1:]
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--json" || a == "-json" || strings.HasPrefix(a, "--json=") || strings.HasPrefix(a, "--state=") || strings.HasPrefix(a, "-state="):
+			continue
+		case a == "--state" || a == "-state":
+			i++
+			continue
+		}
 		if strings.ContainsAny(a, " \t'\"") || a == "" {
 			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
