@@ -36,7 +36,7 @@ func TestSampleDeltas(t *testing.T) {
 	r := New(ft.list)
 	ft["a1"] = flow("192.0.2.11", 40000, 1, 1000, 5000)
 	ft["x"] = flow("192.0.2.99", 40000, 0, 1<<20, 1<<20) // unmarked: nobody's
-	if _, err := r.Sample(); err != nil {                 // baseline
+	if _, err := r.Sample(); err != nil {                // baseline
 		t.Fatal(err)
 	}
 	for i, step := range []struct {
