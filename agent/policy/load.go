@@ -139,12 +139,13 @@ func fileKind(m os.FileMode) string {
 }
 
 // merge combines parsed files and checks what spans files: a child defined
-// twice, a MAC listed twice, conflicting time zones.
+// twice, a MAC listed twice (for children, trusted or assigned), conflicting
+// time zones, the unknown-device policy set twice or naming a missing child,
+// an assignment to a missing child.
 func merge(parsers []*parser) (*Policy, Problems) {
 	var probs Problems
 	pol := &Policy{}
 	childAt := map[string]position{}
-	macAt := map[string]macRef{}
 	var zone *zoneRef
 	for _, p := range parsers {
 		probs = append(probs, p.problems...)
@@ -165,20 +166,10 @@ func merge(parsers []*parser) (*Policy, Problems) {
 			childAt[c.child.Name] = c.pos
 			pol.Children = append(pol.Children, c.child)
 		}
-		for _, m := range p.macs {
-			if prev, dup := macAt[m.mac]; dup {
-				who := "the same child"
-				if prev.child != m.child {
-					who = fmt.Sprintf("child %q", prev.child)
-				}
-				probs = append(probs, Problem{File: m.pos.file, Line: m.pos.line, Col: m.pos.col, Field: m.pos.field,
-					Msg: fmt.Sprintf("MAC %s is already listed for %s at %s:%d; a device belongs to one child, once", m.mac, who, prev.pos.file, prev.pos.line)})
-				continue
-			}
-			macAt[m.mac] = m
-		}
 		pol.refs = append(pol.refs, p.refs...)
 	}
+	probs = append(probs, checkMACs(parsers)...)
+	probs = append(probs, mergeDevices(pol, parsers, childAt)...)
 	if len(probs) > 0 {
 		probs.sort()
 		return nil, probs
