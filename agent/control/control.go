@@ -215,17 +215,18 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	if err != nil && line == "" {
 		return
 	}
-	_ = json.NewEncoder(conn).Encode(s.Answer(ctx, []byte(line)))
+	_ = json.NewEncoder(conn).Encode(Answer(ctx, s.handler, []byte(line)))
 }
 
 // Answer is the reply to one request line: a Response for a JSON request, the
-// old shape (legacyReply) for a text one. Exported for the golden test and
+// old shape (legacyReply) for a text one. Exported for the golden tests and
 // for in-process callers.
 func (s *Server) Answer(ctx context.Context, line []byte) any {
-	return answer(ctx, s.handler, line)
+	return Answer(ctx, s.handler, line)
 }
 
-func answer(ctx context.Context, h Handler, line []byte) any {
+// Answer is h's reply to one request line (what the socket would send).
+func Answer(ctx context.Context, h Handler, line []byte) any {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return Response{V: Version, Error: Errorf(CodeBadRequest, "empty request: send one JSON object like {\"v\":1,\"cmd\":\"status\"}")}

@@ -339,10 +339,7 @@ func (d *Daemon) pause(raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	now := d.ovNow()
-	pa := overrides.PauseArgs{Target: t, By: a.By}
-	if a.By == "" {
-		pa.By = "the control socket"
-	}
+	pa := overrides.PauseArgs{Target: t, By: a.By} // "" shows as "a parent"
 	if a.For != "" {
 		if pa.For, err = overrides.ParseDuration("for", a.For); err != nil {
 			return nil, err
@@ -466,9 +463,6 @@ func (d *Daemon) grant(raw json.RawMessage) (any, error) {
 		return GrantResult{Grant: &g, Message: fmt.Sprintf("%s's extra time is cancelled", a.Child)}, nil
 	}
 	ga := overrides.GrantArgs{Child: a.Child, By: a.By}
-	if ga.By == "" {
-		ga.By = "the control socket"
-	}
 	var err error
 	if a.For != "" {
 		if ga.For, err = overrides.ParseDuration("for", a.For); err != nil {
@@ -498,7 +492,7 @@ func (d *Daemon) grant(raw json.RawMessage) (any, error) {
 	}
 	if ga.Budget != 0 && res.Budget != nil {
 		res.Message = fmt.Sprintf("%s's budget today is now %s (%s left)", a.Child,
-			policy.FormatMinutes(time.Duration(res.Budget.Total)), policy.FormatMinutes(time.Duration(res.Budget.Left)))
+			policy.FormatMinutes(time.Duration(res.Budget.Total)*time.Minute), policy.FormatMinutes(time.Duration(res.Budget.Left)*time.Minute))
 	}
 	return res, nil
 }

@@ -23,13 +23,14 @@ type ChildStatus struct {
 
 // BudgetStatus is a child's budget on one local day.
 type BudgetStatus struct {
-	Day       string    `json:"day"`    // YYYY-MM-DD, family's zone
-	Source    string    `json:"source"` // the profile's entry: "mon-fri: 2h"
-	Base      Duration  `json:"base"`   // from the profile
-	Extra     Duration  `json:"extra"`  // added today (grant --budget)
-	Total     Duration  `json:"total"`
-	Used      Duration  `json:"used"`
-	Left      Duration  `json:"left"` // 0 when used up (never negative)
+	// Minutes are whole minutes (numbers, for scripts).
+	Day       string    `json:"day"`           // YYYY-MM-DD, family's zone
+	Source    string    `json:"source"`        // the profile's entry: "mon-fri: 2h"
+	Base      int       `json:"base_minutes"`  // from the profile
+	Extra     int       `json:"extra_minutes"` // added today (grant --budget; may be negative)
+	Total     int       `json:"total_minutes"`
+	Used      int       `json:"used_minutes"`
+	Left      int       `json:"left_minutes"` // 0 when used up (never negative)
 	Exhausted bool      `json:"exhausted"`
 	ResetsAt  time.Time `json:"resets_at,omitzero"` // next local midnight (zero while the clock is untrusted)
 	// InUse: a minute counted within the last two minutes.
@@ -42,6 +43,10 @@ type BudgetStatus struct {
 	// RunsOutAtRecentRate is the same at the rate of the last 60 minutes.
 	RunsOutAtRecentRate *time.Time `json:"runs_out_at_recent_rate,omitempty"`
 }
+
+func (b *BudgetStatus) left() time.Duration { return time.Duration(b.Left) * time.Minute }
+
+func mins(m int) string { return policy.FormatMinutes(time.Duration(m) * time.Minute) }
 
 // pauseFor is the pause that applies to a device of child now, device
 // pauses first (they name the device).
@@ -92,13 +97,13 @@ func (s *State) BudgetOf(c policy.Child, now Now) *BudgetStatus {
 	if !ok {
 		return nil
 	}
-	b := &BudgetStatus{Day: day, Source: c.Budget.Describe(d.Weekday()), Base: Duration(base)}
+	b := &BudgetStatus{Day: day, Source: c.Budget.Describe(d.Weekday()), Base: int(base / time.Minute)}
 	if e, ok := s.Extras[c.Name]; ok && e.Day == day {
-		b.Extra = Duration(time.Duration(e.Minutes) * time.Minute)
+		b.Extra = e.Minutes
 	}
-	b.Total = Duration(max(base+time.Duration(b.Extra), 0))
+	b.Total = max(b.Base+b.Extra, 0)
 	if u, ok := s.Usage[c.Name]; ok && u.Day == day {
-		b.Used = Duration(time.Duration(u.Minutes) * time.Minute)
+		b.Used = u.Minutes
 		recent := u.recentAt(now.T)
 		b.InUse = recent&3 != 0
 		for i := 0; i < 60; i++ {
@@ -107,15 +112,15 @@ func (s *State) BudgetOf(c policy.Child, now Now) *BudgetStatus {
 			}
 		}
 	}
-	b.Left = Duration(max(time.Duration(b.Total)-time.Duration(b.Used), 0))
+	b.Left = max(b.Total-b.Used, 0)
 	b.Exhausted = b.Used >= b.Total
 	if now.Trusted {
 		b.ResetsAt = NextMidnight(now.T, now.Loc)
 		if b.InUse && !b.Exhausted {
-			t := now.T.Add(time.Duration(b.Left))
+			t := now.T.Add(b.left())
 			b.RunsOutAt = &t
 			if b.RecentMinutes > 0 {
-				r := now.T.Add(time.Duration(b.Left) * 60 / time.Duration(b.RecentMinutes)).Truncate(time.Minute)
+				r := now.T.Add(b.left() * 60 / time.Duration(b.RecentMinutes)).Truncate(time.Minute)
 				b.RunsOutAtRecentRate = &r
 			}
 		}
@@ -215,7 +220,7 @@ func (s *State) applyOne(st *policy.DeviceState, b *BudgetStatus, g *Grant, p *P
 		st.Reason = budgetReason(st.Child, b, now)
 		st.ActiveWindows = append(st.ActiveWindows[:len(st.ActiveWindows):len(st.ActiveWindows)], "budget")
 	case b != nil && st.Online:
-		st.Reason += fmt.Sprintf("; budget %s of %s left today", policy.FormatMinutes(time.Duration(b.Left)), policy.FormatMinutes(time.Duration(b.Total)))
+		st.Reason += fmt.Sprintf("; budget %s of %s left today", mins(b.Left), mins(b.Total))
 	}
 }
 
@@ -225,7 +230,7 @@ func budgetReason(child string, b *BudgetStatus, now Now) string {
 		again = "at " + when(b.ResetsAt, now)
 	}
 	return fmt.Sprintf("daily budget used up: %s of %s used today (%s); online again %s, or with extra time (famguard grant %s 30m)",
-		policy.FormatMinutes(time.Duration(b.Used)), policy.FormatMinutes(time.Duration(b.Total)), b.Source, again, child)
+		mins(b.Used), mins(b.Total), b.Source, again, child)
 }
 
 func quoteBy(by string) string {

@@ -96,7 +96,7 @@ type State struct {
 type Duration time.Duration
 
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
+	return []byte(`"` + policy.FormatMinutes(time.Duration(d)) + `"`), nil
 }
 
 func (d *Duration) UnmarshalJSON(b []byte) error {

@@ -279,7 +279,7 @@ func TestDayBoundaryDST(t *testing.T) {
 	if u := s.Usage["alice"]; u.Day != "2026-10-26" || u.Minutes != 1 {
 		t.Errorf("usage after midnight %+v", u)
 	}
-	if b := s.BudgetOf(pol.Children[0], next); b.Source != "mon-fri: 2h" || b.Left != Duration(119*time.Minute) {
+	if b := s.BudgetOf(pol.Children[0], next); b.Source != "mon-fri: 2h" || b.Left != 119 {
 		t.Errorf("Monday's budget %+v", b)
 	}
 }
@@ -320,7 +320,7 @@ func TestProjection(t *testing.T) {
 	}
 	now := Now{T: start.T.Add(60*time.Minute + 10*time.Second), Loc: loc, Trusted: true}
 	b := s.BudgetOf(pol.Children[0], now)
-	if b.Used != Duration(30*time.Minute) || !b.InUse || b.RecentMinutes != 30 {
+	if b.Used != 30 || !b.InUse || b.RecentMinutes != 30 {
 		t.Fatalf("budget %+v", b)
 	}
 	if got := b.RunsOutAt.In(loc).Format("15:04"); got != "19:30" {

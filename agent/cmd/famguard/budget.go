@@ -71,10 +71,9 @@ func printChildren(out io.Writer, children []overrides.ChildStatus, now time.Tim
 		}
 		budget := "no budget"
 		if b := c.Budget; b != nil {
-			budget = fmt.Sprintf("%s of %s used, %s left (%s", policy.FormatMinutes(time.Duration(b.Used)),
-				policy.FormatMinutes(time.Duration(b.Total)), policy.FormatMinutes(time.Duration(b.Left)), b.Source)
+			budget = fmt.Sprintf("%s of %s used, %s left (%s", minutes(b.Used), minutes(b.Total), minutes(b.Left), b.Source)
 			if b.Extra != 0 {
-				budget += fmt.Sprintf(", %s today", signed(time.Duration(b.Extra)))
+				budget += fmt.Sprintf(", %s today", signed(time.Duration(b.Extra)*time.Minute))
 			}
 			budget += ")"
 			if b.RunsOutAt != nil {
@@ -92,6 +91,8 @@ func printChildren(out io.Writer, children []overrides.ChildStatus, now time.Tim
 	}
 	tw.Flush()
 }
+
+func minutes(m int) string { return policy.FormatMinutes(time.Duration(m) * time.Minute) }
 
 func signed(d time.Duration) string {
 	if d > 0 {
