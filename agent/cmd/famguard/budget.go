@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
@@ -99,4 +102,52 @@ func signed(d time.Duration) string {
 		return "+" + policy.FormatMinutes(d)
 	}
 	return policy.FormatMinutes(d)
+}
+
+// planOverrides lays the agent's saved overrides (both copies, as the
+// agent would load them) over plan's states at `when`, and asks the running
+// agent, if any, for the budgets now (only it knows the current rate of use).
+func planOverrides(pol *policy.Policy, states []policy.DeviceState, when time.Time, loc *time.Location, stateDir, flashPath string) ([]policy.DeviceState, []overrides.ChildStatus, []overrides.ChildStatus) {
+	st, _ := overrides.NewStore(flashPath, filepath.Join(stateDir, "overrides.json"), 0).Load()
+	// The instant asked about is taken as a trusted time: plan answers
+	// "what if the clock said this".
+	states, children := st.Apply(pol, states, overrides.Now{T: when, Loc: loc, Trusted: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var live daemon.OverridesResult
+	if control.Do(ctx, stateDir, "budget", nil, &live) != nil {
+		return states, children, nil
+	}
+	return states, children, live.Children
+}
+
+// printPlanChildren shows the children's controls at the planned instant,
+// and the budgets' projection from now when the agent answered.
+func printPlanChildren(out io.Writer, children, live []overrides.ChildStatus, at time.Time) {
+	if len(children) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	printChildren(out, children, at)
+	for _, c := range live {
+		b := c.Budget
+		if b == nil {
+			continue
+		}
+		switch {
+		case b.Exhausted:
+			fmt.Fprintf(out, "%s: today's budget is used up (%s of %s).\n", c.Child, minutes(b.Used), minutes(b.Total))
+		case b.RunsOutAt != nil:
+			line := fmt.Sprintf("%s: in use now, %s left: runs out at %s at the earliest (used without a break)", c.Child, minutes(b.Left), b.RunsOutAt.In(at.Location()).Format("15:04"))
+			if b.RunsOutAtRecentRate != nil {
+				line += fmt.Sprintf(", about %s at the last hour's rate (%d of 60 minutes)", b.RunsOutAtRecentRate.In(at.Location()).Format("15:04"), b.RecentMinutes)
+			}
+			if (b.ResetsAt.IsZero() || at.Before(b.ResetsAt)) && !at.Before(*b.RunsOutAt) {
+				line += fmt.Sprintf("; at %s %s may be offline for the budget", at.Format("15:04"), c.Child)
+			}
+			fmt.Fprintln(out, line+".")
+		default:
+			fmt.Fprintf(out, "%s: not in use now, %s of today's budget left (no run-out time to project).\n", c.Child, minutes(b.Left))
+		}
+	}
 }
