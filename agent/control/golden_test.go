@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 	"os"
 	"strings"
 	"testing"
@@ -117,4 +118,26 @@ func diffLines(want, got string) string {
 			out.WriteString("want: " + w.Text() + "\ngot:  " + g.Text() + "\n")
 		}
 	}
+}
+
+// FuzzControlRequest: any request line gets exactly one JSON answer, never a
+// panic; a JSON line gets a version-1 envelope that is either ok with a
+// result or refused with a code and a message.
+func FuzzControlRequest(f *testing.F) {
+	for _, s := range []string{`{"v":1,"cmd":"echo","args":{"a":"b"}}`, `{"v":1,"cmd":"typed","args":{"child":7}}`, `status`, `clock-step 3h`, `{"v":2}`, `{`, ""} {
+		f.Add([]byte(s))
+	}
+	fuzzseed.Add(f, "FuzzControlRequest", fuzzseed.Bytes)
+	f.Fuzz(func(t *testing.T, line []byte) {
+		ans := Answer(context.Background(), echoHandler, line)
+		b, err := json.Marshal(ans)
+		if err != nil {
+			t.Fatalf("answer does not encode: %v", err)
+		}
+		if r, ok := ans.(Response); ok {
+			if r.V != Version || r.OK == (r.Error != nil) || (r.Error != nil && (r.Error.Code == "" || r.Error.Message == "")) {
+				t.Fatalf("malformed response %s", b)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package overrides
 
 import (
 	"errors"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ children:
       - {mac: "02:00:00:00:00:21"}
 `
 
-func load(t *testing.T) (*policy.Policy, *time.Location) {
+func load(t testing.TB) (*policy.Policy, *time.Location) {
 	t.Helper()
 	pol, probs := policy.ParseFile("family.yaml", []byte(family))
 	if len(probs) > 0 {
@@ -401,4 +402,32 @@ func TestPrune(t *testing.T) {
 	if len(dropped) != 1 || !strings.Contains(dropped[0], "pause of bob (by famguard pause bob) dropped") || len(s.Grants) != 1 {
 		t.Errorf("dropped %v, state %+v", dropped, s)
 	}
+}
+
+// FuzzParseUntil: whatever a parent types after --until or --for, the
+// answer is a time strictly in the future within 7 days, a duration within
+// the bounds, or a coded refusal — never a panic.
+func FuzzParseUntil(f *testing.F) {
+	for _, s := range []string{"19:30", "tomorrow 07:00", "2026-11-27 07:00", "2026-11-26T21:00:00+01:00", "24:00", "30m", "-1h", "1h30m", "8d", "99999999h"} {
+		f.Add(s)
+	}
+	fuzzseed.AddLines(f, "FuzzParseUntil")
+	_, loc := load(f)
+	now := at(loc, "2026-11-26 19:40")
+	f.Fuzz(func(t *testing.T, s string) {
+		if u, err := ParseUntil(s, now); err == nil {
+			if !u.After(now.T) || u.Sub(now.T) > MaxDuration {
+				t.Fatalf("ParseUntil(%q) = %v, outside (now, now+7d]", s, u)
+			}
+		} else if code(err) == "" {
+			t.Fatalf("ParseUntil(%q): uncoded error %v", s, err)
+		}
+		if d, err := ParseDuration("for", s); err == nil {
+			if d < time.Minute || d > MaxDuration {
+				t.Fatalf("ParseDuration(%q) = %v", s, d)
+			}
+		} else if code(err) == "" {
+			t.Fatalf("ParseDuration(%q): uncoded error %v", s, err)
+		}
+	})
 }
