@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
 )
@@ -25,12 +26,20 @@ type planOutput struct {
 	// UnknownDevices is what applies to a device no profile lists (one row,
 	// and one more for randomised MACs when randomized_devices differs).
 	UnknownDevices []policy.DeviceState `json:"unknown_devices"`
+	// Children is each child's pauses, extra time and budget as they
+	// stand at At (from the agent's saved overrides), and Budgets what the
+	// running agent says now (with when a budget runs out at the current
+	// rate); null when no agent answers.
+	Children []overrides.ChildStatus `json:"children"`
+	Budgets  []overrides.ChildStatus `json:"budgets_now"`
 }
 
 func cmdPlan(args []string, out io.Writer) error {
 	fs := newFlagSet("plan")
 	at := fs.String("at", "", "the instant to evaluate (RFC3339); default now")
 	asJSON := fs.Bool("json", false, "machine-readable output")
+	state := fs.String("state", defaultState, "the agent's --state directory (its overrides are shown)")
+	ovPath := fs.String("overrides", defaultOverrides, "the agent's --overrides file")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -63,8 +72,9 @@ func cmdPlan(args []string, out io.Writer) error {
 	eval := policy.At(when, zone.Loc)
 	states := pol.EvaluateSeen(nil, eval)
 	classes := pol.UnknownClasses(eval)
+	states, children, live := planOverrides(pol, states, when, zone.Loc, *state, *ovPath)
 	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
-		Devices: states, UnknownDevices: classes}
+		Devices: states, UnknownDevices: classes, Children: children, Budgets: live}
 	if res.Devices == nil {
 		res.Devices = []policy.DeviceState{}
 	}
@@ -75,6 +85,7 @@ func cmdPlan(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Policy %s at %s (zone %s, from %s)\n\n", pol.Digest, res.At.Format("Mon 2006-01-02 15:04:05 MST"), zone.Name, zone.Source)
 	printDevices(out, append(states, classes...), nil, zone.Loc, res.At)
+	printPlanChildren(out, children, live, res.At)
 	return nil
 }
 
