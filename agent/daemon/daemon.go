@@ -37,6 +37,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -492,6 +493,10 @@ func (d *Daemon) missingCategories() []string {
 		return nil
 	}
 	avail, err := categories.Available(d.cfg.CategoriesDir)
+	if errors.Is(err, os.ErrNotExist) {
+		// A fresh install without lists: each category says so below.
+		avail, err = map[string]bool{}, nil
+	}
 	if err != nil {
 		if len(d.pol.Categories()) == 0 {
 			return nil
@@ -499,7 +504,7 @@ func (d *Daemon) missingCategories() []string {
 		return []string{fmt.Sprintf("categories directory %s cannot be read (%v): category blocks are listed but not enforced", d.cfg.CategoriesDir, err)}
 	}
 	var out []string
-	for _, p := range d.pol.MissingCategories(avail) {
+	for _, p := range d.pol.MissingCategories(d.cfg.CategoriesDir, avail) {
 		out = append(out, p.String())
 	}
 	return out

@@ -51,6 +51,18 @@ func LoadDir(dir string) (*Policy, error) {
 		}
 	}
 	sort.Strings(names)
+	return loadFiles(dir, names)
+}
+
+// LoadFile reads one profile file on its own, as if it were the only file of
+// its directory (`famguard check FILE`, before copying a file into place).
+// Problems between files (a MAC in two files) show only with LoadDir.
+func LoadFile(path string) (*Policy, error) {
+	return loadFiles(filepath.Dir(path), []string{filepath.Base(path)})
+}
+
+// loadFiles reads and merges the named files of dir.
+func loadFiles(dir string, names []string) (*Policy, error) {
 	if len(names) == 0 {
 		// An empty directory is what a push looks like between deleting the
 		// old files and writing the new ones: never read it as "no rules".

@@ -34,16 +34,18 @@ Usage:
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
                    [--memory-limit MiB] [--restore-timeout DURATION]
-  famguard check   [--categories DIR] DIR
-  famguard plan    [--at RFC3339] [--json] DIR
+  famguard check   [--categories DIR] DIR|FILE
+  famguard plan    [--at TIME] [--json] [--categories DIR] DIR|FILE
   famguard status  [--json] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
-check    validate a profile directory; exit 1 and one FILE:LINE:COL line per problem
-plan     show what the policy means at an instant, per device
+check    validate a profile directory or file; exit 1 and one FILE:LINE:COL line per problem;
+         warn when a blocked category has no list
+plan     show what the policy means at an instant, per device (--at "2026-11-30 16:30", "16:30",
+         "mon 16:30" in the family's zone, or RFC 3339)
 status   show the running agent's view: devices, reasons, policy, last reload
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
@@ -117,11 +119,4 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	return fs
-}
-
-func oneDir(name string, pos []string) (string, error) {
-	if len(pos) != 1 {
-		return "", fmt.Errorf("expected one profile directory, got %d arguments (usage: famguard %s [flags] DIR)", len(pos), name)
-	}
-	return pos[0], nil
 }
