@@ -88,7 +88,7 @@ in_root() {
 			PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 			GOFLAGS="$GOFLAGS_FRESH" GOPROXY="$GOPROXY_FRESH" \
 			bash -euo pipefail -c "cd /root/famguard; $script"' \
-		sh "$root" "$2" "${MODCACHE:-}"
+		sh "$root" "$1" "${MODCACHE:-}"
 }
 export GOFLAGS_FRESH="" GOPROXY_FRESH=""
 
