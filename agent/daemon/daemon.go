@@ -118,6 +118,9 @@ type Daemon struct {
 	polLoadedAt time.Time
 	zone        tz.Zone
 	lastReload  ReloadResult
+	// lastChange is the last reload that loaded a new policy or failed: an
+	// unchanged re-read (every SIGHUP, every `reload`) must not hide it.
+	lastChange ReloadResult
 	neigh       netwatch.Table
 	states      []policy.DeviceState
 	offline     map[string]bool // MAC → offline in the last applied state
@@ -446,7 +449,7 @@ func (d *Daemon) reload(why string) {
 		} else {
 			res.Message += "; no valid policy loaded yet, firewall rules left as they are"
 		}
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message, "trigger", why, "problems", strings.Join(res.Problems, "\n"))
 		return
 	}
@@ -456,7 +459,7 @@ func (d *Daemon) reload(why string) {
 		// the zone database itself failed, so keep the old policy.
 		res.OK = false
 		res.Message = "time zone: " + zerr.Error() + "; keeping the previous policy"
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message)
 		return
 	}
@@ -478,7 +481,7 @@ func (d *Daemon) reload(why string) {
 		devices += len(c.Devices)
 	}
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
-	d.lastReload = res
+	d.lastReload, d.lastChange = res, res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
 	for _, m := range d.missingCats {
 		d.log.Warn(m)

@@ -191,10 +191,12 @@ func run(ctx context.Context) (err error) {
 
 	agentCmd := l.Cmd(ctx, l.Router, agent, "run", "--profiles", profiles, "--state", state,
 		"--categories", catsDir, "--clock", start.Format(time.RFC3339), "--heal-interval", "1s")
-	agentLog, err := agentCmd.StderrPipe()
+	// Both streams: the agent logs info to stdout and warnings to stderr.
+	agentLog, err := agentCmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
+	agentCmd.Stderr = agentCmd.Stdout
 	if err := ps.start(agentCmd); err != nil {
 		return err
 	}
