@@ -127,7 +127,7 @@ fi
 
 # --- 3. the README's two commands, offline -------------------------------------
 step "3a. make demo (private mount, network and PID namespaces; offline)"
-in_root --net --pid -- 'timeout 600 make demo </dev/null'
+in_root --net --pid -- 'timeout 1800 make demo </dev/null'
 step "3b. make test (private mount, network and PID namespaces; offline)"
 in_root --net --pid -- 'make test </dev/null'
 step "test-fresh: PASS — install-deps, make demo and make test on a fresh Debian $suite root"
