@@ -38,6 +38,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -139,6 +140,9 @@ type Daemon struct {
 	polLoadedAt time.Time
 	zone        tz.Zone
 	lastReload  ReloadResult
+	// lastChange is the last reload that loaded a new policy or failed: an
+	// unchanged re-read (every SIGHUP, every `reload`) must not hide it.
+	lastChange  ReloadResult
 	neigh       netwatch.Table
 	states      []policy.DeviceState
 	offline     map[string]bool // MAC → offline in the last applied state
@@ -489,7 +493,7 @@ func (d *Daemon) reload(why string) {
 		} else {
 			res.Message += "; no valid policy loaded yet, firewall rules left as they are"
 		}
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message, "trigger", why, "problems", strings.Join(res.Problems, "\n"))
 		return
 	}
@@ -499,7 +503,7 @@ func (d *Daemon) reload(why string) {
 		// the zone database itself failed, so keep the old policy.
 		res.OK = false
 		res.Message = "time zone: " + zerr.Error() + "; keeping the previous policy"
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message)
 		return
 	}
@@ -521,7 +525,7 @@ func (d *Daemon) reload(why string) {
 		devices += len(c.Devices)
 	}
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
-	d.lastReload = res
+	d.lastReload, d.lastChange = res, res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
 	for _, m := range d.missingCats {
 		d.log.Warn(m)
@@ -537,6 +541,10 @@ func (d *Daemon) missingCategories() []string {
 		return nil
 	}
 	avail, err := categories.Available(d.cfg.CategoriesDir)
+	if errors.Is(err, os.ErrNotExist) {
+		// A fresh install without lists: each category says so below.
+		avail, err = map[string]bool{}, nil
+	}
 	if err != nil {
 		if len(d.pol.Categories()) == 0 {
 			return nil
@@ -544,7 +552,7 @@ func (d *Daemon) missingCategories() []string {
 		return []string{fmt.Sprintf("categories directory %s cannot be read (%v): category blocks are listed but not enforced", d.cfg.CategoriesDir, err)}
 	}
 	var out []string
-	for _, p := range d.pol.MissingCategories(avail) {
+	for _, p := range d.pol.MissingCategories(d.cfg.CategoriesDir, avail) {
 		out = append(out, p.String())
 	}
 	return out

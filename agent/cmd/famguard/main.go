@@ -37,8 +37,8 @@ Usage:
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
                    [--memory-limit MiB] [--restore-timeout DURATION] [--lan IFACES] [--dhcp-leases FILE]
-  famguard check   [--categories DIR] DIR
-  famguard plan    [--at RFC3339] [--json] DIR
+  famguard check   [--categories DIR] DIR|FILE
+  famguard plan    [--at TIME] [--json] [--categories DIR] DIR|FILE
   famguard status  [--json] [--state DIR]
   famguard devices [--json] [--state DIR]
   famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
@@ -51,8 +51,10 @@ Usage:
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
-check    validate a profile directory; exit 1 and one FILE:LINE:COL line per problem
-plan     show what the policy means at an instant, per device
+check    validate a profile directory or file; exit 1 and one FILE:LINE:COL line per problem;
+         warn when a blocked category has no list
+plan     show what the policy means at an instant, per device (--at "2026-11-30 16:30", "16:30",
+         "mon 16:30" in the family's zone, or RFC 3339)
 status   show the running agent's view: devices, reasons, policy, last reload
 devices  list every device seen on the LAN: MAC, randomised?, first/last seen, addresses, what applies
 assign   give a device to a child or trust it (a parent's device), in profiles.d/famguard-assigned.yaml;
@@ -145,11 +147,4 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	return fs
-}
-
-func oneDir(name string, pos []string) (string, error) {
-	if len(pos) != 1 {
-		return "", fmt.Errorf("expected one profile directory, got %d arguments (usage: famguard %s [flags] DIR)", len(pos), name)
-	}
-	return pos[0], nil
 }

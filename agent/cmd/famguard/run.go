@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -63,7 +64,7 @@ func cmdRun(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(newSplitHandler(os.Stdout, os.Stderr, lvl))
 
 	bootPolicy, err := policy.ParseBootPolicy(*bootFlag)
 	if err != nil {
@@ -323,4 +324,36 @@ func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 		return nil
 	}
 	return p
+}
+
+// splitHandler writes debug and info lines to one stream (stdout) and warn
+// and error lines to another (stderr). procd logs a service's stdout at
+// info and its stderr at err, so on OpenWrt each line reaches the system log
+// (`logread`) with its real severity instead of every routine line showing
+// as daemon.err. Each line is one write, so the two never interleave within
+// a line; their relative order holds for a reader of both, like a terminal.
+type splitHandler struct {
+	low, high slog.Handler
+}
+
+func newSplitHandler(low, high io.Writer, lvl slog.Level) splitHandler {
+	opts := &slog.HandlerOptions{Level: lvl}
+	return splitHandler{low: slog.NewTextHandler(low, opts), high: slog.NewTextHandler(high, opts)}
+}
+
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.low.Enabled(ctx, l) }
+
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.high.Handle(ctx, r)
+	}
+	return h.low.Handle(ctx, r)
+}
+
+func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return splitHandler{low: h.low.WithAttrs(as), high: h.high.WithAttrs(as)}
+}
+
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }
