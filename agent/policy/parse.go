@@ -21,7 +21,7 @@ import (
 // drift apart.
 var Keys = map[string][]string{
 	"file":     {"version", "timezone", "children"},
-	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny"},
+	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny", "strict", "allow_ips"},
 	"device":   {"mac", "name"},
 	"schedule": {"name", "days", "from", "to", "action", "block", "enabled"},
 }
@@ -299,6 +299,7 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 	if d, ok := f["deny"]; ok {
 		c.Deny = p.domains(d, path+".deny")
 	}
+	p.strict(&c, f, path)
 	if s, ok := f["schedules"]; ok {
 		names := map[string]*yaml.Node{}
 		for i, sn := range p.seq(s, path+".schedules") {

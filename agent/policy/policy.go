@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -57,6 +58,11 @@ type Child struct {
 	Allow            []string // domains that beat any block
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
+	// Strict (opt-in) lets the child's devices open new connections only to
+	// addresses famguard's DNS filter answered them recently, the LAN, and
+	// AllowIPs (strict.go).
+	Strict   bool
+	AllowIPs []netip.Prefix // sorted, masked
 }
 
 // Device is a child's device, matched by MAC.
