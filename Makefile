@@ -87,6 +87,8 @@ FUZZ_TARGETS := \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/dnsfilter:FuzzWalkAnswers \
+	./agent/dnsfilter:FuzzForwardedAnswer \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
