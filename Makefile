@@ -21,6 +21,7 @@ build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
 	@bash scripts/install-deps.sh

@@ -108,7 +108,13 @@ type Sets struct {
 	now   func() time.Time
 
 	mu    sync.Mutex
-	known map[string]map[netip.Addr]held // set name → what Sets put there
+	known map[string]*heldSet // set name → what Sets put there
+}
+
+// heldSet is what Sets remembers of one kernel set.
+type heldSet struct {
+	m     map[netip.Addr]held
+	swept uint32 // when expired entries were last dropped (unix seconds)
 }
 
 // held is until when the kernel holds an address (by Sets' last Add), and
@@ -117,7 +123,7 @@ type held struct{ until, added uint32 }
 
 // New returns Sets over k with DefaultGrace.
 func New(k Kernel) *Sets {
-	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[string]map[netip.Addr]held{}}
+	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[string]*heldSet{}}
 }
 
 // SetGrace changes the grace added to every TTL (DefaultGrace until called).
@@ -201,8 +207,12 @@ func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	need := nowS + uint32(max(s.timeout(ttl), MinTimeout)/time.Second)
-	m := s.known[name]
-	h, ok := m[addr]
+	hs := s.known[name]
+	if hs == nil {
+		hs = &heldSet{m: map[netip.Addr]held{}, swept: nowS}
+		s.known[name] = hs
+	}
+	h, ok := hs.m[addr]
 	if ok && h.until >= need && nowS-h.added < uint32(RefreshEvery/time.Second) {
 		return nil // held long enough, and put there recently
 	}
@@ -212,19 +222,19 @@ func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
 	if err := s.k.Add(name, addr, need-nowS); err != nil {
 		return fmt.Errorf("strict set %s: add %s: %w", name, addr, err)
 	}
-	if m == nil {
-		m = map[netip.Addr]held{}
-		s.known[name] = m
-	}
-	if len(m) >= cacheMax && !ok {
-		for a, h := range m {
+	// When the table is full, expired entries are dropped — at most once
+	// per RefreshEvery, so a full table of live entries costs no sweep per
+	// answer; until then new addresses are simply not remembered.
+	if !ok && len(hs.m) >= cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
+		hs.swept = nowS
+		for a, h := range hs.m {
 			if h.until <= nowS {
-				delete(m, a)
+				delete(hs.m, a)
 			}
 		}
 	}
-	if ok || len(m) < cacheMax {
-		m[addr] = held{until: need, added: nowS}
+	if ok || len(hs.m) < cacheMax {
+		hs.m[addr] = held{until: need, added: nowS}
 	}
 	return nil
 }

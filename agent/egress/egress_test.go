@@ -221,3 +221,54 @@ func TestNetlink(t *testing.T) {
 		t.Errorf("destroying a missing set: %v", err)
 	}
 }
+
+// TestNetlinkBounded fills a real set to MaxElem: the next new address is
+// ErrFull (the DNS filter then fails closed), and the kernel memory of a
+// full set is what README.md quotes.
+func TestNetlinkBounded(t *testing.T) {
+	lab.RequirePrivateNetns(t)
+	k, err := NewNetlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	s := New(k)
+	base := SetBase("full")
+	if err := s.EnsureSets(base); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy(base)
+	start := time.Now()
+	for i := range MaxElem {
+		if err := s.Add(base, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), time.Hour); err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	took := time.Since(start)
+	// The kernel counts elements per region of its hash and checks the
+	// sum loosely: it may take a few more than maxelem, never many.
+	extra := 0
+	for ; extra < MaxElem/100; extra++ {
+		if err := s.Add(base, netip.AddrFrom4([4]byte{11, 0, byte(extra >> 8), byte(extra)}), time.Hour); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatalf("add beyond MaxElem: %v, want ErrFull", err)
+			}
+			break
+		}
+	}
+	if extra == MaxElem/100 {
+		t.Fatalf("the set took %d addresses beyond MaxElem", extra)
+	}
+	for i := range 1000 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+		if err := s.Add(base, a, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Stats(base)
+	if err != nil || st.Open4 != MaxElem+extra || st.Open6 != 1000 {
+		t.Fatalf("stats %+v %v", st, err)
+	}
+	t.Logf("%d IPv4 adds in %v (%.1f µs each); full IPv4 set: %d entries (%d beyond MaxElem) in %.2f MiB of kernel memory; IPv6 set with 1000 entries: %.1f KiB",
+		MaxElem, took.Round(time.Millisecond), float64(took.Microseconds())/MaxElem, st.Open4, extra, float64(st.Sets[0].MemBytes)/(1<<20), float64(st.Sets[1].MemBytes)/1024)
+}
