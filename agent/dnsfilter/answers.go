@@ -205,6 +205,7 @@ func skipName(msg []byte, off int) (int, error) {
 // in the record (after its first pointer, if compressed).
 func readName(msg []byte, off int) (string, int, error) {
 	var b strings.Builder
+	b.Grow(64) // most names fit: one allocation
 	next, ptrs := -1, 0
 	for {
 		if off >= len(msg) {

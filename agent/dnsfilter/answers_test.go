@@ -53,6 +53,25 @@ func (c *canned) exchange(ctx context.Context, query []byte, network string) ([]
 	return r.Pack()
 }
 
+// answerTo packs the reply to q with the records in zone-file text.
+func answerTo(q *dns.Msg, texts []string, compress bool) []byte {
+	r := new(dns.Msg)
+	r.SetReply(q)
+	for _, t := range texts {
+		rr, err := dns.NewRR(t)
+		if err != nil {
+			panic(err)
+		}
+		r.Answer = append(r.Answer, rr)
+	}
+	r.Compress = compress
+	b, err := r.Pack()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func newCannedServer(t *testing.T, mode BlockMode, rules Rules, rrs map[string][]string) (*Server, *canned) {
 	return cannedServer(store(t), mode, rules, rrs)
 }
@@ -172,6 +191,21 @@ func TestMalformedUpstreamAnswer(t *testing.T) {
 	}
 }
 
+// TestTruncatedCutAnswer: a truncated upstream answer cut inside a record
+// becomes our own TC answer, so the client asks again over TCP.
+func TestTruncatedCutAnswer(t *testing.T) {
+	q := query("a.example", dns.TypeA)
+	whole := answerTo(q, []string{"a.example. 60 IN CNAME b.example.", "b.example. 60 IN A 198.51.100.1"}, false)
+	cut := append([]byte(nil), whole[:len(whole)-2]...)
+	cut[2] |= flagTC
+	s, up := newCannedServer(t, NullIP, aliceRules, nil)
+	up.raw = cut
+	resp := ask(t, s, q, aliceAddr)
+	if !resp.Truncated || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 {
+		t.Errorf("cut truncated answer passed as %v", resp)
+	}
+}
+
 func TestReadName(t *testing.T) {
 	// "www" + pointer to "Example.COM" at offset 12.
 	msg := append(make([]byte, 12), []byte("\x07Example\x03COM\x00\x03www\xC0\x0C")...)
@@ -201,16 +235,7 @@ func TestReadName(t *testing.T) {
 // with collect every answer TTL ends at most at the cap.
 func FuzzWalkAnswers(f *testing.F) {
 	for _, texts := range answerTricks {
-		m := new(dns.Msg)
-		m.SetQuestion("q.example.", dns.TypeA)
-		m.Response = true
-		for _, t := range texts {
-			rr, _ := dns.NewRR(t)
-			m.Answer = append(m.Answer, rr)
-		}
-		m.Compress = true
-		b, _ := m.Pack()
-		f.Add(b)
+		f.Add(answerTo(query("q.example", dns.TypeA), texts, true))
 	}
 	fuzzseed.Add(f, "FuzzWalkAnswers", fuzzseed.Bytes)
 	f.Fuzz(func(t *testing.T, msg []byte) {
@@ -269,15 +294,7 @@ func FuzzWalkAnswers(f *testing.F) {
 // blocked never reaches the device.
 func FuzzForwardedAnswer(f *testing.F) {
 	for _, texts := range answerTricks {
-		m := new(dns.Msg)
-		m.SetQuestion("q.example.", dns.TypeA)
-		m.Response = true
-		for _, t := range texts {
-			rr, _ := dns.NewRR(t)
-			m.Answer = append(m.Answer, rr)
-		}
-		b, _ := m.Pack()
-		f.Add(b)
+		f.Add(answerTo(query("q.example", dns.TypeA), texts, false))
 	}
 	fuzzseed.Add(f, "FuzzForwardedAnswer", fuzzseed.Bytes)
 	st := store(f)

@@ -20,14 +20,7 @@ func (nopOpener) Add(string, netip.Addr, time.Duration) error { return nil }
 func benchAnswer(b *testing.B, rules Rules, texts []string) {
 	m := query("www.example.org", dns.TypeA)
 	q, _ := m.Pack()
-	r := new(dns.Msg)
-	r.SetReply(m)
-	for _, t := range texts {
-		rr, _ := dns.NewRR(t)
-		r.Answer = append(r.Answer, rr)
-	}
-	r.Compress = true
-	answer, _ := r.Pack()
+	answer := answerTo(m, texts, true)
 	exchange := func(_ context.Context, query []byte, _ string) ([]byte, error) {
 		out := append([]byte(nil), answer...)
 		copy(out, query[:2])
@@ -60,15 +53,7 @@ func BenchmarkAnswerStrictCNAME(b *testing.B) { benchAnswer(b, strictRules, cnam
 
 // BenchmarkWalkAnswers is the walk alone, over the CNAME chain's answer.
 func BenchmarkWalkAnswers(b *testing.B) {
-	m := query("www.example.org", dns.TypeA)
-	r := new(dns.Msg)
-	r.SetReply(m)
-	for _, t := range cnameAnswer {
-		rr, _ := dns.NewRR(t)
-		r.Answer = append(r.Answer, rr)
-	}
-	r.Compress = true
-	msg, _ := r.Pack()
+	msg := answerTo(query("www.example.org", dns.TypeA), cnameAnswer, true)
 	b.ReportAllocs()
 	for b.Loop() {
 		if sc, err := walkAnswers(msg, false, 0); err != nil || len(sc.targets) != 2 {

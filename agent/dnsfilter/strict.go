@@ -52,25 +52,31 @@ func (s *Server) forwardChecked(ctx context.Context, query []byte, r *request, n
 	resp[0], resp[1] = query[0], query[1]
 	sc, err := walkAnswers(resp, rules.Strict, StrictMaxTTL)
 	if err != nil {
+		if resp[2]&flagTC != 0 {
+			// A truncated answer cut inside a record: the client is
+			// told to ask again over TCP, where it arrives whole.
+			r.tc = true
+			return s.reply(r, dnsmessage.RCodeSuccess)
+		}
 		// Not sent on: a message this walker cannot follow may hide a
 		// target that a client's parser reads differently.
 		s.count(mac, "bad-answer")
 		return s.reply(r, dnsmessage.RCodeServerFailure)
 	}
-	name := r.q.Name.String()
 	for _, t := range sc.targets {
 		d := Decide(t.name, rules, snap.store)
-		why := Normalize(name) + " via " + t.kind + " to " + d.Reason
 		switch d.Action {
 		case Block:
 			what := d.Category
 			if what == "" {
 				what = "deny"
 			}
-			s.note(mac, rules.Child, name, what, why)
+			name := r.q.Name.String()
+			s.note(mac, rules.Child, name, what, Normalize(name)+" via "+t.kind+" to "+d.Reason)
 			return s.blocked(r)
 		case Refuse:
-			s.note(mac, rules.Child, name, "bypass", why)
+			name := r.q.Name.String()
+			s.note(mac, rules.Child, name, "bypass", Normalize(name)+" via "+t.kind+" to "+d.Reason)
 			return s.nxdomain(r)
 		case Rewrite:
 			s.count(mac, "safe-search")

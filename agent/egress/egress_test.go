@@ -155,7 +155,7 @@ func TestSetBase(t *testing.T) {
 }
 
 func TestStatsAndDestroy(t *testing.T) {
-	s, f, _ := newFakeSets(t)
+	s, _, _ := newFakeSets(t)
 	_ = s.Add("fg-alice", a4, time.Minute)
 	_ = s.Add("fg-alice", a6, time.Minute)
 	_ = s.Add("fg-alice", netip.MustParseAddr("2001:db8::8"), time.Minute)
@@ -169,23 +169,29 @@ func TestStatsAndDestroy(t *testing.T) {
 	if _, err := s.Stats("fg-alice"); err == nil {
 		t.Error("stats of destroyed sets")
 	}
-	_ = f
 }
 
-// TestNetlink runs the real kernel sets in the test's private namespace.
-func TestNetlink(t *testing.T) {
+// netlinkSets makes real kernel sets of class in the test's private
+// namespace, removed at the end of the test.
+func netlinkSets(t *testing.T, class string) (*Netlink, *Sets, string) {
 	lab.RequirePrivateNetns(t)
 	k, err := NewNetlink()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Close()
 	s := New(k)
-	base := SetBase("alice")
+	base := SetBase(class)
 	if err := s.EnsureSets(base); err != nil {
+		k.Close()
 		t.Fatal(err)
 	}
-	defer s.Destroy(base)
+	t.Cleanup(func() { _ = s.Destroy(base); k.Close() })
+	return k, s, base
+}
+
+// TestNetlink runs the real kernel sets in the test's private namespace.
+func TestNetlink(t *testing.T) {
+	k, s, base := netlinkSets(t, "alice")
 	if err := s.EnsureSets(base); err != nil {
 		t.Fatalf("second EnsureSets: %v", err)
 	}
@@ -226,18 +232,7 @@ func TestNetlink(t *testing.T) {
 // ErrFull (the DNS filter then fails closed), and the kernel memory of a
 // full set is what README.md quotes.
 func TestNetlinkBounded(t *testing.T) {
-	lab.RequirePrivateNetns(t)
-	k, err := NewNetlink()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	s := New(k)
-	base := SetBase("full")
-	if err := s.EnsureSets(base); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Destroy(base)
+	_, s, base := netlinkSets(t, "full")
 	start := time.Now()
 	for i := range MaxElem {
 		if err := s.Add(base, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), time.Hour); err != nil {

@@ -95,6 +95,10 @@ type result struct {
 	p50, p99          time.Duration
 	peakKiB, rssKiB   int
 	blockedOK, wrongs int
+	// cpuPerQ is the server's CPU time (user and system, the kernel's
+	// work for its sockets and netlink included) per answered query: on a
+	// shared machine it moves far less with other load than q/s does.
+	cpuPerQ time.Duration
 }
 
 func run() error {
@@ -198,12 +202,16 @@ func run() error {
 				}
 				r := result{name: server, domains: n, load: time.Since(start)}
 				runtime.GC()
+				cpu0 := procCPU(cmd.Process.Pid)
 				r.qps, r.p50, r.p99, r.blockedOK, r.wrongs = load(filterAddr, mix, blocked)
+				if q := r.qps * duration.Seconds(); q > 0 {
+					r.cpuPerQ = (procCPU(cmd.Process.Pid) - cpu0) / time.Duration(q)
+				}
 				r.rssKiB, r.peakKiB = lab.ProcMemory(cmd.Process.Pid)
 				stop(cmd)
 				round = append(round, r)
-				fmt.Printf("%-9s %8d domains: load %6.2fs  %7.0f q/s  p50 %v p99 %v  peak %6.1f MiB  settled %6.1f MiB  wrong answers %d\n",
-					r.name, r.domains, r.load.Seconds(), r.qps, r.p50, r.p99, float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, r.wrongs)
+				fmt.Printf("%-9s %8d domains: load %6.2fs  %7.0f q/s  CPU %v/query  p50 %v p99 %v  peak %6.1f MiB  settled %6.1f MiB  wrong answers %d\n",
+					r.name, r.domains, r.load.Seconds(), r.qps, r.cpuPerQ, r.p50, r.p99, float64(r.peakKiB)/1024, float64(r.rssKiB)/1024, r.wrongs)
 			}
 		}
 		results = append(results, medians(round)...)
@@ -250,10 +258,10 @@ func run() error {
 		d, f := by["dnsmasq"], by["famguard"]
 		fmt.Printf("at %d domains: famguard/dnsmasq throughput %.2fx, memory %.2fx, load time %.2fx", f.domains, f.qps/d.qps, float64(f.rssKiB)/float64(d.rssKiB), f.load.Seconds()/d.load.Seconds())
 		if b, ok := by["famguard-before"]; ok {
-			fmt.Printf("; famguard/famguard-before throughput %.2fx", f.qps/b.qps)
+			fmt.Printf("; famguard/famguard-before throughput %.2fx, CPU per query %v vs %v", f.qps/b.qps, f.cpuPerQ, b.cpuPerQ)
 		}
 		if st, ok := by["famguard-strict"]; ok {
-			fmt.Printf("; strict on/off throughput %.2fx", st.qps/f.qps)
+			fmt.Printf("; strict on/off throughput %.2fx, CPU per query %v vs %v", st.qps/f.qps, st.cpuPerQ, f.cpuPerQ)
 		}
 		fmt.Println()
 	}
@@ -323,8 +331,25 @@ func serve(args []string) {
 	}
 }
 
+// procCPU is a process's CPU time so far (utime + stime of
+// /proc/PID/stat, in clock ticks of 10 ms); 0 when it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from after it.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // medians picks, per server in servers() order, its run with the median
-// throughput.
+// throughput, with the median CPU per query of its runs.
 func medians(round []result) []result {
 	var out []result
 	for _, name := range servers() {
@@ -334,8 +359,12 @@ func medians(round []result) []result {
 				runs = append(runs, r)
 			}
 		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].cpuPerQ < runs[j].cpuPerQ })
+		cpu := runs[len(runs)/2].cpuPerQ
 		sort.Slice(runs, func(i, j int) bool { return runs[i].qps < runs[j].qps })
-		out = append(out, runs[len(runs)/2])
+		m := runs[len(runs)/2]
+		m.cpuPerQ = cpu // the median of its own, not the median-q/s run's
+		out = append(out, m)
 	}
 	return out
 }
