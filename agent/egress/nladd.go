@@ -149,10 +149,11 @@ func (a *adder) add(set string, addr netip.Addr, timeout uint32) error {
 					return fmt.Errorf("ipset add %s %s: %w", set, addr, unix.Errno(errno))
 				}
 			}
-			m = m[(l+3)&^3:]
-			if len(m) > 0 && (l+3)&^3 > len(m) {
+			step := (l + 3) &^ 3
+			if step >= len(m) {
 				break
 			}
+			m = m[step:]
 		}
 	}
 }
