@@ -1,11 +1,14 @@
 package egress
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/famguard/famguard/scripts/lab"
 )
@@ -335,5 +338,37 @@ func BenchmarkNetlinkAdd(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestAckOf(t *testing.T) {
+	msg := func(typ uint16, seq uint32, payload ...byte) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, uint32(16+len(payload)))
+		b = binary.LittleEndian.AppendUint16(b, typ)
+		b = binary.LittleEndian.AppendUint16(b, 0)
+		b = binary.LittleEndian.AppendUint32(b, seq)
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		return append(b, payload...)
+	}
+	errno := func(e int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(-e)) }
+	for _, tc := range []struct {
+		name  string
+		in    []byte
+		errno int32
+		found bool
+		bad   bool
+	}{
+		{"ack", msg(unix.NLMSG_ERROR, 7, errno(0)...), 0, true, false},
+		{"full", msg(unix.NLMSG_ERROR, 7, errno(4352)...), 4352, true, false},
+		{"stale then ours", append(msg(unix.NLMSG_ERROR, 6, errno(2)...), msg(unix.NLMSG_ERROR, 7, errno(17)...)...), 17, true, false},
+		{"odd length then ours", append(append(msg(99, 7, 1), 0, 0, 0), msg(unix.NLMSG_ERROR, 7, errno(0)...)...), 0, true, false},
+		{"only others", msg(unix.NLMSG_ERROR, 6, errno(0)...), 0, false, false},
+		{"length beyond", msg(unix.NLMSG_ERROR, 7, errno(0)...)[:18], 0, false, true},
+		{"short", []byte{1, 2, 3}, 0, false, false},
+	} {
+		e, found, err := ackOf(tc.in, 7)
+		if e != tc.errno || found != tc.found || (err != nil) != tc.bad {
+			t.Errorf("%s: ackOf = %d %v %v", tc.name, e, found, err)
+		}
 	}
 }

@@ -130,30 +130,42 @@ func (a *adder) add(set string, addr netip.Addr, timeout uint32) error {
 		if err != nil {
 			return fmt.Errorf("ipset add: netlink receive: %w", err)
 		}
-		// One or more messages; ours is the NLMSG_ERROR with our sequence.
-		for m := a.resp[:n]; len(m) >= unix.NLMSG_HDRLEN; {
-			l := int(binary.LittleEndian.Uint32(m))
-			if l < unix.NLMSG_HDRLEN || l > len(m) {
-				return fmt.Errorf("ipset add: malformed netlink answer")
-			}
-			typ, seq := binary.LittleEndian.Uint16(m[4:]), binary.LittleEndian.Uint32(m[8:])
-			if typ == unix.NLMSG_ERROR && seq == a.seq && l >= unix.NLMSG_HDRLEN+4 {
-				switch errno := -int32(binary.LittleEndian.Uint32(m[unix.NLMSG_HDRLEN:])); {
-				case errno == 0:
-					return nil
-				case errno == ipsetErrHashFull:
-					return ErrFull
-				case errno >= 4096:
-					return fmt.Errorf("ipset add %s %s: ipset error %d", set, addr, errno)
-				default:
-					return fmt.Errorf("ipset add %s %s: %w", set, addr, unix.Errno(errno))
-				}
-			}
-			step := (l + 3) &^ 3
-			if step >= len(m) {
-				break
-			}
-			m = m[step:]
+		errno, found, err := ackOf(a.resp[:n], a.seq)
+		switch {
+		case err != nil:
+			return fmt.Errorf("ipset add: %w", err)
+		case !found:
+			continue // a late answer to an earlier request
+		case errno == 0:
+			return nil
+		case errno == ipsetErrHashFull:
+			return ErrFull
+		case errno >= 4096:
+			return fmt.Errorf("ipset add %s %s: ipset error %d", set, addr, errno)
+		default:
+			return fmt.Errorf("ipset add %s %s: %w", set, addr, unix.Errno(errno))
 		}
 	}
+}
+
+// ackOf finds, in one received datagram of netlink messages, the
+// acknowledgement (NLMSG_ERROR) of request seq and returns its errno (0:
+// success).
+func ackOf(m []byte, seq uint32) (errno int32, found bool, err error) {
+	for len(m) >= unix.NLMSG_HDRLEN {
+		l := int(binary.LittleEndian.Uint32(m))
+		if l < unix.NLMSG_HDRLEN || l > len(m) {
+			return 0, false, fmt.Errorf("malformed netlink answer")
+		}
+		typ, s := binary.LittleEndian.Uint16(m[4:]), binary.LittleEndian.Uint32(m[8:])
+		if typ == unix.NLMSG_ERROR && s == seq && l >= unix.NLMSG_HDRLEN+4 {
+			return -int32(binary.LittleEndian.Uint32(m[unix.NLMSG_HDRLEN:])), true, nil
+		}
+		step := (l + 3) &^ 3
+		if step >= len(m) {
+			break
+		}
+		m = m[step:]
+	}
+	return 0, false, nil
 }
