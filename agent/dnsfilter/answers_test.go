@@ -79,7 +79,8 @@ func newCannedServer(t *testing.T, mode BlockMode, rules Rules, rrs map[string][
 func cannedServer(st *categories.Store, mode BlockMode, rules Rules, rrs map[string][]string) (*Server, *canned) {
 	up := &canned{rrs: rrs}
 	s := NewServer(up.exchange, mode)
-	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: rules}, map[string][]netip.Addr{aliceMAC: {aliceAddr}}, st))
+	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: rules}, map[string][]netip.Addr{aliceMAC: {aliceAddr}}, st).
+		WithPorts(map[int]Rules{alicePort: rules, openPort: {Child: "unrestricted"}}, offlinePort))
 	return s, up
 }
 
@@ -155,8 +156,8 @@ func TestAnswerTargetsNXDomainMode(t *testing.T) {
 	}
 }
 
-// TestUnprotectedAnswersUntouched: devices without rules get the upstream's
-// bytes, unwalked.
+// TestUnprotectedAnswersUntouched: a class without restrictions gets the
+// upstream's answer as it is.
 func TestUnprotectedAnswersUntouched(t *testing.T) {
 	s, _ := newCannedServer(t, NullIP, aliceRules, answerTricks)
 	if resp := ask(t, s, query("cdn.example", dns.TypeA), parent); len(resp.Answer) != 2 || resp.Answer[0].(*dns.CNAME).Target != "www.casino.example." {
@@ -302,7 +303,7 @@ func FuzzForwardedAnswer(f *testing.F) {
 		s, up := cannedServer(st, NullIP, aliceRules, nil)
 		up.raw = upstream
 		q, _ := query("q.example", dns.TypeA).Pack()
-		resp := s.Answer(context.Background(), q, aliceAddr, "udp")
+		resp := s.Answer(context.Background(), q, alicePort, aliceAddr, "udp")
 		if len(upstream) >= headerLen && binary.BigEndian.Uint16(resp) != binary.BigEndian.Uint16(q) {
 			t.Fatalf("reply ID %x, query %x", resp[:2], q[:2])
 		}

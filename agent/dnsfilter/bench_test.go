@@ -28,12 +28,13 @@ func benchAnswer(b *testing.B, rules Rules, texts []string) {
 	}
 	s := NewServer(exchange, NullIP)
 	s.SetOpener(nopOpener{})
-	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: rules}, map[string][]netip.Addr{aliceMAC: {aliceAddr}}, store(b)))
+	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: rules}, map[string][]netip.Addr{aliceMAC: {aliceAddr}}, store(b)).
+		WithPorts(map[int]Rules{alicePort: rules}, 0))
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if out := s.Answer(ctx, q, aliceAddr, "udp"); len(out) != len(answer) {
+		if out := s.Answer(ctx, q, alicePort, aliceAddr, "udp"); len(out) != len(answer) {
 			b.Fatalf("answer of %d bytes, want %d", len(out), len(answer))
 		}
 	}

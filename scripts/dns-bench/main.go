@@ -311,8 +311,13 @@ func serve(args []string) {
 		s.SetOpener(sets)
 		rules.Strict, rules.StrictSet = true, *strictSet
 	}
+	_, portText, err := net.SplitHostPort(listen)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		fail("-listen %q: need host:port with a fixed port (the port says whose rules answer)", listen)
+	}
 	s.Publish(dnsfilter.NewSnapshot(map[string]dnsfilter.Rules{mac: rules},
-		map[string][]netip.Addr{mac: {netip.MustParseAddr(*client)}}, store))
+		map[string][]netip.Addr{mac: {netip.MustParseAddr(*client)}}, store).WithPorts(map[int]dnsfilter.Rules{port: rules}, 0))
 	fmt.Fprintf(os.Stderr, "famguard: %d domains loaded in %v\n", st.Domains, time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
