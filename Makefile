@@ -95,6 +95,8 @@ bench: deps build
 FUZZ_TARGETS := \
 	./agent/policy:FuzzParseFile \
 	./agent/policy:FuzzLoadDir \
+	./agent/inventory:FuzzParseLeases \
+	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
