@@ -91,9 +91,7 @@ type Config struct {
 	// DNSPorts binds the DNS filter's listeners of the class ports (and
 	// the offline port) before the rules redirect to them; nil: only
 	// DNSPort is listened on (tests without a network).
-	DNSPorts DNSPorts
-	// LAN are the interfaces the devices are on (rules.Desired.LAN).
-	LAN          []string
+	DNSPorts     DNSPorts
 	Neighbours   Neighbours      // nil: addresses unknown
 	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
 	WallJumps    <-chan struct{} // nil: none
@@ -108,6 +106,13 @@ type Config struct {
 	EventHealing        bool          // RulesChanged delivers nf_tables change events (logged)
 	Debounce            time.Duration // quiet time after a profile change before reloading; default 20ms
 	WatchFiles          bool          // watch ProfilesDir with fsnotify (true in production)
+
+	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
+	// lan interface, br-lan); LANSource says where that came from. Only
+	// devices seen there can be unknown devices; empty: none is.
+	LAN       []string
+	LANSource string
+	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -142,7 +147,8 @@ type Daemon struct {
 	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
 
-	kid kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
+	devs devicesState   // devices seen on the LAN (inventory.go)
+	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
 }
 
 // catResult is one load of the category lists.
@@ -265,6 +271,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
 	}
 
+	d.loadInventory()
 	d.reload("start")
 
 	schedTimer := time.NewTimer(time.Hour)
@@ -300,7 +307,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reload("SIGHUP")
 		case t := <-neighCh:
 			d.neigh = t
+			d.observe(t)
 			d.reconcile("neighbour table changed")
+			d.noticeRestricted(false)
 		case c := <-catCh:
 			d.categoriesLoaded(c)
 		case _, ok := <-wallJumps:
@@ -494,6 +503,7 @@ func (d *Daemon) reload(why string) {
 		d.log.Warn(m)
 	}
 	d.reconcile("policy loaded")
+	d.noticeRestricted(true)
 }
 
 // missingCategories reports categories named in profiles that have no list in
@@ -566,15 +576,14 @@ func (d *Daemon) reconcile(why string) {
 	d.saveStates(states)
 	d.cutOffline(cut)
 	d.cutDNS(desired)
+	d.cutUnknownClass(desired)
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,
-// the boot policy otherwise.
+// the boot policy otherwise (evaluator); with trusted devices and the
+// unknown devices on the LAN (inventory.go).
 func (d *Daemon) evaluate() []policy.DeviceState {
-	if d.trusted {
-		return d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
-	}
-	return d.pol.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt)
+	return d.withSeen(d.seen(), d.evaluator())
 }
 
 // clockTrusted switches from the boot policy to the schedule.
@@ -754,6 +763,9 @@ func (d *Daemon) heal() {
 }
 
 func deviceLabel(s policy.DeviceState) string {
+	if s.Kind == policy.KindUnknown {
+		return fmt.Sprintf("unknown device %s", s.MAC)
+	}
 	if s.Device != "" {
 		return fmt.Sprintf("%s (%s, %s)", s.Device, s.Child, s.MAC)
 	}

@@ -23,6 +23,8 @@ type kernelIdentity struct {
 	listening  []int          // ports asked of DNSPorts last
 	redirect   map[uint16]int // device ID → the port its DNS goes to, as applied
 	installed  bool           // redirects were applied at least once since start
+
+	unknownOffline, unknownSeen bool // the unknown-device class's state, as applied
 }
 
 // desired is the complete kernel state for these device states: each
@@ -40,12 +42,9 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 	for _, c := range d.pol.Children {
 		bypass[c.Name] = c.BypassPrevention
 	}
-	desired := rules.Desired{
-		LAN: d.cfg.LAN,
-		// Until profiles say what applies to unknown devices, they are let
-		// be (the behaviour before issue 9); with a LAN known their
-		// connections still carry an ID, so they cost one test per packet.
-		Unknown: rules.UnknownPolicy{Allow: true},
+	desired := rules.Desired{LAN: d.cfg.LAN}
+	for _, t := range d.pol.Trusted {
+		desired.Trusted = append(desired.Trusted, t.MAC)
 	}
 	dns := d.cfg.DNS != nil && d.cfg.DNSPort > 0
 	if dns {
@@ -53,12 +52,25 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 		desired.DoHAddrs = d.cfg.DoH.Addrs
 		desired.OfflineDNSPort = d.cfg.DNSPort + offlinePortOffset
 	}
-	keepMAC, keepClass := map[string]bool{}, map[string]bool{}
+	keepMAC, keepClass := map[string]bool{unknownClassKey: true}, map[string]bool{}
 	for _, s := range states {
 		keepMAC[s.MAC], keepClass[s.Child] = true, true
 	}
+	unknownAllowed := d.pol.UnknownDevices().Action == policy.UnknownAllow && d.pol.RandomizedDevices().Action == policy.UnknownAllow
 	classPorts := map[string]int{}
 	for _, s := range states {
+		if s.Kind == policy.KindTrusted {
+			continue // in d.pol.Trusted
+		}
+		if !enforced(s) {
+			// An unknown device the policy allows. The kernel's class of
+			// unknown devices may be stricter (for MACs it has not seen
+			// yet): this one is let be like a trusted device.
+			if !unknownAllowed {
+				desired.Trusted = append(desired.Trusted, s.MAC)
+			}
+			continue
+		}
 		id, err := d.kid.ids.device(s.MAC, keepMAC)
 		if err != nil {
 			return desired, err
@@ -68,7 +80,10 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
 			BypassPrevention: bypass[s.Child],
 		}
-		if dns {
+		if dev.Child == "" {
+			dev.Child = "unknown" // an unknown device that is offline: its DNS goes to the refusing port
+		}
+		if dns && s.Child != "" {
 			port, err := d.kid.ids.port(s.Child, d.cfg.DNSPort, keepClass)
 			if err != nil {
 				return desired, err
@@ -76,6 +91,14 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			dev.DNSPort, classPorts[s.Child] = port, port
 		}
 		desired.Devices = append(desired.Devices, dev)
+	}
+	unknown, err := d.unknownClass(states, keepMAC, keepClass, dns)
+	if err != nil {
+		return desired, err
+	}
+	desired.Unknown = unknown
+	if p := unknown.Class.DNSPort; p > 0 {
+		classPorts[unknown.Class.Child] = p
 	}
 	if err := d.kid.ids.save(); err != nil {
 		d.log.Warn("cannot keep the device identities in the state directory; a restarted agent allocates afresh", "err", err)
@@ -91,6 +114,63 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 	}
 	d.kid.classPorts = classPorts
 	return desired, nil
+}
+
+// unknownClassKey allocates the unknown-device class's ID among the MACs.
+const unknownClassKey = "class:unknown"
+
+// unknownClass is the kernel's rule for MACs on the LAN that no profile
+// lists and the agent has not seen yet (those it has seen are rows of
+// their own). When unknown_devices and randomized_devices differ it is
+// offline — the kernel cannot tell a randomised MAC by a rule — until the
+// agent sees the device and gives it its own rule, a moment later.
+func (d *Daemon) unknownClass(states []policy.DeviceState, keepMAC, keepClass map[string]bool, dns bool) (rules.UnknownPolicy, error) {
+	rule := d.pol.UnknownDevices()
+	if r := d.pol.RandomizedDevices(); r != rule {
+		if r.Action == policy.UnknownAllow && rule.Action == policy.UnknownAllow {
+			return rules.UnknownPolicy{Allow: true}, nil
+		}
+		rule = policy.UnknownRule{Action: policy.UnknownOffline}
+	}
+	if rule.Action == policy.UnknownAllow {
+		return rules.UnknownPolicy{Allow: true}, nil
+	}
+	id, err := d.kid.ids.device(unknownClassKey, keepMAC)
+	if err != nil {
+		return rules.UnknownPolicy{}, err
+	}
+	class := rules.Device{ID: id, Child: "unknown", Name: "any other device", Offline: true,
+		Reason: "unknown device: offline until a parent assigns it"}
+	if rule.Action == policy.UnknownLike {
+		class.Child, class.Offline = rule.Like, false
+		class.Reason = "unknown device: the rules of " + rule.Like
+		for _, s := range states {
+			if s.Child == rule.Like && s.Kind == "" {
+				class.Offline = !s.Online
+				break
+			}
+		}
+		if dns {
+			keepClass[rule.Like] = true
+			if class.DNSPort, err = d.kid.ids.port(rule.Like, d.cfg.DNSPort, keepClass); err != nil {
+				return rules.UnknownPolicy{}, err
+			}
+		}
+	}
+	return rules.UnknownPolicy{Class: class}, nil
+}
+
+// cutUnknownClass deletes the connections of the unknown-device class when
+// it has just gone offline (unknown devices like a child at bedtime).
+func (d *Daemon) cutUnknownClass(desired rules.Desired) {
+	c := desired.Unknown.Class
+	off := !desired.Unknown.Allow && c.Offline && c.ID != 0
+	was := d.kid.unknownOffline
+	d.kid.unknownOffline = off
+	if off && !was && d.kid.unknownSeen {
+		d.cutOffline([]uint16{c.ID})
+	}
+	d.kid.unknownSeen = true
 }
 
 // closeStalePorts closes the listeners no rule redirects to any more.

@@ -78,7 +78,7 @@ type agent struct {
 	command  []string      // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
 	ready    time.Duration // how long the agent may take to be ready (0: 10 s)
 	env      []string      // extra environment (PATH=..., XTABLES_LOCKFILE=...)
-	prefix   []string      // command run before `ip netns exec` (e.g. unshare -m sh -c ...)
+	prefix   []string      // command run before `nsenter --net` (lab.InNS) (e.g. unshare -m sh -c ...)
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt

@@ -22,6 +22,9 @@ type planOutput struct {
 	Zone    daemon.ZoneStatus    `json:"zone"`
 	Policy  string               `json:"policy"`
 	Devices []policy.DeviceState `json:"devices"`
+	// UnknownDevices is what applies to a device no profile lists (one row,
+	// and one more for randomised MACs when randomized_devices differs).
+	UnknownDevices []policy.DeviceState `json:"unknown_devices"`
 }
 
 func cmdPlan(args []string, out io.Writer) error {
@@ -57,8 +60,11 @@ func cmdPlan(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	states := pol.Evaluate(when, zone.Loc)
-	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest, Devices: states}
+	eval := policy.At(when, zone.Loc)
+	states := pol.EvaluateSeen(nil, eval)
+	classes := pol.UnknownClasses(eval)
+	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
+		Devices: states, UnknownDevices: classes}
 	if res.Devices == nil {
 		res.Devices = []policy.DeviceState{}
 	}
@@ -68,7 +74,7 @@ func cmdPlan(args []string, out io.Writer) error {
 		return enc.Encode(res)
 	}
 	fmt.Fprintf(out, "Policy %s at %s (zone %s, from %s)\n\n", pol.Digest, res.At.Format("Mon 2006-01-02 15:04:05 MST"), zone.Name, zone.Source)
-	printDevices(out, states, nil, zone.Loc, res.At)
+	printDevices(out, append(states, classes...), nil, zone.Loc, res.At)
 	return nil
 }
 
@@ -101,7 +107,7 @@ func printDevices(out io.Writer, states []policy.DeviceState, addrs map[string][
 		if name == "" {
 			name = "-"
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Child, name, s.MAC, state, until, cats, s.Reason)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", whose(s), name, orDash(s.MAC), state, until, cats, s.Reason)
 		if addrs != nil {
 			a := addrs[s.MAC]
 			if len(a) == 0 {
@@ -113,6 +119,27 @@ func printDevices(out io.Writer, states []policy.DeviceState, addrs map[string][
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+}
+
+// whose is the CHILD column: the child, "trusted", or "unknown" (with the
+// child whose rules it gets).
+func whose(s policy.DeviceState) string {
+	switch {
+	case s.Kind == policy.KindTrusted:
+		return "(trusted)"
+	case s.Kind == policy.KindUnknown && s.Child != "":
+		return "(unknown) like " + s.Child
+	case s.Kind == policy.KindUnknown:
+		return "(unknown)"
+	}
+	return s.Child
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // humanUntil says when, relative to now, in the family's zone.

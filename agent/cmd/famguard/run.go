@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,6 +17,7 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
@@ -43,7 +43,8 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
-	lanFlag := fs.String("lan", "", "LAN interfaces the devices are on, comma separated (default: br-lan when it exists); only packets coming in on them can be a device's")
+	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
+	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -69,6 +70,16 @@ func cmdRun(args []string) error {
 		debug.SetMemoryLimit(limit)
 		log.Info("memory limit set", "MiB", limit>>20, "why", why)
 	}
+
+	lan, lanSource := netwatch.DefaultLAN(netwatch.DefaultNetworkConfig, nil)
+	if *lanFlag != "" {
+		if lan, err = netwatch.ParseLANFlag(*lanFlag); err != nil {
+			return err
+		}
+		lanSource = "--lan"
+	}
+	neighbours := netwatch.NewNeighbours(log)
+	neighbours.SetLAN(lan)
 
 	clk, simulated := clock.System(), false
 	if *clockFlag != "" {
@@ -174,9 +185,11 @@ func cmdRun(args []string) error {
 		DNSPorts:         portsOrNil(dnsPorts),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
-		Neighbours:       netwatch.NewNeighbours(log),
+		Neighbours:       neighbours,
+		LAN:              lan,
+		LANSource:        lanSource,
+		Leases:           *leases,
 		Conntrack:        rules.NetlinkConntrack{},
-		LAN:              lanInterfaces(*lanFlag, log),
 		WallJumps:        clock.WallJumps(ctx),
 		RulesChanged:     rulesChanged,
 		Reload:           reload,
@@ -286,28 +299,6 @@ func memTotal() int64 {
 		}
 	}
 	return 0
-}
-
-// lanInterfaces reads --lan (comma separated); without it br-lan when the
-// router has one (OpenWrt's LAN bridge), else none (no unknown-device rules).
-func lanInterfaces(flag string, log *slog.Logger) []string {
-	var out []string
-	for _, f := range strings.Split(flag, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		if _, err := net.InterfaceByName("br-lan"); err == nil {
-			out = []string{"br-lan"}
-		}
-	}
-	if len(out) == 0 {
-		log.Warn("no LAN interface known (no br-lan; use --lan): connections of devices in no profile are told apart from the router's only by their answers")
-	} else {
-		log.Info("LAN interfaces", "lan", strings.Join(out, ","))
-	}
-	return out
 }
 
 // portsOrNil keeps a nil *Ports a nil interface.
