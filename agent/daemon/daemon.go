@@ -109,7 +109,8 @@ type Config struct {
 
 	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
 	// lan interface, br-lan); LANSource says where that came from. Only
-	// devices seen there can be unknown devices; empty: none is.
+	// packets that come in on them are a device's (rules.Desired.LAN), and
+	// only devices seen there can be unknown devices; empty: none is.
 	LAN       []string
 	LANSource string
 	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
@@ -557,7 +558,6 @@ func (d *Daemon) reconcile(why string) {
 
 	// Conntrack: cut what the newly offline devices had open, by the
 	// device IDs in the connection marks.
-	var cut []uint16
 	nowOffline := map[string]bool{}
 	for _, s := range states {
 		if s.Online {
@@ -569,14 +569,12 @@ func (d *Daemon) reconcile(why string) {
 		nowOffline[s.MAC] = true
 		if !d.offline[s.MAC] {
 			d.log.Info(fmt.Sprintf("%s is now offline: %s", deviceLabel(s), s.Reason), "until", untilText(s.Until, d.zone.Loc), "trigger", why)
-			cut = append(cut, d.kid.ids.Devices[s.MAC])
 		}
 	}
 	d.offline = nowOffline
 	d.saveStates(states)
-	d.cutOffline(cut)
+	d.cutOffline(d.newlyOfflineIDs(desired))
 	d.cutDNS(desired)
-	d.cutUnknownClass(desired)
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,

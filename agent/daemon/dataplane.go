@@ -19,12 +19,39 @@ type DNSPorts interface {
 // DNS redirect each device has in the kernel.
 type kernelIdentity struct {
 	ids        *identities
-	classPorts map[string]int // child → its class's DNS filter port
-	listening  []int          // ports asked of DNSPorts last
-	redirect   map[uint16]int // device ID → the port its DNS goes to, as applied
-	installed  bool           // redirects were applied at least once since start
+	classPorts map[string]int  // child → its class's DNS filter port
+	listening  []int           // ports asked of DNSPorts last
+	redirect   map[uint16]int  // device ID → the port its DNS goes to, as applied
+	installed  bool            // redirects were applied at least once since start
+	offline    map[uint16]bool // IDs (devices, the unknown class) offline as applied
+}
 
-	unknownOffline, unknownSeen bool // the unknown-device class's state, as applied
+// newlyOfflineIDs are the IDs whose connections must be cut now: devices
+// and the unknown-device class that were online in the previous applied
+// state (or are new) and are offline in this one.
+func (d *Daemon) newlyOfflineIDs(desired rules.Desired) []uint16 {
+	now := map[uint16]bool{}
+	for _, dev := range desired.Devices {
+		if dev.Offline {
+			now[dev.ID] = true
+		}
+	}
+	if u := desired.Unknown; !u.Allow && u.Class.Offline && len(desired.LAN) > 0 {
+		id := u.Class.ID
+		if id == 0 {
+			id = rules.DefaultUnknownID
+		}
+		now[id] = true
+	}
+	var cut []uint16
+	for id := range now {
+		if !d.kid.offline[id] {
+			cut = append(cut, id)
+		}
+	}
+	sort.Slice(cut, func(i, j int) bool { return cut[i] < cut[j] })
+	d.kid.offline = now
+	return cut
 }
 
 // desired is the complete kernel state for these device states: each
@@ -43,34 +70,57 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 		bypass[c.Name] = c.BypassPrevention
 	}
 	desired := rules.Desired{LAN: d.cfg.LAN}
-	for _, t := range d.pol.Trusted {
-		desired.Trusted = append(desired.Trusted, t.MAC)
-	}
 	dns := d.cfg.DNS != nil && d.cfg.DNSPort > 0
 	if dns {
 		desired.DNSPort = d.cfg.DNSPort
 		desired.DoHAddrs = d.cfg.DoH.Addrs
 		desired.OfflineDNSPort = d.cfg.DNSPort + offlinePortOffset
 	}
-	keepMAC, keepClass := map[string]bool{unknownClassKey: true}, map[string]bool{}
+	// The unknown-device class: the kernel applies it to every LAN device
+	// no rule names, seen or not yet seen (a MAC made up a second ago
+	// included). Rows of seen unknown devices are for status only, unless
+	// their rule differs from the class's (a randomised MAC under its own
+	// randomized_devices rule): those get a row of their own below.
+	unknownRule := d.pol.UnknownDevices()
+	class := d.pol.UnknownClasses(d.evaluator())[0]
+	var enforcedStates []policy.DeviceState
+	for _, s := range states {
+		switch {
+		case s.Kind == policy.KindTrusted:
+			desired.Trusted = append(desired.Trusted, s.MAC)
+		case s.Kind == policy.KindUnknown && d.pol.UnknownRuleFor(s.MAC) == unknownRule:
+		case s.Kind == policy.KindUnknown && !enforced(s):
+			desired.Trusted = append(desired.Trusted, s.MAC) // allowed by its own rule
+		default:
+			enforcedStates = append(enforcedStates, s)
+		}
+	}
+	states = enforcedStates
+	keepMAC, keepClass := map[string]bool{}, map[string]bool{}
 	for _, s := range states {
 		keepMAC[s.MAC], keepClass[s.Child] = true, true
 	}
-	unknownAllowed := d.pol.UnknownDevices().Action == policy.UnknownAllow && d.pol.RandomizedDevices().Action == policy.UnknownAllow
+	if unknownRule.Action == policy.UnknownLike {
+		keepClass[unknownRule.Like] = true
+	}
 	classPorts := map[string]int{}
-	for _, s := range states {
-		if s.Kind == policy.KindTrusted {
-			continue // in d.pol.Trusted
-		}
-		if !enforced(s) {
-			// An unknown device the policy allows. The kernel's class of
-			// unknown devices may be stricter (for MACs it has not seen
-			// yet): this one is let be like a trusted device.
-			if !unknownAllowed {
-				desired.Trusted = append(desired.Trusted, s.MAC)
+	switch unknownRule.Action {
+	case policy.UnknownAllow:
+		desired.Unknown = rules.UnknownPolicy{Allow: true}
+	default:
+		c := rules.Device{ID: rules.DefaultUnknownID, Child: "unknown", Name: "any other device",
+			Offline: !class.Online, Reason: class.Reason, BypassPrevention: class.Child == "" || bypass[class.Child]}
+		if dns && class.Child != "" {
+			port, err := d.kid.ids.port(class.Child, d.cfg.DNSPort, keepClass)
+			if err != nil {
+				return desired, err
 			}
-			continue
+			c.DNSPort, classPorts[class.Child] = port, port
+			c.Name = "any other device, like " + class.Child
 		}
+		desired.Unknown = rules.UnknownPolicy{Class: c}
+	}
+	for _, s := range states {
 		id, err := d.kid.ids.device(s.MAC, keepMAC)
 		if err != nil {
 			return desired, err
@@ -80,10 +130,7 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
 			BypassPrevention: bypass[s.Child],
 		}
-		if dev.Child == "" {
-			dev.Child = "unknown" // an unknown device that is offline: its DNS goes to the refusing port
-		}
-		if dns && s.Child != "" {
+		if dns {
 			port, err := d.kid.ids.port(s.Child, d.cfg.DNSPort, keepClass)
 			if err != nil {
 				return desired, err
@@ -91,14 +138,6 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			dev.DNSPort, classPorts[s.Child] = port, port
 		}
 		desired.Devices = append(desired.Devices, dev)
-	}
-	unknown, err := d.unknownClass(states, keepMAC, keepClass, dns)
-	if err != nil {
-		return desired, err
-	}
-	desired.Unknown = unknown
-	if p := unknown.Class.DNSPort; p > 0 {
-		classPorts[unknown.Class.Child] = p
 	}
 	if err := d.kid.ids.save(); err != nil {
 		d.log.Warn("cannot keep the device identities in the state directory; a restarted agent allocates afresh", "err", err)
@@ -114,63 +153,6 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 	}
 	d.kid.classPorts = classPorts
 	return desired, nil
-}
-
-// unknownClassKey allocates the unknown-device class's ID among the MACs.
-const unknownClassKey = "class:unknown"
-
-// unknownClass is the kernel's rule for MACs on the LAN that no profile
-// lists and the agent has not seen yet (those it has seen are rows of
-// their own). When unknown_devices and randomized_devices differ it is
-// offline — the kernel cannot tell a randomised MAC by a rule — until the
-// agent sees the device and gives it its own rule, a moment later.
-func (d *Daemon) unknownClass(states []policy.DeviceState, keepMAC, keepClass map[string]bool, dns bool) (rules.UnknownPolicy, error) {
-	rule := d.pol.UnknownDevices()
-	if r := d.pol.RandomizedDevices(); r != rule {
-		if r.Action == policy.UnknownAllow && rule.Action == policy.UnknownAllow {
-			return rules.UnknownPolicy{Allow: true}, nil
-		}
-		rule = policy.UnknownRule{Action: policy.UnknownOffline}
-	}
-	if rule.Action == policy.UnknownAllow {
-		return rules.UnknownPolicy{Allow: true}, nil
-	}
-	id, err := d.kid.ids.device(unknownClassKey, keepMAC)
-	if err != nil {
-		return rules.UnknownPolicy{}, err
-	}
-	class := rules.Device{ID: id, Child: "unknown", Name: "any other device", Offline: true,
-		Reason: "unknown device: offline until a parent assigns it"}
-	if rule.Action == policy.UnknownLike {
-		class.Child, class.Offline = rule.Like, false
-		class.Reason = "unknown device: the rules of " + rule.Like
-		for _, s := range states {
-			if s.Child == rule.Like && s.Kind == "" {
-				class.Offline = !s.Online
-				break
-			}
-		}
-		if dns {
-			keepClass[rule.Like] = true
-			if class.DNSPort, err = d.kid.ids.port(rule.Like, d.cfg.DNSPort, keepClass); err != nil {
-				return rules.UnknownPolicy{}, err
-			}
-		}
-	}
-	return rules.UnknownPolicy{Class: class}, nil
-}
-
-// cutUnknownClass deletes the connections of the unknown-device class when
-// it has just gone offline (unknown devices like a child at bedtime).
-func (d *Daemon) cutUnknownClass(desired rules.Desired) {
-	c := desired.Unknown.Class
-	off := !desired.Unknown.Allow && c.Offline && c.ID != 0
-	was := d.kid.unknownOffline
-	d.kid.unknownOffline = off
-	if off && !was && d.kid.unknownSeen {
-		d.cutOffline([]uint16{c.ID})
-	}
-	d.kid.unknownSeen = true
 }
 
 // closeStalePorts closes the listeners no rule redirects to any more.

@@ -125,6 +125,11 @@ func TestRedirectsByClassAndCuts(t *testing.T) {
 		}
 		return cutCall{}
 	}
+	// The profile defines a child and the LAN is known, so unknown devices
+	// are offline by default: their class's connections are cut first.
+	if c := next("unknown devices offline"); !reflect.DeepEqual(c, cutCall{ids: []uint16{rules.DefaultUnknownID}}) {
+		t.Errorf("first cut: %+v, want the unknown-device class (ID %d)", c, rules.DefaultUnknownID)
+	}
 	if c := next("redirect installed"); !reflect.DeepEqual(c, cutCall{ids: []uint16{1}, dnsOnly: true, unmarked: true}) {
 		t.Errorf("first install: %+v, want Alice's (ID 1) and unmarked port-53 connections", c)
 	}

@@ -43,7 +43,7 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
-	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
+	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
 	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
