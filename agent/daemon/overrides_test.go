@@ -145,13 +145,16 @@ func TestBudgetRunsOut(t *testing.T) {
 		Overrides: store, Accounting: acct, AccountEvery: 5 * time.Millisecond})
 	ctx := context.Background()
 	eventually(t, "loaded", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
-	// Until the dataplane allocates device IDs, give Alice's phone ID 7
-	// and Bob's tablet ID 9 the way noteDesired would.
+	// The IDs the dataplane gave Alice's phone and Bob's tablet.
+	var alice, bob uint16
 	if _, err := d.send(ctx, request{cmd: "test", reply: make(chan response, 1), do: func() (any, error) {
-		d.ov.ids = map[uint16]string{7: "02:00:00:00:00:11", 9: "02:00:00:00:00:21"}
+		alice, bob = d.kid.ids.Devices["02:00:00:00:00:11"], d.kid.ids.Devices["02:00:00:00:00:21"]
 		return nil, nil
 	}}); err != nil {
 		t.Fatal(err)
+	}
+	if alice == 0 || bob == 0 || alice == bob {
+		t.Fatalf("device IDs alice %d, bob %d", alice, bob)
 	}
 	used := func() int {
 		for _, c := range statusOf(t, d).Children {
@@ -162,24 +165,33 @@ func TestBudgetRunsOut(t *testing.T) {
 		return -1
 	}
 	passes := func() int { return statusOf(t, d).Overrides.Passes }
+	// What the kernel was last given for Alice's phone.
+	aliceOffline := func() bool {
+		var off bool
+		d.send(ctx, request{cmd: "test", reply: make(chan response, 1), do: func() (any, error) {
+			off = d.offline["02:00:00:00:00:11"]
+			return nil, nil
+		}})
+		return off
+	}
 	feed := func(m map[uint16]uint64) {
 		p := passes()
 		acct.set(m)
 		eventually(t, "an accounting pass", func() bool { acct.mu.Lock(); defer acct.mu.Unlock(); return acct.next == nil && passes() > p })
 	}
-	feed(map[uint16]uint64{7: 4 << 10, 9: 50 << 20}) // Alice: push chatter; Bob: heavy but no budget
+	feed(map[uint16]uint64{alice: 4 << 10, bob: 50 << 20}) // Alice: push chatter; Bob: heavy but no budget
 	if u := used(); u != 0 {
 		t.Fatalf("chatter counted: used %d min", u)
 	}
-	feed(map[uint16]uint64{7: 5 << 20})
+	feed(map[uint16]uint64{alice: 5 << 20})
 	if u := used(); u != 1 {
 		t.Fatalf("used %d min after one busy minute", u)
 	}
-	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if aliceOffline() {
 		t.Fatal("Alice blocked with a minute left")
 	}
-	feed(map[uint16]uint64{7: 5 << 20})
-	eventually(t, "Alice offline when the budget is used up", func() bool { return strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	feed(map[uint16]uint64{alice: 5 << 20})
+	eventually(t, "Alice offline when the budget is used up", aliceOffline)
 	st := statusOf(t, d)
 	for _, dev := range st.Devices {
 		if dev.MAC == "02:00:00:00:00:11" && !strings.Contains(dev.Reason, "daily budget used up: 2m of 2m used today (mon-fri: 2m); online again at Fri 00:00") {
@@ -194,7 +206,7 @@ func TestBudgetRunsOut(t *testing.T) {
 	if _, err := d.HandleRequest(ctx, control.Request{V: 1, Cmd: "grant", Args: json.RawMessage(`{"child":"alice","budget":"+1m"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if aliceOffline() {
 		t.Error("Alice still blocked after +1m")
 	}
 }

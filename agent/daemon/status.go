@@ -162,6 +162,8 @@ func (d *Daemon) answer(r request) (any, error) {
 			d.states = d.evaluate()
 		}
 		return d.status(), nil
+	case "devices":
+		return d.devices(), nil
 	case "reload":
 		d.reload("control socket")
 		return d.lastReload, nil
@@ -192,7 +194,7 @@ func (d *Daemon) answer(r request) (any, error) {
 		}
 		return d.stepClock(r.args)
 	default:
-		return nil, control.Errorf(control.CodeUnknownCommand, "unknown command %q (known: status, reload, pause, resume, grant, budget, overrides, clock-synced, heal, shutdown)", r.cmd)
+		return nil, control.Errorf(control.CodeUnknownCommand, "unknown command %q (known: status, devices, reload, pause, resume, grant, budget, overrides, clock-synced, heal, shutdown)", r.cmd)
 	}
 }
 
@@ -206,7 +208,7 @@ func (d *Daemon) status() Status {
 		Zone:       ZoneStatus{Name: d.zone.Name, Source: d.zone.Source},
 		LastReload: d.lastReload,
 		Dataplane:  d.dp,
-		Warnings:   append([]string{}, d.missingCats...),
+		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),
 		Children:   append([]overrides.ChildStatus{}, d.ov.children...),

@@ -36,7 +36,12 @@ const MaxTotalSize = 4 << 20
 // LoadDir reads every profile file in dir (not recursively) and merges them.
 // It returns Problems when the set is invalid, and a plain error when the
 // directory itself cannot be read.
-func LoadDir(dir string) (*Policy, error) {
+func LoadDir(dir string) (*Policy, error) { return loadDir(dir, nil) }
+
+// loadDir is LoadDir with overlay: file names in dir whose content is taken
+// from the map instead of the disk (new or replaced files), so a candidate
+// file is validated with the whole set before it is written (assign.go).
+func loadDir(dir string, overlay map[string][]byte) (*Policy, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -46,9 +51,12 @@ func LoadDir(dir string) (*Policy, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if IsProfileFile(e.Name()) {
+		if _, over := overlay[e.Name()]; IsProfileFile(e.Name()) && !over {
 			names = append(names, e.Name())
 		}
+	}
+	for name := range overlay {
+		names = append(names, name)
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
@@ -65,7 +73,11 @@ func LoadDir(dir string) (*Policy, error) {
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		p := &parser{file: path}
-		data, err := readProfile(path)
+		data, over := overlay[name]
+		var err error
+		if !over {
+			data, err = readProfile(path)
+		}
 		total += len(data)
 		switch {
 		case err != nil:

@@ -38,7 +38,8 @@ var (
 	seconds    = flag.Int("seconds", 50, "how long the timeline runs")
 )
 
-const profileTemplate = `# The demo family. The parent's laptop is not listed: famguard leaves it alone.
+const profileTemplate = `# The demo family. The parent's laptop is trusted: famguard leaves it alone
+# (a device in no list would be an unknown device: offline until assigned).
 version: 1
 timezone: Europe/Berlin
 children:
@@ -54,6 +55,8 @@ children:
     schedules:
       - {name: homework, days: [mon-fri], from: "20:00", to: "21:00", block: [games, social]}
       - {name: bedtime, days: [daily], from: "BOBTIME", to: "07:00", action: offline}
+trusted:
+  - {mac: "02:00:00:00:00:31", name: "Parent's laptop"}
 `
 
 // A Thursday evening in Berlin, 15 s before Alice's bedtime.

@@ -1,5 +1,5 @@
 // Command famguard is the agent's single binary: the daemon (`run`) and the
-// tools around it (`check`, `plan`, `status`, `cleanup`).
+// tools around it (`check`, `plan`, `status`, `devices`, `assign`, `cleanup`).
 //
 // The sub-commands, their flags and their JSON are a contract that scripts,
 // operators' management daemons and the lab tests rely on: add to them, never
@@ -36,7 +36,7 @@ Usage:
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
-                   [--memory-limit MiB] [--restore-timeout DURATION]
+                   [--memory-limit MiB] [--restore-timeout DURATION] [--lan IFACES] [--dhcp-leases FILE]
   famguard check   [--categories DIR] DIR
   famguard plan    [--at RFC3339] [--json] DIR
   famguard status  [--json] [--state DIR]
@@ -44,6 +44,8 @@ Usage:
   famguard resume  CHILD|DEVICE [--json] [--state DIR]
   famguard grant   CHILD DURATION | CHILD --budget +30m | CHILD --cancel [--json] [--state DIR]
   famguard budget  [CHILD] | CHILD +30m|-15m [--json] [--state DIR]
+  famguard devices [--json] [--state DIR]
+  famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
@@ -56,6 +58,9 @@ pause    take a child (all their devices) or one device offline now: for a while
 resume   lift a pause
 grant    extra time that ends by itself, even inside an offline window or past a used-up budget (category blocks still apply)
 budget   show today's budget per child (used, left, when it runs out), or change today's only
+devices  list every device seen on the LAN: MAC, randomised?, first/last seen, addresses, what applies
+assign   give a device to a child or trust it (a parent's device), in profiles.d/famguard-assigned.yaml;
+         validated with all profiles first, in force at once when the agent runs
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 `
@@ -84,6 +89,10 @@ func main() {
 		err = cmdGrant(args, os.Stdout)
 	case "budget":
 		err = cmdBudget(args, os.Stdout)
+	case "devices":
+		err = cmdDevices(args, os.Stdout)
+	case "assign":
+		err = cmdAssign(args, os.Stdout)
 	case "notify":
 		err = cmdNotify(args)
 	case "cleanup":

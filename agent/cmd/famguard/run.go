@@ -18,6 +18,7 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/overrides/ctacct"
@@ -47,7 +48,10 @@ func cmdRun(args []string) error {
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
 	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
 	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	accountEvery := fs.Duration("account-every", time.Minute, "how often use is sampled for daily budgets; each sample counts as one minute (labs shorten it to run minutes in seconds)")
 	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
+	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
+	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -73,6 +77,16 @@ func cmdRun(args []string) error {
 		debug.SetMemoryLimit(limit)
 		log.Info("memory limit set", "MiB", limit>>20, "why", why)
 	}
+
+	lan, lanSource := netwatch.DefaultLAN(netwatch.DefaultNetworkConfig, nil)
+	if *lanFlag != "" {
+		if lan, err = netwatch.ParseLANFlag(*lanFlag); err != nil {
+			return err
+		}
+		lanSource = "--lan"
+	}
+	neighbours := netwatch.NewNeighbours(log)
+	neighbours.SetLAN(lan)
 
 	clk, simulated := clock.System(), false
 	if *clockFlag != "" {
@@ -108,22 +122,21 @@ func cmdRun(args []string) error {
 	// port is taken, DNS filtering stays off (and says so) rather than
 	// sending every child's DNS into a closed port.
 	var dns *dnsfilter.Server
+	var dnsPorts *dnsfilter.Ports
 	if *dnsPort <= 0 {
 		log.Warn("DNS filtering is off (--dns-port 0): category blocks, allow/deny lists, safe search and DNS bypass prevention are not enforced; schedules are")
 	}
 	if *dnsPort > 0 {
 		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
 		dns.SetLimits(dnsfilter.Limits{Rate: *clientRate, Burst: *clientBurst, InFlight: *clientInFlight})
-		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
-		if err != nil {
+		// One listener per policy class and one refusing offline devices'
+		// queries: the daemon binds them (dnsPorts) before it redirects to
+		// them. The base port is bound here, so a port in use is found now.
+		dnsPorts = dns.NewPorts(ctx, "::")
+		if err := dnsPorts.Ensure([]int{*dnsPort}); err != nil {
 			log.Error("DNS filter cannot listen; category blocks, safe search and DNS bypass prevention are OFF", "port", *dnsPort, "err", err)
-			dns = nil
+			dns, dnsPorts = nil, nil
 		} else {
-			go func() {
-				if err := ln.Serve(ctx); err != nil {
-					log.Error("DNS filter stopped", "err", err)
-				}
-			}()
 			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer,
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
@@ -183,10 +196,14 @@ func cmdRun(args []string) error {
 		StateDir:         *state,
 		Dataplane:        dp,
 		DNS:              dns,
+		DNSPorts:         portsOrNil(dnsPorts),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
-		Neighbours:       netwatch.NewNeighbours(log),
-		DeleteFlows:      netwatch.DeleteFlows,
+		Neighbours:       neighbours,
+		LAN:              lan,
+		LANSource:        lanSource,
+		Leases:           *leases,
+		Conntrack:        rules.NetlinkConntrack{},
 		WallJumps:        clock.WallJumps(ctx),
 		RulesChanged:     rulesChanged,
 		Reload:           reload,
@@ -197,6 +214,7 @@ func cmdRun(args []string) error {
 		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
 		Accounting:       ctacct.New(nil),
 		BudgetThreshold:  uint64(*budgetThreshold) << 10,
+		AccountEvery:     *accountEvery,
 	})
 	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
@@ -299,4 +317,12 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// portsOrNil keeps a nil *Ports a nil interface.
+func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
+	if p == nil {
+		return nil
+	}
+	return p
 }
