@@ -38,6 +38,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -110,6 +111,13 @@ type Config struct {
 	Debounce            time.Duration // quiet time after a profile change before reloading; default 20ms
 	WatchFiles          bool          // watch ProfilesDir with fsnotify (true in production)
 
+	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
+	// lan interface, br-lan); LANSource says where that came from. Only
+	// packets that come in on them are a device's (rules.Desired.LAN), and
+	// only devices seen there can be unknown devices; empty: none is.
+	LAN       []string
+	LANSource string
+	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
 	// Overrides keeps pauses, extra time and budget usage (nil: in memory
 	// only). Accounting reads per-device byte counters for daily budgets
 	// (nil: budgets do not count), every AccountEvery (default 1 min); a
@@ -118,13 +126,6 @@ type Config struct {
 	Accounting      Accounting
 	AccountEvery    time.Duration
 	BudgetThreshold uint64
-	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
-	// lan interface, br-lan); LANSource says where that came from. Only
-	// packets that come in on them are a device's (rules.Desired.LAN), and
-	// only devices seen there can be unknown devices; empty: none is.
-	LAN       []string
-	LANSource string
-	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -139,6 +140,9 @@ type Daemon struct {
 	polLoadedAt time.Time
 	zone        tz.Zone
 	lastReload  ReloadResult
+	// lastChange is the last reload that loaded a new policy or failed: an
+	// unchanged re-read (every SIGHUP, every `reload`) must not hide it.
+	lastChange  ReloadResult
 	neigh       netwatch.Table
 	states      []policy.DeviceState
 	offline     map[string]bool // MAC → offline in the last applied state
@@ -159,9 +163,9 @@ type Daemon struct {
 	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
 
-	ov   overridesState // pauses, extra time, budgets (overrides.go)
 	devs devicesState   // devices seen on the LAN (inventory.go)
 	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
+	ov   overridesState // pauses, extra time, budgets (overrides.go)
 }
 
 // catResult is one load of the category lists.
@@ -489,7 +493,7 @@ func (d *Daemon) reload(why string) {
 		} else {
 			res.Message += "; no valid policy loaded yet, firewall rules left as they are"
 		}
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message, "trigger", why, "problems", strings.Join(res.Problems, "\n"))
 		return
 	}
@@ -499,7 +503,7 @@ func (d *Daemon) reload(why string) {
 		// the zone database itself failed, so keep the old policy.
 		res.OK = false
 		res.Message = "time zone: " + zerr.Error() + "; keeping the previous policy"
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message)
 		return
 	}
@@ -521,7 +525,7 @@ func (d *Daemon) reload(why string) {
 		devices += len(c.Devices)
 	}
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
-	d.lastReload = res
+	d.lastReload, d.lastChange = res, res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
 	for _, m := range d.missingCats {
 		d.log.Warn(m)
@@ -537,6 +541,10 @@ func (d *Daemon) missingCategories() []string {
 		return nil
 	}
 	avail, err := categories.Available(d.cfg.CategoriesDir)
+	if errors.Is(err, os.ErrNotExist) {
+		// A fresh install without lists: each category says so below.
+		avail, err = map[string]bool{}, nil
+	}
 	if err != nil {
 		if len(d.pol.Categories()) == 0 {
 			return nil
@@ -544,7 +552,7 @@ func (d *Daemon) missingCategories() []string {
 		return []string{fmt.Sprintf("categories directory %s cannot be read (%v): category blocks are listed but not enforced", d.cfg.CategoriesDir, err)}
 	}
 	var out []string
-	for _, p := range d.pol.MissingCategories(avail) {
+	for _, p := range d.pol.MissingCategories(d.cfg.CategoriesDir, avail) {
 		out = append(out, p.String())
 	}
 	return out
@@ -605,7 +613,7 @@ func (d *Daemon) reconcile(why string) {
 // the boot policy otherwise (evaluator); with trusted devices and the
 // unknown devices on the LAN (inventory.go).
 func (d *Daemon) evaluate() []policy.DeviceState {
-	return d.applyOverrides(d.withSeen(d.seen(), d.evaluator()))
+	return d.withSeen(d.seen(), d.evaluator())
 }
 
 // clockTrusted switches from the boot policy to the schedule.

@@ -17,13 +17,16 @@ import (
 // Status is what `famguard status --json` prints: the running agent's view.
 // Field names are a contract for scripts and operators; add, never rename.
 type Status struct {
-	Version    string            `json:"version"`
-	PID        int               `json:"pid"`
-	Started    time.Time         `json:"started"`
-	Clock      ClockStatus       `json:"clock"`
-	Zone       ZoneStatus        `json:"zone"`
-	Policy     *PolicyStatus     `json:"policy"` // null until a valid policy was loaded
-	LastReload ReloadResult      `json:"last_reload"`
+	Version    string        `json:"version"`
+	PID        int           `json:"pid"`
+	Started    time.Time     `json:"started"`
+	Clock      ClockStatus   `json:"clock"`
+	Zone       ZoneStatus    `json:"zone"`
+	Policy     *PolicyStatus `json:"policy"` // null until a valid policy was loaded
+	LastReload ReloadResult  `json:"last_reload"`
+	// LastChange is the last reload that loaded a new policy or failed;
+	// equal to LastReload unless the profiles were re-read unchanged since.
+	LastChange ReloadResult      `json:"last_change"`
 	Dataplane  DataplaneStatus   `json:"dataplane"`
 	Warnings   []string          `json:"warnings"`
 	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
@@ -207,6 +210,7 @@ func (d *Daemon) status() Status {
 			Trusted: d.trusted, BootPolicy: string(d.cfg.BootPolicy)},
 		Zone:       ZoneStatus{Name: d.zone.Name, Source: d.zone.Source},
 		LastReload: d.lastReload,
+		LastChange: d.lastChange,
 		Dataplane:  d.dp,
 		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -152,14 +153,16 @@ func (p *Policy) Categories() []string {
 	return sortedKeys(seen)
 }
 
-// MissingCategories reports each place that names a category without a list.
-// These are warnings: the rest of the policy applies regardless.
-func (p *Policy) MissingCategories(available map[string]bool) Problems {
+// MissingCategories reports each place that names a category without a list
+// in dir (the categories directory). These are warnings: the rest of the
+// policy applies regardless, but such a block blocks nothing, which a parent
+// must not have to guess.
+func (p *Policy) MissingCategories(dir string, available map[string]bool) Problems {
 	var out Problems
 	for _, r := range p.refs {
 		if !available[r.name] {
 			out = append(out, Problem{File: r.pos.file, Line: r.pos.line, Col: r.pos.col, Field: r.pos.field,
-				Msg: fmt.Sprintf("category %q has no list (add %s.txt to the categories directory); other rules still apply", r.name, r.name)})
+				Msg: fmt.Sprintf("nothing is blocked for %q until a list is installed at %s; other rules still apply", r.name, filepath.Join(dir, r.name+".txt"))})
 		}
 	}
 	out.sort()

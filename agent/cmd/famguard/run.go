@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -46,12 +47,12 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
+	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
+	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
 	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
 	accountEvery := fs.Duration("account-every", time.Minute, "how often use is sampled for daily budgets; each sample counts as one minute (labs shorten it to run minutes in seconds)")
 	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
-	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
-	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -64,7 +65,7 @@ func cmdRun(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(newSplitHandler(os.Stdout, os.Stderr, lvl))
 
 	bootPolicy, err := policy.ParseBootPolicy(*bootFlag)
 	if err != nil {
@@ -325,4 +326,36 @@ func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 		return nil
 	}
 	return p
+}
+
+// splitHandler writes debug and info lines to one stream (stdout) and warn
+// and error lines to another (stderr). procd logs a service's stdout at
+// info and its stderr at err, so on OpenWrt each line reaches the system log
+// (`logread`) with its real severity instead of every routine line showing
+// as daemon.err. Each line is one write, so the two never interleave within
+// a line; their relative order holds for a reader of both, like a terminal.
+type splitHandler struct {
+	low, high slog.Handler
+}
+
+func newSplitHandler(low, high io.Writer, lvl slog.Level) splitHandler {
+	opts := &slog.HandlerOptions{Level: lvl}
+	return splitHandler{low: slog.NewTextHandler(low, opts), high: slog.NewTextHandler(high, opts)}
+}
+
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.low.Enabled(ctx, l) }
+
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.high.Handle(ctx, r)
+	}
+	return h.low.Handle(ctx, r)
+}
+
+func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return splitHandler{low: h.low.WithAttrs(as), high: h.high.WithAttrs(as)}
+}
+
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }

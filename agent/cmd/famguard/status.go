@@ -62,10 +62,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 	} else {
 		fmt.Fprintln(out, "Policy:   none loaded yet — rules in the kernel were left as they were")
 	}
-	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", st.LastReload.Message, st.LastReload.At.Format(time.RFC3339), st.LastReload.Trigger)
-	for _, p := range st.LastReload.Problems {
-		fmt.Fprintf(out, "          %s\n", p)
-	}
+	printReload(out, st.LastReload, st.LastChange)
 	fw := fmt.Sprintf("%s, %d applies, %d heals", st.Dataplane.Backend, st.Dataplane.Applies, st.Dataplane.Heals)
 	if st.Dataplane.LastError != "" {
 		fw += ", last error: " + st.Dataplane.LastError
@@ -126,5 +123,22 @@ func printStatus(out io.Writer, st daemon.Status) {
 	if len(st.Children) > 0 {
 		fmt.Fprintln(out)
 		printChildren(out, st.Children, now)
+	}
+}
+
+// printReload shows the last change of policy (or failed reload) first, so a
+// re-read that found the profiles unchanged (every SIGHUP, every `reload`)
+// does not hide it, then that re-read.
+func printReload(out io.Writer, last, change daemon.ReloadResult) {
+	shown := last
+	if !change.At.IsZero() {
+		shown = change
+	}
+	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", shown.Message, shown.At.Format(time.RFC3339), shown.Trigger)
+	for _, p := range shown.Problems {
+		fmt.Fprintf(out, "          %s\n", p)
+	}
+	if !last.At.Equal(shown.At) {
+		fmt.Fprintf(out, "          since then re-read at %s (%s): %s\n", last.At.Format(time.RFC3339), last.Trigger, last.Message)
 	}
 }
