@@ -27,11 +27,16 @@ declare -A need=(
   [qemu-mipsel-static]=qemu-user-static
   [qemu-arm-static]=qemu-user-static
   [qemu-aarch64-static]=qemu-user-static
+  # Signed bundles: the interop test signs with OpenBSD's signify.
+  [signify-openbsd]=signify-openbsd
 )
 missing=()
 for tool in "${!need[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}")
 done
+# The schema test validates with an independent implementation: Debian's
+# python3-jsonschema (and python3-yaml to read the profiles).
+/usr/bin/python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || missing+=(python3-jsonschema python3-yaml)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

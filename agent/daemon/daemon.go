@@ -63,6 +63,7 @@ type Neighbours interface {
 // Config wires the loop to its collaborators.
 type Config struct {
 	ProfilesDir   string
+	OperatorDir   string // the operator layer (policy.Load); "" or absent: none
 	CategoriesDir string // may be empty
 	Version       string
 
@@ -237,6 +238,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ready := make(chan struct{})
 		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged, ready)
 		<-ready
+		if d.cfg.OperatorDir != "" {
+			opReady := make(chan struct{})
+			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, d.log, fsChanged, opReady)
+			<-opReady
+		}
 	}
 	neighCh := make(chan netwatch.Table, 1)
 	if d.cfg.Neighbours != nil {
@@ -428,7 +434,7 @@ func resetTimer(t *time.Timer, wait time.Duration) {
 // the policy in force.
 func (d *Daemon) reload(why string) {
 	now := time.Now()
-	pol, err := policy.LoadDir(d.cfg.ProfilesDir)
+	pol, err := policy.Load(d.cfg.OperatorDir, d.cfg.ProfilesDir)
 	res := ReloadResult{At: now, Trigger: why}
 	if err != nil {
 		res.OK = false
@@ -479,6 +485,9 @@ func (d *Daemon) reload(why string) {
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
 	d.lastReload = res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
+	for _, w := range pol.Warnings {
+		d.log.Warn(w.String())
+	}
 	for _, m := range d.missingCats {
 		d.log.Warn(m)
 	}

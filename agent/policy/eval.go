@@ -19,6 +19,9 @@ type DeviceState struct {
 	Until             *time.Time `json:"until"`
 	BlockedCategories []string   `json:"blocked_categories"`
 	ActiveWindows     []string   `json:"active_windows"`
+	// Decided: which layer decided each of the child's settings (layer.go);
+	// absent without an operator layer, defaults or floors.
+	Decided map[string]string `json:"decided,omitempty"`
 }
 
 // Evaluate computes every device's state at `at` in the family's zone,
@@ -73,7 +76,7 @@ func (p *Policy) Evaluate(at time.Time, loc *time.Location) []DeviceState {
 		for _, d := range sortedDevices(c.Devices) {
 			out = append(out, DeviceState{
 				MAC: d.MAC, Child: c.Name, Device: d.Name, Online: !offline, Reason: reason,
-				Until: until, BlockedCategories: blocked, ActiveWindows: names,
+				Until: until, BlockedCategories: blocked, ActiveWindows: names, Decided: c.Decided,
 			})
 		}
 	}

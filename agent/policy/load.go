@@ -33,10 +33,10 @@ const MaxFiles = 1000
 // time; each is bounded by MaxFileSize and MaxSeparators).
 const MaxTotalSize = 4 << 20
 
-// LoadDir reads every profile file in dir (not recursively) and merges them.
-// It returns Problems when the set is invalid, and a plain error when the
-// directory itself cannot be read.
-func LoadDir(dir string) (*Policy, error) {
+// loadLayer reads every profile file in dir (not recursively) and merges
+// them into one layer (see Load). It returns Problems when the set is
+// invalid, and a plain error when the directory itself cannot be read.
+func loadLayer(dir string) (*Policy, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -179,6 +179,7 @@ func merge(parsers []*parser) (*Policy, Problems) {
 		}
 		pol.refs = append(pol.refs, p.refs...)
 	}
+	probs = append(probs, mergeLayerSettings(pol, parsers)...)
 	if len(probs) > 0 {
 		probs.sort()
 		return nil, probs

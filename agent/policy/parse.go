@@ -69,6 +69,7 @@ type parser struct {
 	macs     []macRef
 	children []childRef
 	tz       *zoneRef
+	layer    layerSettings // defaults: and floors: (layer.go)
 }
 
 type macRef struct {
@@ -80,6 +81,7 @@ type macRef struct {
 type childRef struct {
 	child Child
 	pos   position
+	set   map[string]bool // the keys the file sets (layers merge key by key)
 }
 
 type zoneRef struct {
@@ -186,6 +188,7 @@ func (p *parser) parse(data []byte) {
 	if c, ok := fields["children"]; ok {
 		p.childrenNode(c)
 	}
+	p.layerKeys(fields)
 }
 
 // findAlias returns the first alias/anchor/merge node, depth-bounded so deep
@@ -315,7 +318,7 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 			c.Schedules = append(c.Schedules, w)
 		}
 	}
-	p.children = append(p.children, childRef{child: c, pos: p.pos(key, path)})
+	p.children = append(p.children, childRef{child: c, pos: p.pos(key, path), set: keySet(f)})
 }
 
 func (p *parser) window(n *yaml.Node, path string, index int) (schedule.Window, bool) {

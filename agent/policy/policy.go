@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -34,14 +35,22 @@ type Policy struct {
 	Children []Child  // sorted by name
 	Sources  []Source // the files it came from, sorted by path
 	Digest   string   // identifies the set: operators read back which push is live
+	// Layers says what each layer contributed (layer.go); Floors are the
+	// minimums no file can lower; Warnings are resolved cross-layer
+	// conflicts (the policy applies; check and status show them).
+	Layers   []LayerInfo
+	Floors   Settings
+	Warnings Problems
 
-	refs []categoryRef // where each category was named (for check --categories)
+	refs  []categoryRef // where each category was named (for check --categories)
+	layer layerSettings // one layer's defaults, floors and keys, before resolution
 }
 
 // Source is one profile file.
 type Source struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
+	Layer  string `json:"layer,omitempty"` // "operator" or "parents"
 }
 
 // Child is one child's rules.
@@ -57,6 +66,11 @@ type Child struct {
 	Allow            []string // domains that beat any block
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
+	// Decided says which layer decided each setting ("parents",
+	// "operator", "operator default", "operator floor", ...), for status
+	// and plan. Empty in a policy without an operator layer, defaults or
+	// floors.
+	Decided map[string]string
 }
 
 // Device is a child's device, matched by MAC.
@@ -150,11 +164,15 @@ func (p *Policy) MissingCategories(available map[string]bool) Problems {
 	return out
 }
 
-// digest identifies a set of sources by content.
+// digest identifies a set of sources by content: each file's name relative
+// to its directory and the SHA-256 of its bytes, in name order. The
+// directory's path is not part of it, so the same files give the same
+// digest on every router and a server can compute it (`famguard check`
+// prints it; OPERATORS.md has a shell one-liner).
 func digest(srcs []Source) string {
 	h := sha256.New()
 	for _, s := range srcs {
-		fmt.Fprintf(h, "%s\x00%s\n", s.Path, s.SHA256)
+		fmt.Fprintf(h, "%s\x00%s\n", filepath.Base(s.Path), s.SHA256)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

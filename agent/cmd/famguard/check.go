@@ -14,6 +14,8 @@ import (
 func cmdCheck(args []string, out io.Writer) error {
 	fs := newFlagSet("check")
 	catDir := fs.String("categories", "", "also report categories that have no list in this directory")
+	opFlag := operatorFlag(fs)
+	digestOnly := fs.Bool("digest", false, "print only the policy digest (what status reports once the set is live)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -22,13 +24,10 @@ func cmdCheck(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pol, err := policy.LoadDir(dir)
+	pol, err := loadPolicy(operatorDir(*opFlag, dir), dir, out)
 	if err != nil {
 		var probs policy.Problems
 		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(out, p.String())
-			}
 			return exitError(1)
 		}
 		return err
@@ -44,6 +43,16 @@ func cmdCheck(args []string, out io.Writer) error {
 		for _, p := range pol.MissingCategories(avail) {
 			fmt.Fprintln(out, "warning: "+p.String())
 		}
+	}
+	for _, w := range pol.Warnings {
+		fmt.Fprintln(out, "warning: "+w.String())
+	}
+	if *digestOnly {
+		fmt.Fprintln(out, pol.Digest)
+		return nil
+	}
+	for _, l := range pol.Layers {
+		fmt.Fprintf(os.Stderr, "%s layer %s: %d files, digest %s\n", l.Name, l.Dir, l.Files, l.Digest)
 	}
 	children, devices := len(pol.Children), 0
 	for _, c := range pol.Children {

@@ -29,13 +29,13 @@ const (
 const usage = `famguard — parental-control agent for home routers
 
 Usage:
-  famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
+  famguard run     [--profiles DIR] [--operator DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
                    [--memory-limit MiB] [--restore-timeout DURATION]
-  famguard check   [--categories DIR] DIR
-  famguard plan    [--at RFC3339] [--json] DIR
+  famguard check   [--categories DIR] [--operator DIR|none] [--digest] DIR
+  famguard plan    [--at RFC3339] [--json] [--operator DIR|none] DIR
   famguard status  [--json] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]

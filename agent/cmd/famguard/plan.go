@@ -22,12 +22,15 @@ type planOutput struct {
 	Zone    daemon.ZoneStatus    `json:"zone"`
 	Policy  string               `json:"policy"`
 	Devices []policy.DeviceState `json:"devices"`
+	Layers  []policy.LayerInfo   `json:"layers"`
+	Floors  policy.Settings      `json:"floors"`
 }
 
 func cmdPlan(args []string, out io.Writer) error {
 	fs := newFlagSet("plan")
 	at := fs.String("at", "", "the instant to evaluate (RFC3339); default now")
 	asJSON := fs.Bool("json", false, "machine-readable output")
+	opFlag := operatorFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -42,13 +45,10 @@ func cmdPlan(args []string, out io.Writer) error {
 			return fmt.Errorf("--at %q: expected an RFC3339 instant like 2026-11-26T21:30:00+01:00", *at)
 		}
 	}
-	pol, err := policy.LoadDir(dir)
+	pol, err := loadPolicy(operatorDir(*opFlag, dir), dir, os.Stderr)
 	if err != nil {
 		var probs policy.Problems
 		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(os.Stderr, p.String())
-			}
 			return fmt.Errorf("%s is not valid; fix the problems above (famguard check %s)", dir, dir)
 		}
 		return err
@@ -58,7 +58,8 @@ func cmdPlan(args []string, out io.Writer) error {
 		return err
 	}
 	states := pol.Evaluate(when, zone.Loc)
-	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest, Devices: states}
+	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest, Devices: states,
+		Layers: pol.Layers, Floors: pol.Floors}
 	if res.Devices == nil {
 		res.Devices = []policy.DeviceState{}
 	}
@@ -69,6 +70,7 @@ func cmdPlan(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Policy %s at %s (zone %s, from %s)\n\n", pol.Digest, res.At.Format("Mon 2006-01-02 15:04:05 MST"), zone.Name, zone.Source)
 	printDevices(out, states, nil, zone.Loc, res.At)
+	printLayers(out, pol.Layers, pol.Floors, states)
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 func cmdRun(args []string) error {
 	fs := newFlagSet("run")
 	profiles := fs.String("profiles", defaultProfiles, "directory of YAML profiles")
+	operator := operatorFlag(fs)
 	categories := fs.String("categories", defaultCategories, "directory of category lists (<category>.txt)")
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
@@ -158,6 +159,7 @@ func cmdRun(args []string) error {
 
 	d := daemon.New(daemon.Config{
 		ProfilesDir:      *profiles,
+		OperatorDir:      operatorDir(*operator, *profiles),
 		CategoriesDir:    *categories,
 		Version:          version,
 		Clock:            clk,

@@ -109,4 +109,10 @@ func printStatus(out io.Writer, st daemon.Status) {
 		addrs[d.MAC] = a
 	}
 	printDevices(out, states, addrs, loc, now)
+	if st.Policy != nil {
+		for _, w := range st.Policy.Warnings {
+			fmt.Fprintf(out, "Warning:  %s\n", w)
+		}
+		printLayers(out, st.Policy.Layers, st.Policy.Floors, states)
+	}
 }
