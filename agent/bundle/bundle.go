@@ -49,6 +49,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/famguard/famguard/agent/policy"
 )
 
 // Targets a bundle can write.
@@ -65,14 +67,17 @@ const (
 	ManifestName  = "manifest.json"
 	SignatureName = "manifest.json.sig"
 	filesPrefix   = "files/"
+	// PublishedBundle is the bundle's name beside manifest.json on a pull
+	// server (famguard bundle build --publish).
+	PublishedBundle = "bundle.tar.gz"
 )
 
 // InstalledName is the installed manifest's name inside a target directory
 // (hidden: the profile and list loaders skip it); InstalledSigName its
 // signature, kept for audits.
 const (
-	InstalledName    = ".bundle-manifest.json"
-	InstalledSigName = ".bundle-manifest.json.sig"
+	InstalledName    = policy.BundleManifestName
+	InstalledSigName = policy.BundleManifestName + ".sig"
 )
 
 // Manifest is manifest.json.

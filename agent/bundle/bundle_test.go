@@ -82,7 +82,9 @@ func (e *env) importBytes(b []byte) Result {
 	return Import(bytes.NewReader(b), "test", e.cfg)
 }
 
-func isp(body string) Source { return Source{Path: "operator/isp.yaml", Data: []byte("version: 1\n" + body)} }
+func isp(body string) Source {
+	return Source{Path: "operator/isp.yaml", Data: []byte("version: 1\n" + body)}
+}
 
 // entry is one raw tar entry for hand-made archives.
 type entry struct {

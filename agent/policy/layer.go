@@ -53,6 +53,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,6 +110,28 @@ type LayerInfo struct {
 	Dir    string `json:"dir"`
 	Digest string `json:"digest"`
 	Files  int    `json:"files"`
+	// Serial of the signed bundle that wrote the directory (agent/bundle);
+	// 0 when the files were written by hand.
+	Serial uint64 `json:"serial,omitempty"`
+}
+
+// BundleManifestName is where agent/bundle keeps the installed manifest in
+// a directory it wrote: hidden, so it is never read as a profile.
+const BundleManifestName = ".bundle-manifest.json"
+
+// bundleSerial reads the serial of the bundle installed in dir, if any.
+func bundleSerial(dir string) uint64 {
+	b, err := os.ReadFile(filepath.Join(dir, BundleManifestName))
+	if err != nil || len(b) > 1<<20 {
+		return 0
+	}
+	var m struct {
+		Serial uint64 `json:"serial"`
+	}
+	if json.Unmarshal(b, &m) != nil {
+		return 0
+	}
+	return m.Serial
 }
 
 // layerSettings is one layer's defaults, floors and children's keys, kept
@@ -272,12 +295,12 @@ func Load(opDir, profilesDir string) (*Policy, error) {
 	for i := range par.Sources {
 		par.Sources[i].Layer = LayerParents
 	}
-	info := []LayerInfo{{Name: LayerParents, Dir: profilesDir, Digest: par.Digest, Files: len(par.Sources)}}
+	info := []LayerInfo{{Name: LayerParents, Dir: profilesDir, Digest: par.Digest, Files: len(par.Sources), Serial: bundleSerial(profilesDir)}}
 	if op != nil {
 		for i := range op.Sources {
 			op.Sources[i].Layer = LayerOperator
 		}
-		info = append([]LayerInfo{{Name: LayerOperator, Dir: opDir, Digest: op.Digest, Files: len(op.Sources)}}, info...)
+		info = append([]LayerInfo{{Name: LayerOperator, Dir: opDir, Digest: op.Digest, Files: len(op.Sources), Serial: bundleSerial(opDir)}}, info...)
 	}
 	pol := resolveLayers(op, par)
 	pol.Layers = info

@@ -39,6 +39,9 @@ Usage:
   famguard status  [--json] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
+  famguard import  [--force] [--json] [--operator DIR] [--categories DIR] [--profiles DIR] [--keys DIR] [--max-size BYTES] BUNDLE|-
+  famguard pull    --url URL [--interval DURATION] [--once] [--fetcher PROG] (and import's directory flags)
+  famguard bundle  keygen NAME | build --key NAME.sec [--serial N] [--operator DIR] [--categories DIR] (-o BUNDLE | --publish DIR)
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
@@ -47,6 +50,9 @@ plan     show what the policy means at an instant, per device
 status   show the running agent's view: devices, reasons, policy, last reload
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
+import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
+pull     poll an operator's server for new bundles (manifest first) through uclient-fetch, wget or curl, and import them
+bundle   operator side: make a signing key, build and sign a bundle (see agent/bundle/OPERATORS.md)
 `
 
 func main() {
@@ -69,6 +75,12 @@ func main() {
 		err = cmdNotify(args)
 	case "cleanup":
 		err = cmdCleanup(args)
+	case "import":
+		err = cmdImport(args, os.Stdout)
+	case "pull":
+		err = cmdPull(args, os.Stdout)
+	case "bundle":
+		err = cmdBundle(args, os.Stdout)
 	case "version", "--version", "-v":
 		fmt.Println("famguard", version)
 	case "help", "--help", "-h":
