@@ -157,6 +157,7 @@ const (
 	CodeInvalid    = "invalid-content"
 	CodeApply      = "apply-failed"
 	CodeNoKeys     = "no-trusted-keys"
+	CodeFetch      = "fetch-failed"
 )
 
 func (r *Rejection) Error() string {

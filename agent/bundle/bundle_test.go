@@ -189,6 +189,8 @@ func TestImportRefuses(t *testing.T) {
 		{"replayed serial", func() []byte { return e.build(t, 5, isp("")) }, CodeReplay, "not above the installed 5"},
 		{"older serial", func() []byte { return e.build(t, 4, isp("")) }, CodeReplay, "replayed or older"},
 		{"truncated archive", func() []byte { return good[:len(good)*2/3] }, CodeCorrupt, ""},
+		{"junk after a valid bundle", func() []byte { return append(append([]byte(nil), good...), []byte("#!/bin/sh\nrm -rf /\n")...) }, CodeCorrupt, "data after the end"},
+		{"a valid bundle padded with zeros", func() []byte { return append(append([]byte(nil), good...), make([]byte, 1<<20)...) }, CodeCorrupt, "data after the end"},
 		{"not an archive", func() []byte { return []byte("<html>502 Bad Gateway</html>") }, CodeCorrupt, ""},
 		{"empty file", func() []byte { return nil }, CodeCorrupt, "ends before manifest.json"},
 		{"manifest hash mismatch", func() []byte {

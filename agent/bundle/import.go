@@ -303,6 +303,19 @@ func verifyAndStage(r io.Reader, cfg *Config, res *Result) (*staging, *Rejection
 			return st, rej
 		}
 	}
+	// After the archive's end: only tar's zero padding may follow (tar
+	// pads to its record size), then the end of the stream. Junk after a
+	// valid bundle, or a valid bundle padded to 100 MB, is refused rather
+	// than accepted with the rest unread.
+	if rej := trailing(in, raw, true); rej != nil {
+		return st, rej
+	}
+	if in != io.Reader(br) {
+		// gzip has no padding: its stream ends and so must the input.
+		if rej := trailing(br, raw, false); rej != nil {
+			return st, rej
+		}
+	}
 	var missing []string
 	for n, f := range want {
 		if !got[n] {
@@ -317,6 +330,26 @@ func verifyAndStage(r io.Reader, cfg *Config, res *Result) (*staging, *Rejection
 		return st, reject(CodeApply, "cannot write the staged files: %v", err)
 	}
 	return st, nil
+}
+
+// trailing reads what follows the archive: zeros up to the bounds, then
+// the end.
+func trailing(r io.Reader, raw *countingReader, zerosOK bool) *Rejection {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 || !zerosOK {
+				return reject(CodeCorrupt, "data after the end of the archive (%d bytes read): a bundle is one tar archive, optionally gzip-compressed, and nothing else", raw.n)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return corrupt(raw, err)
+		}
+	}
 }
 
 // readSmallEntry reads the next entry, which must be name, regular, and at

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/famguard/famguard/agent/fetch"
 )
 
 // Pull mode, for setups without an ACS: a router polls a plain file server
@@ -57,6 +59,9 @@ type PullResult struct {
 	Error     string    `json:"error,omitempty"`
 	Import    *Result   `json:"import,omitempty"`
 }
+
+// errImportDone is how the import stops a download it no longer reads.
+var errImportDone = errors.New("the import stopped reading")
 
 // maxManifest bounds the published manifest.
 const maxManifest = 1 << 20
@@ -108,7 +113,7 @@ func PollOnce(ctx context.Context, pc PullConfig) PullResult {
 		ferr <- err
 	}()
 	r := Import(pr, base+"/"+PublishedBundle, cfg)
-	pr.CloseWithError(errors.New("import finished"))
+	pr.CloseWithError(errImportDone)
 	cancel()
 	fe := <-ferr
 	res.Fetched = true
@@ -116,8 +121,14 @@ func PollOnce(ctx context.Context, pc PullConfig) PullResult {
 	switch {
 	case r.OK:
 		res.OK = true
-	case fe != nil && !errors.Is(fe, context.Canceled):
-		res.Error = "bundle: " + fe.Error()
+	case fe != nil && !errors.Is(fe, context.Canceled) && !errors.Is(fe, errImportDone):
+		// The import saw a broken stream; the fetcher knows why.
+		code := CodeFetch
+		if errors.Is(fe, fetch.ErrTooLarge) {
+			code = CodeTooLarge
+		}
+		r.Error = reject(code, "downloading the bundle: %v", fe)
+		res.Error = r.Error.Error()
 	default:
 		res.Error = r.Error.Error()
 	}

@@ -78,7 +78,10 @@ func (f Fetcher) Args(url string, max int64) []string {
 	case "uclient-fetch":
 		return []string{"-q", "-T", secs, "-O", "-", url}
 	case "wget":
-		return []string{"-q", "-T", secs, "-O", "-", url}
+		// No -T: Debian's busybox 1.35 wget crashes (SIGSEGV) with it
+		// (seen in the pull lab); Fetch's own deadline kills a stuck
+		// download instead.
+		return []string{"-q", "-O", "-", url}
 	}
 	return []string{"-fsS", "--max-time", secs, "--max-filesize", strconv.FormatInt(max, 10), "-o", "-", url}
 }
@@ -111,6 +114,10 @@ func (f Fetcher) Fetch(ctx context.Context, url string, w io.Writer, max int64) 
 		return cerr
 	}
 	if err := cmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if f.Kind == "curl" && errors.As(err, &ee) && ee.ExitCode() == 63 { // --max-filesize
+			return fmt.Errorf("%s: more than %d bytes (curl: %s): %w", url, max, strings.TrimSpace(stderr.String()), ErrTooLarge)
+		}
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = "no message"
