@@ -86,6 +86,8 @@ FUZZ_TARGETS := \
 	./agent/policy:FuzzLoadDir \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
+	./agent/bundle:FuzzImport \
+	./agent/bundle:FuzzSignedManifest \
 	./agent/dnsfilter:FuzzAnswer \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
