@@ -95,7 +95,10 @@ type Config struct {
 	WallJumps    <-chan struct{}                        // nil: none
 	RulesChanged <-chan struct{}                        // the ruleset changed (nf_tables events); nil: rely on HealInterval
 	Reload       <-chan struct{}                        // SIGHUP
-	Log          *slog.Logger
+	// StatusSink, when set, receives the status after every event the loop
+	// handles (agent/opstatus keeps status.json current with it).
+	StatusSink func(Status)
+	Log        *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
 	// A failed apply is retried after RetryBase, then after twice as long
@@ -279,6 +282,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	clockSynced := d.cfg.ClockSynced
 
 	for {
+		if d.cfg.StatusSink != nil {
+			d.cfg.StatusSink(d.status())
+		}
 		d.armTimer(schedTimer)
 		var retry <-chan time.Time
 		if !d.retryAt.IsZero() {

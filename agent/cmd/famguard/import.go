@@ -202,3 +202,27 @@ func keepJSON(stateDir, name string, v any) {
 		os.Rename(tmp, filepath.Join(stateDir, name))
 	}
 }
+
+// printBundleStatus adds the last import and pull to `famguard status`.
+func printBundleStatus(out io.Writer, stateDir string) {
+	var imp bundle.Result
+	if b, err := os.ReadFile(filepath.Join(stateDir, lastImportName)); err == nil && json.Unmarshal(b, &imp) == nil {
+		fmt.Fprintln(out)
+		if imp.OK {
+			fmt.Fprintf(out, "Import:   %s: serial %d into %s, key %s, at %s\n", imp.Source, imp.Serial, strings.Join(imp.Targets, ","), imp.KeyID, imp.At.Format(time.RFC3339))
+		} else if imp.Error != nil {
+			fmt.Fprintf(out, "Import:   %s REFUSED at %s (%s): %s\n", imp.Source, imp.At.Format(time.RFC3339), imp.Error.Code, imp.Error.Msg)
+			for _, p := range imp.Error.Problems {
+				fmt.Fprintf(out, "          %s\n", p)
+			}
+		}
+	}
+	var pull bundle.PullResult
+	if b, err := os.ReadFile(filepath.Join(stateDir, lastPullName)); err == nil && json.Unmarshal(b, &pull) == nil {
+		state := "ok"
+		if !pull.OK {
+			state = "FAILED: " + pull.Error
+		}
+		fmt.Fprintf(out, "Pull:     %s at %s: server serial %d, installed %d, %s\n", pull.URL, pull.At.Format(time.RFC3339), pull.Serial, pull.Installed, state)
+	}
+}

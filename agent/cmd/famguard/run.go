@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/rules"
@@ -157,7 +159,9 @@ func cmdRun(args []string) error {
 		saved = savedstate.New(*savedPath)
 	}
 
+	report := &opstatus.Writer{Path: filepath.Join(*state, opstatus.FileName), StateDir: *state, CategoriesDir: *categories}
 	d := daemon.New(daemon.Config{
+		StatusSink:       func(st daemon.Status) { report.Update(st, time.Now()) },
 		ProfilesDir:      *profiles,
 		OperatorDir:      operatorDir(*operator, *profiles),
 		CategoriesDir:    *categories,

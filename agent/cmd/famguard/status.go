@@ -11,6 +11,7 @@ import (
 
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
 )
@@ -19,6 +20,8 @@ func cmdStatus(args []string, out io.Writer) error {
 	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	state := fs.String("state", defaultState, "the running agent's --state directory")
+	report := fs.Bool("report", false, "print the operator report (what the agent keeps in STATE/status.json: no sites, no addresses)")
+	catDir := fs.String("categories", defaultCategories, "with --report: the category lists directory (for the lists' bundle serial)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -28,7 +31,7 @@ func cmdStatus(args []string, out io.Writer) error {
 	if err := control.Call(ctx, *state, "status", &raw); err != nil {
 		return err
 	}
-	if *asJSON {
+	if *asJSON && !*report {
 		_, err := out.Write(append(raw, '\n'))
 		return err
 	}
@@ -36,7 +39,15 @@ func cmdStatus(args []string, out io.Writer) error {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
 	}
+	if *report {
+		r := opstatus.Build(st, *state, *catDir)
+		r.UpdatedAt = time.Now()
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
 	printStatus(out, st)
+	printBundleStatus(out, *state)
 	return nil
 }
 
