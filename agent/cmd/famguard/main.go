@@ -36,12 +36,13 @@ Usage:
                    [--memory-limit MiB] [--restore-timeout DURATION]
   famguard check   [--categories DIR] [--operator DIR|none] [--digest] DIR
   famguard plan    [--at RFC3339] [--json] [--operator DIR|none] DIR
-  famguard status  [--json] [--state DIR]
+  famguard status  [--json] [--report] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard import  [--force] [--json] [--operator DIR] [--categories DIR] [--profiles DIR] [--keys DIR] [--max-size BYTES] BUNDLE|-
   famguard pull    --url URL [--interval DURATION] [--once] [--fetcher PROG] (and import's directory flags)
   famguard bundle  keygen NAME | build --key NAME.sec [--serial N] [--operator DIR] [--categories DIR] (-o BUNDLE | --publish DIR)
+  famguard tr181   [export] [--operator DIR|none] [--json] [DIR] | import [--operator DIR] [--name FILE.yaml] PARAMS|-
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
@@ -52,6 +53,7 @@ notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall 
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
 pull     poll an operator's server for new bundles (manifest first) through uclient-fetch, wget or curl, and import them
+tr181    export the policy as TR-181 parameters, or import a parameter list into the operator layer (agent/tr181/MAPPING.md)
 bundle   operator side: make a signing key, build and sign a bundle (see agent/bundle/OPERATORS.md)
 `
 
@@ -81,6 +83,8 @@ func main() {
 		err = cmdPull(args, os.Stdout)
 	case "bundle":
 		err = cmdBundle(args, os.Stdout)
+	case "tr181":
+		err = cmdTR181(args, os.Stdout)
 	case "version", "--version", "-v":
 		fmt.Println("famguard", version)
 	case "help", "--help", "-h":
