@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -239,5 +240,39 @@ func TestLayeredDigest(t *testing.T) {
 	alone, _ := LoadDir(par)
 	if alone.Digest != pol.Layers[1].Digest || alone.Digest == pol.Digest {
 		t.Errorf("parents alone %s, parents layer %s, both %s", alone.Digest, pol.Layers[1].Digest, pol.Digest)
+	}
+}
+
+// TestDigestScript: scripts/policy-digest.sh (what an operator's server
+// can run without famguard) computes the digest the agent reports, under
+// dash and busybox sh.
+func TestDigestScript(t *testing.T) {
+	op := writeSet(t, map[string]string{"isp.yaml": "version: 1\nfloors: {block: [security]}\n", "README": "x", ".hidden.yaml": "junk"})
+	cases := [][2]string{
+		{filepath.Join(testdata, "valid", "family"), ""},
+		{filepath.Join(testdata, "valid", "multi-file"), ""}, // with .swp and ~ files
+		{filepath.Join(testdata, "valid", "family"), op},
+	}
+	for _, shell := range [][]string{{"sh"}, {"busybox", "sh"}} {
+		if _, err := exec.LookPath(shell[0]); err != nil {
+			t.Fatalf("%s: %v (scripts/install-deps.sh installs busybox)", shell[0], err)
+		}
+		for _, c := range cases {
+			pol, err := Load(c[1], c[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append(append([]string(nil), shell[1:]...), "../../scripts/policy-digest.sh", c[0])
+			if c[1] != "" {
+				args = append(args, c[1])
+			}
+			out, err := exec.Command(shell[0], args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v: %s", args, err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != pol.Digest {
+				t.Errorf("%s %v: script %s, agent %s", shell[0], c, got, pol.Digest)
+			}
+		}
 	}
 }
