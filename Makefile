@@ -1,6 +1,7 @@
 # famguard — see README.md. The two commands a new machine needs:
 #   make demo   watch the agent protect simulated devices in a network-namespace lab
-#   make test   unit tests and the lab end-to-end tests (what CI runs)
+#   make test   unit tests and the lab end-to-end tests
+# make test-fresh runs both on a fresh Debian root (what CI runs).
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -13,7 +14,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
 all: build
 
@@ -47,6 +48,14 @@ e2e: build cross-build
 cross-test: build cross-build
 	FAMGUARD_VERSION=$(VERSION) $(GO) test -count=1 -timeout 10m ./scripts/cross
 	FAMGUARD_VERSION=$(VERSION) $(GO) test -count=1 -timeout 5m -run 'Qemu' ./scripts/e2e
+
+# The README's first hour on a fresh minimal Debian 12 root (debootstrap,
+# cached in .cache/test-fresh/): install-deps without Go, then make demo and
+# make test offline in private mount, network and PID namespaces
+# (scripts/test-fresh.sh). What .ci/run runs. Tests HEAD (a clean clone):
+# commit first.
+test-fresh:
+	bash scripts/test-fresh.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -89,6 +98,8 @@ FUZZ_TARGETS := \
 	./agent/bundle:FuzzImport \
 	./agent/bundle:FuzzSignedManifest \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/control:FuzzControlRequest \
+	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
@@ -132,6 +143,11 @@ size-check:
 			awk -v s=$$s -v b=$(SIZE_BUDGET) -v a=$$a -v f=$$f 'BEGIN { printf "size-check: FAIL: the %s router build (%s) is %d bytes (%.2f MiB), %d bytes over the budget of %d bytes (%.2f MiB)\n", a, f, s, s/1048576, s-b, b, b/1048576 }' >&2; fi; \
 	done; \
 	if [ $$fail = 0 ]; then echo "size-check: every router build ($(ROUTER_ARCHES)) is within $(SIZE_BUDGET) bytes"; fi; exit $$fail
+
+# The router build sizes the README quotes, written into it between markers
+# (scripts/readme-sizes.sh) from a fresh make cross.
+readme-sizes: cross
+	bash scripts/readme-sizes.sh
 
 # OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
 # name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).

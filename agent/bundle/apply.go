@@ -207,7 +207,7 @@ func (st *staging) validate(cfg *Config, res *Result) *Rejection {
 		res.Warnings = append(res.Warnings, st.bundlePath(w.String()))
 	}
 	if avail, err := categories.Available(catDir); err == nil {
-		for _, p := range pol.MissingCategories(avail) {
+		for _, p := range pol.MissingCategories(catDir, avail) {
 			res.Warnings = append(res.Warnings, st.bundlePath(p.String()))
 		}
 	} else if len(pol.Categories()) > 0 {

@@ -90,7 +90,7 @@ func init() {
 
 // layeredKeys are the child keys that merge by precedence (devices merge
 // by union).
-var layeredKeys = []string{"block", "safe_search", "bypass_prevention", "allow", "deny", "schedules"}
+var layeredKeys = []string{"block", "safe_search", "bypass_prevention", "allow", "deny", "schedules", "budget"}
 
 // Settings is a defaults: or floors: mapping.
 type Settings struct {
@@ -259,10 +259,6 @@ func mergeLayerSettings(pol *Policy, parsers []*parser) Problems {
 	return probs
 }
 
-// LoadDir reads one profile directory as the parents' layer, without an
-// operator layer.
-func LoadDir(dir string) (*Policy, error) { return Load("", dir) }
-
 // Load reads the operator layer (opDir; "" or a directory without profile
 // files: no operator layer) and the parents' layer (profilesDir), and
 // resolves them into one policy (see the package comment of this file).
@@ -271,7 +267,7 @@ func Load(opDir, profilesDir string) (*Policy, error) {
 	var op *Policy
 	var probs Problems
 	if opDir != "" && hasProfileFiles(opDir) {
-		p, err := loadLayer(opDir)
+		p, err := loadDir(opDir, nil)
 		switch e := err.(type) {
 		case nil:
 			op = p
@@ -281,7 +277,7 @@ func Load(opDir, profilesDir string) (*Policy, error) {
 			return nil, fmt.Errorf("operator layer: %w", err)
 		}
 	}
-	par, err := loadLayer(profilesDir)
+	par, err := loadDir(profilesDir, nil)
 	if err != nil {
 		e, ok := err.(Problems)
 		if !ok {
@@ -335,7 +331,8 @@ func resolveLayers(op, par *Policy) *Policy {
 	if op == nil && par.layer.defaults.empty() && par.layer.floors.empty() {
 		return par
 	}
-	out := &Policy{Timezone: par.Timezone, Sources: par.Sources, Digest: par.Digest, refs: par.refs}
+	out := &Policy{Timezone: par.Timezone, Sources: par.Sources, Digest: par.Digest, refs: par.refs,
+		Unknown: par.Unknown, Randomized: par.Randomized, Trusted: par.Trusted, Assigned: par.Assigned}
 	var opChildren map[string]Child
 	var opLayer layerSettings
 	if op != nil {
@@ -344,6 +341,20 @@ func resolveLayers(op, par *Policy) *Policy {
 		out.refs = append(append([]categoryRef(nil), op.refs...), par.refs...)
 		if out.Timezone == "" {
 			out.Timezone = op.Timezone
+		}
+		// The unknown-device policy: the parents' choice, else the
+		// operator's (an operator default). Trusted devices: both layers',
+		// except a MAC the parents give a child.
+		if out.Unknown.Action == UnknownUnset {
+			out.Unknown = op.Unknown
+		}
+		if out.Randomized.Action == UnknownUnset {
+			out.Randomized = op.Randomized
+		}
+		for _, d := range op.Trusted {
+			if _, listed := par.layer.macAt[d.MAC]; !listed {
+				out.Trusted = append(out.Trusted, d)
+			}
 		}
 		opLayer = op.layer
 		opChildren = map[string]Child{}
@@ -410,6 +421,8 @@ func copyKey(dst *Child, src Child, k string) {
 		dst.Deny = src.Deny
 	case "schedules":
 		dst.Schedules = src.Schedules
+	case "budget":
+		dst.Budget = src.Budget
 	}
 }
 
@@ -472,10 +485,14 @@ func joinDecision(prev, add string) string {
 func unionDevices(name string, opDevs, parDevs []Device, op, par *Policy, warn Problems) ([]Device, Problems) {
 	byMAC := map[string]Device{}
 	for _, d := range opDevs {
-		if m, ok := par.layer.macAt[d.MAC]; ok && m.child != name {
+		if m, ok := par.layer.macAt[d.MAC]; ok && m.owner != name {
 			at := op.layer.macAt[d.MAC].pos
+			whose := fmt.Sprintf("for child %q", m.owner)
+			if m.owner == AssignTrusted {
+				whose = "as trusted"
+			}
 			warn = append(warn, Problem{File: at.file, Line: at.line, Col: at.col, Field: at.field,
-				Msg: fmt.Sprintf("MAC %s is also listed for child %q at %s:%d; the parents' file wins, so it is not %q's here", d.MAC, m.child, m.pos.file, m.pos.line, name)})
+				Msg: fmt.Sprintf("MAC %s is also listed %s at %s:%d; the parents' file wins, so it is not %q's here", d.MAC, whose, m.pos.file, m.pos.line, name)})
 			continue
 		}
 		byMAC[d.MAC] = d

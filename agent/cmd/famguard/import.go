@@ -105,13 +105,6 @@ func printImport(out io.Writer, r bundle.Result) {
 	}
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 // report keeps the result for status (state dir) and logs it to syslog,
 // where the router's other logs are (logread): a push that cron or an ACS
 // ran is visible without its output.
