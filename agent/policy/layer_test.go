@@ -276,3 +276,28 @@ func TestDigestScript(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownDevicesLayered: unknown_devices in the operator layer is a
+// default the parents' own setting beats; trusted devices of the operator
+// layer count unless the parents give the MAC to a child.
+func TestUnknownDevicesLayered(t *testing.T) {
+	const alice = "version: 1\nchildren:\n  alice:\n    devices: [{mac: \"02:00:00:00:00:11\"}]\n"
+	op := writeSet(t, map[string]string{"isp.yaml": "version: 1\nunknown_devices: allow\ntrusted: [{mac: \"02:00:00:00:00:31\", name: ISP box}, {mac: \"02:00:00:00:00:11\", name: mistaken}]\n"})
+	pol, err := Load(op, writeSet(t, map[string]string{"f.yaml": alice}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := pol.UnknownDevices(); u.Action != UnknownAllow || u.Default {
+		t.Errorf("operator default not applied: %+v", u)
+	}
+	if len(pol.Trusted) != 1 || pol.Trusted[0].MAC != "02:00:00:00:00:31" {
+		t.Errorf("trusted %+v (the parents' child keeps 02:00:00:00:00:11)", pol.Trusted)
+	}
+	pol, err = Load(op, writeSet(t, map[string]string{"f.yaml": alice + "unknown_devices: offline\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := pol.UnknownDevices(); u.Action != UnknownOffline || u.Default {
+		t.Errorf("the parents' choice does not win: %+v", u)
+	}
+}
