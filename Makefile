@@ -20,6 +20,7 @@ all: build
 
 build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
+	$(BUILD) -o bin/famguard-bundle ./agent/cmd/famguard-bundle
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
 

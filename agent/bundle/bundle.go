@@ -68,7 +68,7 @@ const (
 	SignatureName = "manifest.json.sig"
 	filesPrefix   = "files/"
 	// PublishedBundle is the bundle's name beside manifest.json on a pull
-	// server (famguard bundle build --publish).
+	// server (famguard-bundle build --publish).
 	PublishedBundle = "bundle.tar.gz"
 )
 

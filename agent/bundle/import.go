@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"archive/tar"
 	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
@@ -208,7 +207,7 @@ func verifyAndStage(r io.Reader, cfg *Config, res *Result) (*staging, *Rejection
 		// bound it a little above the payload bound (a gzip bomb stops here).
 		in = &countingReader{r: zr, max: lim.MaxUnpacked + int64(lim.MaxFiles+2)*2048 + 2<<20}
 	}
-	tr := tar.NewReader(in)
+	tr := newTarReader(in)
 	manifestBytes, rej := readSmallEntry(tr, raw, ManifestName, 1<<20)
 	if rej != nil {
 		return nil, rej
@@ -270,7 +269,7 @@ func verifyAndStage(r io.Reader, cfg *Config, res *Result) (*staging, *Rejection
 			return st, corrupt(raw, err)
 		}
 		name := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag == tar.TypeDir {
+		if h.Typeflag == tarDir {
 			// Directory entries that tar adds for files/ and files/<target>/
 			// are harmless; any other directory is not.
 			d := strings.TrimSuffix(name, "/")
@@ -279,7 +278,7 @@ func verifyAndStage(r io.Reader, cfg *Config, res *Result) (*staging, *Rejection
 			}
 			return st, reject(CodeUnsafePath, "archive entry %q is a directory not in the manifest", h.Name)
 		}
-		if h.Typeflag != tar.TypeReg {
+		if h.Typeflag != tarReg {
 			return st, reject(CodeUnsafePath, "archive entry %q is %s; bundles hold only regular files", h.Name, typeName(h.Typeflag))
 		}
 		f, ok := want[name]
@@ -354,7 +353,7 @@ func trailing(r io.Reader, raw *countingReader, zerosOK bool) *Rejection {
 
 // readSmallEntry reads the next entry, which must be name, regular, and at
 // most max bytes.
-func readSmallEntry(tr *tar.Reader, raw *countingReader, name string, max int64) ([]byte, *Rejection) {
+func readSmallEntry(tr *tarReader, raw *countingReader, name string, max int64) ([]byte, *Rejection) {
 	h, err := tr.Next()
 	if err != nil {
 		if err == io.EOF {
@@ -363,9 +362,9 @@ func readSmallEntry(tr *tar.Reader, raw *countingReader, name string, max int64)
 		return nil, corrupt(raw, err)
 	}
 	if strings.TrimPrefix(h.Name, "./") != name {
-		return nil, reject(CodeCorrupt, "archive entry %q where %s was expected (a bundle starts with manifest.json and manifest.json.sig; build it with famguard bundle)", h.Name, name)
+		return nil, reject(CodeCorrupt, "archive entry %q where %s was expected (a bundle starts with manifest.json and manifest.json.sig; build it with famguard-bundle)", h.Name, name)
 	}
-	if h.Typeflag != tar.TypeReg {
+	if h.Typeflag != tarReg {
 		return nil, reject(CodeUnsafePath, "%s is %s; it must be a regular file", name, typeName(h.Typeflag))
 	}
 	if h.Size > max {
@@ -390,15 +389,15 @@ func corrupt(raw *countingReader, err error) *Rejection {
 
 func typeName(t byte) string {
 	switch t {
-	case tar.TypeSymlink:
+	case tarSymlink:
 		return "a symbolic link"
-	case tar.TypeLink:
+	case tarLink:
 		return "a hard link"
-	case tar.TypeChar, tar.TypeBlock:
+	case tarChar, tarBlock:
 		return "a device"
-	case tar.TypeFifo:
+	case tarFifo:
 		return "a named pipe"
-	case tar.TypeDir:
+	case tarDir:
 		return "a directory"
 	}
 	return fmt.Sprintf("of tar type %q", t)

@@ -14,7 +14,7 @@ import (
 )
 
 // Pull mode, for setups without an ACS: a router polls a plain file server
-// (what `famguard bundle build --publish DIR` writes):
+// (what `famguard-bundle build --publish DIR` writes):
 //
 //	URL/manifest.json   small: read every poll
 //	URL/bundle.tar.gz   read only when the manifest's serial is above the

@@ -79,7 +79,7 @@ func TestSignifyInterop(t *testing.T) {
 		t.Errorf("signature differs from signify's:\n%s\n%s", theirs, ours)
 	}
 
-	// famguard bundle's signature (with signify's key, and with a key of
+	// famguard-bundle's signature (with signify's key, and with a key of
 	// famguard's own making) verifies with signify -V.
 	var buf bytes.Buffer
 	manifest, sigText, err := Build(&buf, sk, 4, "interop", time.Now(), []Source{{Path: "operator/isp.yaml", Data: yaml}})
@@ -120,4 +120,39 @@ func mustPub(t *testing.T, e *env) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTarDialects: the bundle reader takes what GNU tar writes in each of
+// its formats, with a path longer than a plain header holds (GNU 'L' long
+// name, pax 'x' header, ustar prefix).
+func TestTarDialects(t *testing.T) {
+	sig := signify(t)
+	for _, format := range []string{"gnu", "pax", "ustar", "v7"} {
+		t.Run(format, func(t *testing.T) {
+			e := newEnv(t)
+			work := t.TempDir()
+			run(t, work, sig, "-G", "-n", "-p", "op.pub", "-s", "op.sec")
+			pub, _ := os.ReadFile(filepath.Join(work, "op.pub"))
+			os.WriteFile(filepath.Join(e.cfg.KeysDir, "op.pub"), pub, 0o644)
+			name := strings.Repeat("long-category-name-", 4) + "x.txt" // 81 + files/categories/ > 100
+			if format == "v7" {
+				name = "short.txt" // v7 has no long names
+			}
+			list := []byte("malware.example\n")
+			os.MkdirAll(filepath.Join(work, "files", "categories"), 0o755)
+			os.WriteFile(filepath.Join(work, "files", "categories", name), list, 0o644)
+			m := Manifest{Format: Format, Serial: 1, Created: time.Now().UTC().Truncate(time.Second),
+				Files: []File{{Path: "categories/" + name, Size: int64(len(list)), SHA256: Sum(list)}}}
+			mb, _ := json.Marshal(m)
+			os.WriteFile(filepath.Join(work, "manifest.json"), mb, 0o644)
+			run(t, work, sig, "-S", "-s", "op.sec", "-m", "manifest.json", "-x", "manifest.json.sig")
+			run(t, work, "tar", "--format="+format, "-cf", "b.tar", "manifest.json", "manifest.json.sig", "files")
+			if r := ImportFile(filepath.Join(work, "b.tar"), e.cfg); !r.OK {
+				t.Fatalf("%s tar refused: %v", format, r.Error)
+			}
+			if got, _ := os.ReadFile(filepath.Join(e.cfg.CategoriesDir, name)); !bytes.Equal(got, list) {
+				t.Errorf("list = %q", got)
+			}
+		})
+	}
 }

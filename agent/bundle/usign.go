@@ -136,7 +136,7 @@ func ParseSecretKey(data []byte) (SecretKey, error) {
 		return SecretKey{}, fmt.Errorf("secret key: KDF %q, want %q", blob[2:4], kdfAlg)
 	}
 	if rounds := binary.BigEndian.Uint32(blob[4:8]); rounds != 0 {
-		return SecretKey{}, errors.New("secret key: it is protected by a passphrase; famguard bundle reads only unencrypted keys (signify -G -n, usign -G): sign the manifest with `signify -S` instead (see OPERATORS.md)")
+		return SecretKey{}, errors.New("secret key: it is protected by a passphrase; famguard-bundle reads only unencrypted keys (signify -G -n, usign -G): sign the manifest with `signify -S` instead (see OPERATORS.md)")
 	}
 	checksum := blob[24:32]
 	var k SecretKey

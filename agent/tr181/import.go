@@ -9,41 +9,40 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/famguard/famguard/agent/schedule"
 )
 
-// The profile Import writes (yaml.v3 keeps field order and quotes what
-// needs quoting).
+// The profile Import writes. It is written by hand (render) rather than
+// with yaml.v3's encoder, which the router binary does not otherwise link
+// (about 100 KB on mips); every string is double-quoted, so no value can be
+// misread.
 type yFile struct {
-	Version  int               `yaml:"version"`
-	Children map[string]yChild `yaml:"children,omitempty"`
+	Children map[string]yChild
 }
 
 type yChild struct {
-	Devices          []yDevice   `yaml:"devices,omitempty"`
-	Block            []string    `yaml:"block"`
-	SafeSearch       bool        `yaml:"safe_search"`
-	BypassPrevention bool        `yaml:"bypass_prevention"`
-	Schedules        []ySchedule `yaml:"schedules,omitempty"`
-	Allow            []string    `yaml:"allow,omitempty"`
-	Deny             []string    `yaml:"deny,omitempty"`
+	Devices          []yDevice
+	Block            []string
+	SafeSearch       bool
+	BypassPrevention bool
+	Schedules        []ySchedule
+	Allow            []string
+	Deny             []string
 }
 
 type yDevice struct {
-	MAC  string `yaml:"mac"`
-	Name string `yaml:"name,omitempty"`
+	MAC  string
+	Name string
 }
 
 type ySchedule struct {
-	Name   string   `yaml:"name"`
-	Days   []string `yaml:"days,flow"`
-	From   string   `yaml:"from"`
-	To     string   `yaml:"to"`
-	Action string   `yaml:"action,omitempty"`
-	Block  []string `yaml:"block,omitempty,flow"`
-	idx    int      // the Schedule instance: windows keep the ACS's order
+	Name   string
+	Days   []string
+	From   string
+	To     string
+	Action string
+	Block  []string
+	idx    int // the Schedule instance: windows keep the ACS's order
 }
 
 var childName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -59,7 +58,7 @@ func Import(params []Param) ([]byte, error) {
 	access, accessKeys := objects(params, accessObj)
 	childs, childKeys := objects(params, childObj)
 
-	out := yFile{Version: 1, Children: map[string]yChild{}}
+	out := yFile{Children: map[string]yChild{}}
 	byRef := map[string]string{} // "Device.X_FAMGUARD_Child.1" → name
 	for _, i := range childKeys {
 		o := childs[i]
@@ -168,15 +167,7 @@ func Import(params []Param) ([]byte, error) {
 		sort.SliceStable(c.Schedules, func(a, b int) bool { return c.Schedules[a].idx < c.Schedules[b].idx })
 		out.Children[name] = c
 	}
-	var buf bytes.Buffer
-	buf.WriteString("# Written by `famguard tr181 import` from TR-181 parameters; the next import replaces it.\n")
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(out); err != nil {
-		return nil, err
-	}
-	enc.Close()
-	return buf.Bytes(), nil
+	return render(out), nil
 }
 
 // window reads one referenced schedule. ok is false for a disabled one.
@@ -276,4 +267,62 @@ func parseBool(v string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%q is not a boolean (true, false, 1, 0)", v)
+}
+
+// render writes the profile: version 1, children in name order.
+func render(f yFile) []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by `famguard tr181 import` from TR-181 parameters; the next import replaces it.\nversion: 1\n")
+	names := make([]string, 0, len(f.Children))
+	for n := range f.Children {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		b.WriteString("children:\n")
+	}
+	for _, n := range names {
+		c := f.Children[n]
+		fmt.Fprintf(&b, "  %s:\n", n) // child names are [a-z0-9_-]: plain
+		if len(c.Devices) > 0 {
+			b.WriteString("    devices:\n")
+			for _, d := range c.Devices {
+				fmt.Fprintf(&b, "      - {mac: %s", strconv.Quote(d.MAC))
+				if d.Name != "" {
+					fmt.Fprintf(&b, ", name: %s", strconv.Quote(d.Name))
+				}
+				b.WriteString("}\n")
+			}
+		}
+		fmt.Fprintf(&b, "    block: %s\n    safe_search: %t\n    bypass_prevention: %t\n", flow(c.Block), c.SafeSearch, c.BypassPrevention)
+		if len(c.Schedules) > 0 {
+			b.WriteString("    schedules:\n")
+			for _, s := range c.Schedules {
+				fmt.Fprintf(&b, "      - {name: %s, days: %s, from: %q, to: %q", strconv.Quote(s.Name), flow(s.Days), s.From, s.To)
+				if s.Action != "" {
+					fmt.Fprintf(&b, ", action: %s", s.Action)
+				}
+				if len(s.Block) > 0 {
+					fmt.Fprintf(&b, ", block: %s", flow(s.Block))
+				}
+				b.WriteString("}\n")
+			}
+		}
+		if len(c.Allow) > 0 {
+			fmt.Fprintf(&b, "    allow: %s\n", flow(c.Allow))
+		}
+		if len(c.Deny) > 0 {
+			fmt.Fprintf(&b, "    deny: %s\n", flow(c.Deny))
+		}
+	}
+	return b.Bytes()
+}
+
+// flow is a YAML flow list of double-quoted strings.
+func flow(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }

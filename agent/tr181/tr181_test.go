@@ -128,3 +128,22 @@ func TestImportRefuses(t *testing.T) {
 		t.Error("a non-Device path accepted")
 	}
 }
+
+// TestImportQuotesNames: a host name with YAML's special characters comes
+// back as written.
+func TestImportQuotesNames(t *testing.T) {
+	name := `Tom's "tab": [1] # {x} \ é` + "\t"
+	params := []Param{
+		{"Device.Hosts.AccessControl.1.PhysAddress", "02:00:00:00:00:31"},
+		{"Device.Hosts.AccessControl.1.HostName", name},
+		{"Device.Hosts.AccessControl.1.AccessPolicy", "Allow"},
+	}
+	profile, err := Import(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, probs := policy.ParseFile("tr181.yaml", profile)
+	if len(probs) > 0 || len(pol.Children) != 1 || pol.Children[0].Devices[0].Name != name {
+		t.Errorf("%v %+v\n%s", probs, pol, profile)
+	}
+}

@@ -24,7 +24,6 @@ import (
 // last-import.json.
 func TestPullMode(t *testing.T) {
 	lab.RequireRoot(t)
-	fg := binary(t, "famguard")
 	prefix := fmt.Sprintf("fgp%d%d", os.Getpid()%1000, labSeq.Add(1))
 	ctx := context.Background()
 	l, err := lab.New(ctx, prefix, nil)
@@ -48,22 +47,20 @@ func TestPullMode(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 
-	// The operator's side: a key, and bundles published with famguard bundle.
-	run := func(args ...string) string {
+	// The operator's side: a key, and bundles published with famguard-bundle.
+	bundleCmd := func(args ...string) {
 		t.Helper()
-		out, err := exec.Command(fg, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("famguard %v: %v\n%s", args, err, out)
+		if out, err := exec.Command(binary(t, "famguard-bundle"), args...).CombinedOutput(); err != nil {
+			t.Fatalf("famguard-bundle %v: %v\n%s", args, err, out)
 		}
-		return string(out)
 	}
-	run("bundle", "keygen", filepath.Join(work, "isp"))
+	bundleCmd("keygen", filepath.Join(work, "isp"))
 	src := filepath.Join(work, "src")
 	os.MkdirAll(src, 0o755)
 	publish := func(serial int, profile string) {
 		t.Helper()
 		os.WriteFile(filepath.Join(src, "isp.yaml"), []byte(profile), 0o644)
-		run("bundle", "build", "--key", filepath.Join(work, "isp.sec"), "--serial", fmt.Sprint(serial), "--operator", src, "--publish", pub)
+		bundleCmd("build", "--key", filepath.Join(work, "isp.sec"), "--serial", fmt.Sprint(serial), "--operator", src, "--publish", pub)
 	}
 
 	busyboxWget := filepath.Join(work, "bb", "wget")

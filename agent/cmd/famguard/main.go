@@ -50,7 +50,6 @@ Usage:
   famguard cleanup [--state DIR]
   famguard import  [--force] [--json] [--operator DIR] [--categories DIR] [--profiles DIR] [--keys DIR] [--max-size BYTES] BUNDLE|-
   famguard pull    --url URL [--interval DURATION] [--once] [--fetcher PROG] (and import's directory flags)
-  famguard bundle  keygen NAME | build --key NAME.sec [--serial N] [--operator DIR] [--categories DIR] (-o BUNDLE | --publish DIR)
   famguard tr181   [export] [--operator DIR|none] [--json] [DIR] | import [--operator DIR] [--name FILE.yaml] PARAMS|-
   famguard version
 
@@ -72,7 +71,7 @@ cleanup  stop the agent on --state (if running) and remove all its firewall rule
 import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
 pull     poll an operator's server for new bundles (manifest first) through uclient-fetch, wget or curl, and import them
 tr181    export the policy as TR-181 parameters, or import a parameter list into the operator layer (agent/tr181/MAPPING.md)
-bundle   operator side: make a signing key, build and sign a bundle (see agent/bundle/OPERATORS.md)
+(bundles are built and signed on the operator's side with famguard-bundle, signify or usign: agent/bundle/OPERATORS.md)
 `
 
 func main() {
@@ -111,8 +110,6 @@ func main() {
 		err = cmdImport(args, os.Stdout)
 	case "pull":
 		err = cmdPull(args, os.Stdout)
-	case "bundle":
-		err = cmdBundle(args, os.Stdout)
 	case "tr181":
 		err = cmdTR181(args, os.Stdout)
 	case "version", "--version", "-v":

@@ -1,8 +1,16 @@
+// Command famguard-bundle is the operator's side of signed bundles: make a
+// signing key, build and sign a bundle (agent/bundle/OPERATORS.md).
+//
+// Why a separate binary: it runs on the operator's build host, never on a
+// router, and the router binary's size budget (6 MiB on mips) has no room
+// for a tar writer and a gzip compressor it would never use. The router
+// binary only reads bundles (famguard import, famguard pull).
 package main
 
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,32 +21,68 @@ import (
 	"github.com/famguard/famguard/agent/bundle"
 )
 
-// cmdBundle is the operator's side: make a key pair, build and sign a
-// bundle. It lives in the router binary because it is small and an
-// operator's build host may well be a router image in a container; signify
-// or usign work as well (agent/bundle/OPERATORS.md).
-func cmdBundle(args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("expected keygen or build (usage: famguard bundle keygen NAME | famguard bundle build --key NAME.sec ... -o BUNDLE)")
+const usage = `famguard-bundle — build signed famguard bundles (operator side)
+
+Usage:
+  famguard-bundle keygen [--comment TEXT] NAME     writes NAME.sec (keep it off the routers) and NAME.pub
+  famguard-bundle build --key NAME.sec [--serial N] [--comment TEXT]
+                        [--operator DIR] [--categories DIR] (-o BUNDLE.tar.gz | --publish DIR)
+
+Keys are usign/signify ed25519 keys (signify -G -n and usign -G make them too).
+On the router: famguard import BUNDLE, or famguard pull --url URL for --publish.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
 	}
-	switch args[0] {
+	var err error
+	switch os.Args[1] {
 	case "keygen":
-		return bundleKeygen(args[1:], out)
+		err = bundleKeygen(os.Args[2:], os.Stdout)
 	case "build":
-		return bundleBuild(args[1:], out)
+		err = bundleBuild(os.Args[2:], os.Stdout)
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "famguard-bundle: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
 	}
-	return fmt.Errorf("unknown bundle command %q: use keygen or build", args[0])
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "famguard-bundle %s: %v\n", os.Args[1], err)
+		}
+		os.Exit(1)
+	}
+}
+
+// parse parses flags and positional arguments in any order.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
 }
 
 func bundleKeygen(args []string, out io.Writer) error {
-	fs := newFlagSet("bundle keygen")
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
 	comment := fs.String("comment", "famguard operator", "comment written into the key files")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("expected a name: famguard bundle keygen NAME writes NAME.sec and NAME.pub")
+		return errors.New("expected a name: famguard-bundle keygen NAME writes NAME.sec and NAME.pub")
 	}
 	sec, pub, id, err := bundle.GenerateKey(*comment)
 	if err != nil {
@@ -70,19 +114,19 @@ func writeNew(name string, data []byte, mode os.FileMode) error {
 }
 
 func bundleBuild(args []string, out io.Writer) error {
-	fs := newFlagSet("bundle build")
-	keyFile := fs.String("key", "", "unencrypted usign/signify secret key (signify -G -n, usign -G, famguard bundle keygen)")
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	keyFile := fs.String("key", "", "unencrypted usign/signify secret key (signify -G -n, usign -G, famguard-bundle keygen)")
 	serial := fs.String("serial", "", "serial number; must grow with every bundle (default: the current Unix time)")
 	comment := fs.String("comment", "", "free text kept in the manifest")
 	opDir := fs.String("operator", "", "directory of operator-layer profiles (*.yaml) to ship")
 	catDir := fs.String("categories", "", "directory of category lists (<category>.txt) to ship")
 	output := fs.String("o", "", "bundle file to write (.tar.gz)")
 	publish := fs.String("publish", "", "also write bundle.tar.gz and manifest.json here, for pull mode (famguard pull --url)")
-	if _, err := parseInterleaved(fs, args); err != nil {
+	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *keyFile == "" || (*output == "" && *publish == "") || (*opDir == "" && *catDir == "") {
-		return errors.New("usage: famguard bundle build --key NAME.sec [--serial N] [--operator DIR] [--categories DIR] (-o BUNDLE | --publish DIR)")
+		return errors.New("usage: famguard-bundle build --key NAME.sec [--serial N] [--operator DIR] [--categories DIR] (-o BUNDLE | --publish DIR)")
 	}
 	kb, err := os.ReadFile(*keyFile)
 	if err != nil {
