@@ -22,6 +22,8 @@ build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
+	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -98,6 +100,8 @@ FUZZ_TARGETS := \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/dnsfilter:FuzzWalkAnswers \
+	./agent/dnsfilter:FuzzForwardedAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/famguard/famguard/agent/control"
@@ -253,7 +254,10 @@ func parentsView(st daemon.Status) map[string]any {
 			}
 		case policy.KindUnknown:
 			if d.Seen {
-				unknown = append(unknown, map[string]any{"mac": d.MAC, "name": d.Device, "randomized": d.Randomized, "applies": d.Reason})
+				// The reason without its hint for the command line (the
+				// page's buttons are the parent's way to assign it).
+				applies, _, _ := strings.Cut(d.Reason, " (")
+				unknown = append(unknown, map[string]any{"mac": d.MAC, "name": d.Device, "randomized": d.Randomized, "applies": applies})
 			}
 		}
 	}
