@@ -14,7 +14,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh
+.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
 all: build
 
@@ -22,6 +22,8 @@ build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
+	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -93,9 +95,15 @@ bench: deps build
 FUZZ_TARGETS := \
 	./agent/policy:FuzzParseFile \
 	./agent/policy:FuzzLoadDir \
+	./agent/inventory:FuzzParseLeases \
+	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/dnsfilter:FuzzWalkAnswers \
+	./agent/dnsfilter:FuzzForwardedAnswer \
+	./agent/control:FuzzControlRequest \
+	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
@@ -139,6 +147,11 @@ size-check:
 			awk -v s=$$s -v b=$(SIZE_BUDGET) -v a=$$a -v f=$$f 'BEGIN { printf "size-check: FAIL: the %s router build (%s) is %d bytes (%.2f MiB), %d bytes over the budget of %d bytes (%.2f MiB)\n", a, f, s, s/1048576, s-b, b, b/1048576 }' >&2; fi; \
 	done; \
 	if [ $$fail = 0 ]; then echo "size-check: every router build ($(ROUTER_ARCHES)) is within $(SIZE_BUDGET) bytes"; fi; exit $$fail
+
+# The router build sizes the README quotes, written into it between markers
+# (scripts/readme-sizes.sh) from a fresh make cross.
+readme-sizes: cross
+	bash scripts/readme-sizes.sh
 
 # OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
 # name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).

@@ -280,6 +280,12 @@ func TestSIGHUPReload(t *testing.T) {
 	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
 	h.reload <- struct{}{}
 	eventually(t, "SIGHUP reload", func() bool { return h.status().LastReload.Trigger == "SIGHUP" })
+	// The re-read found nothing new: the load before it stays visible.
+	st := h.status()
+	if !strings.HasPrefix(st.LastReload.Message, "profiles unchanged") || st.LastChange.Trigger == "SIGHUP" ||
+		!strings.Contains(st.LastChange.Message, "loaded") || !st.LastChange.At.Before(st.LastReload.At) {
+		t.Errorf("after an unchanged SIGHUP: last_reload %+v, last_change %+v; want the earlier load as last_change", st.LastReload, st.LastChange)
+	}
 }
 
 // steppableClock is a clock someone can set, like NTP or `date -s`.
@@ -508,13 +514,7 @@ func runDaemon(t *testing.T, cfg Config) *Daemon {
 // statusOf is what `famguard status` would show of d.
 func statusOf(t *testing.T, d *Daemon) Status {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v, err := d.Handle(ctx, "status", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(Status)
+	return ask(t, d, "status").(Status)
 }
 
 // TestReloadsStayFlat: a thousand reloads that each really change the

@@ -59,6 +59,19 @@ func loadDir(dir string, overlay map[string][]byte) (*Policy, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	return loadFiles(dir, names, overlay)
+}
+
+// LoadFile reads one profile file on its own, as if it were the only file of
+// its directory (`famguard check FILE`, before copying a file into place).
+// Problems between files (a MAC in two files) show only with LoadDir.
+func LoadFile(path string) (*Policy, error) {
+	return loadFiles(filepath.Dir(path), []string{filepath.Base(path)}, nil)
+}
+
+// loadFiles reads and merges the named files of dir, taking those in
+// overlay from it instead of the disk.
+func loadFiles(dir string, names []string, overlay map[string][]byte) (*Policy, error) {
 	if len(names) == 0 {
 		// An empty directory is what a push looks like between deleting the
 		// old files and writing the new ones: never read it as "no rules".

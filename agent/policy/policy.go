@@ -22,6 +22,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -69,6 +71,12 @@ type Child struct {
 	Allow            []string // domains that beat any block
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
+	Budget           *Budget // daily time budget; nil: none
+	// Strict (opt-in) lets the child's devices open new connections only to
+	// addresses famguard's DNS filter answered them recently, the LAN, and
+	// AllowIPs (strict.go).
+	Strict   bool
+	AllowIPs []netip.Prefix // sorted, masked
 }
 
 // Device is a child's device, matched by MAC.
@@ -151,14 +159,16 @@ func (p *Policy) Categories() []string {
 	return sortedKeys(seen)
 }
 
-// MissingCategories reports each place that names a category without a list.
-// These are warnings: the rest of the policy applies regardless.
-func (p *Policy) MissingCategories(available map[string]bool) Problems {
+// MissingCategories reports each place that names a category without a list
+// in dir (the categories directory). These are warnings: the rest of the
+// policy applies regardless, but such a block blocks nothing, which a parent
+// must not have to guess.
+func (p *Policy) MissingCategories(dir string, available map[string]bool) Problems {
 	var out Problems
 	for _, r := range p.refs {
 		if !available[r.name] {
 			out = append(out, Problem{File: r.pos.file, Line: r.pos.line, Col: r.pos.col, Field: r.pos.field,
-				Msg: fmt.Sprintf("category %q has no list (add %s.txt to the categories directory); other rules still apply", r.name, r.name)})
+				Msg: fmt.Sprintf("nothing is blocked for %q until a list is installed at %s; other rules still apply", r.name, filepath.Join(dir, r.name+".txt"))})
 		}
 	}
 	out.sort()

@@ -87,14 +87,14 @@ func TestValidFamily(t *testing.T) {
 	if len(pol.Digest) != 12 || len(pol.Sources) != 1 {
 		t.Errorf("digest %q sources %v", pol.Digest, pol.Sources)
 	}
-	missing := pol.MissingCategories(map[string]bool{"adult": true, "gambling": true, "games": true})
+	missing := pol.MissingCategories("/etc/famguard/categories.d", map[string]bool{"adult": true, "gambling": true, "games": true})
 	var lines []string
 	for _, m := range missing {
 		lines = append(lines, strings.TrimPrefix(m.String(), filepath.Join(testdata, "valid", "family")+"/"))
 	}
 	want := []string{
-		`family.yaml:15:86: children.alice.schedules[2].block[1]: category "social" has no list (add social.txt to the categories directory); other rules still apply`,
-		`family.yaml:33:24: children.bob.schedules[1].block[1]: category "video-streaming" has no list (add video-streaming.txt to the categories directory); other rules still apply`,
+		`family.yaml:15:86: children.alice.schedules[2].block[1]: nothing is blocked for "social" until a list is installed at /etc/famguard/categories.d/social.txt; other rules still apply`,
+		`family.yaml:33:24: children.bob.schedules[1].block[1]: nothing is blocked for "video-streaming" until a list is installed at /etc/famguard/categories.d/video-streaming.txt; other rules still apply`,
 	}
 	if !reflect.DeepEqual(lines, want) {
 		t.Errorf("MissingCategories =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -19,6 +21,8 @@ import (
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
+	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/rules"
@@ -45,6 +49,10 @@ func cmdRun(args []string) error {
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
 	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
 	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
+	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
+	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	accountEvery := fs.Duration("account-every", time.Minute, "how often use is sampled for daily budgets; each sample counts as one minute (labs shorten it to run minutes in seconds)")
+	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -57,7 +65,7 @@ func cmdRun(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(newSplitHandler(os.Stdout, os.Stderr, lvl))
 
 	bootPolicy, err := policy.ParseBootPolicy(*bootFlag)
 	if err != nil {
@@ -168,6 +176,13 @@ func cmdRun(args []string) error {
 		saved = savedstate.New(*savedPath)
 	}
 
+	if *budgetThreshold < 1 || *usageFlush < time.Minute {
+		return fmt.Errorf("--budget-threshold must be at least 1 (KiB) and --usage-flush at least 1m")
+	}
+	if on, err := ctacct.Enabled(); err != nil || !on {
+		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
+	}
+
 	d := daemon.New(daemon.Config{
 		ProfilesDir:      *profiles,
 		CategoriesDir:    *categories,
@@ -197,8 +212,12 @@ func cmdRun(args []string) error {
 		HealInterval:     *heal,
 		EventHealing:     events,
 		WatchFiles:       true,
+		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
+		Accounting:       ctacct.New(nil),
+		BudgetThreshold:  uint64(*budgetThreshold) << 10,
+		AccountEvery:     *accountEvery,
 	})
-	srv, err := control.Listen(*state, d.Handle)
+	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
 	case errors.Is(err, control.ErrAlreadyRunning):
 		return err // two agents would fight over the same chains
@@ -207,7 +226,7 @@ func cmdRun(args []string) error {
 		// the rules are applied and kept up to date anyway; only status and
 		// notify are unavailable until the socket can be created.
 		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
-		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+		go serveControlWhenPossible(ctx, *state, d.HandleRequest, log)
 	default:
 		go srv.Serve(ctx)
 	}
@@ -307,4 +326,36 @@ func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 		return nil
 	}
 	return p
+}
+
+// splitHandler writes debug and info lines to one stream (stdout) and warn
+// and error lines to another (stderr). procd logs a service's stdout at
+// info and its stderr at err, so on OpenWrt each line reaches the system log
+// (`logread`) with its real severity instead of every routine line showing
+// as daemon.err. Each line is one write, so the two never interleave within
+// a line; their relative order holds for a reader of both, like a terminal.
+type splitHandler struct {
+	low, high slog.Handler
+}
+
+func newSplitHandler(low, high io.Writer, lvl slog.Level) splitHandler {
+	opts := &slog.HandlerOptions{Level: lvl}
+	return splitHandler{low: slog.NewTextHandler(low, opts), high: slog.NewTextHandler(high, opts)}
+}
+
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.low.Enabled(ctx, l) }
+
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.high.Handle(ctx, r)
+	}
+	return h.low.Handle(ctx, r)
+}
+
+func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return splitHandler{low: h.low.WithAttrs(as), high: h.high.WithAttrs(as)}
+}
+
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }
