@@ -19,6 +19,7 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/overrides"
@@ -142,6 +143,19 @@ func cmdRun(args []string) error {
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
 	}
+	// Strict egress: the filter opens every address it answers a strict
+	// child in the child's sets before the answer leaves. Without the
+	// netlink socket, strict children's answers fail closed (SERVFAIL).
+	var strictSets *egress.Sets
+	if dns != nil {
+		if k, err := egress.NewNetlink(); err != nil {
+			log.Error("strict egress sets unusable: strict children get no DNS answers", "err", err)
+		} else {
+			defer k.Close()
+			strictSets = egress.New(k)
+			dns.SetOpener(strictSets)
+		}
+	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
 	if err != nil {
 		log.Error("DoH list unusable; using the built-in list", "err", err)
@@ -198,6 +212,7 @@ func cmdRun(args []string) error {
 		Dataplane:        dp,
 		DNS:              dns,
 		DNSPorts:         portsOrNil(dnsPorts),
+		StrictSets:       strictOrNil(strictSets),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
 		Neighbours:       neighbours,
@@ -321,6 +336,14 @@ func memTotal() int64 {
 }
 
 // portsOrNil keeps a nil *Ports a nil interface.
+// strictOrNil keeps a nil *egress.Sets a nil interface.
+func strictOrNil(s *egress.Sets) daemon.StrictSets {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
 func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 	if p == nil {
 		return nil

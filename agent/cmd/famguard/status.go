@@ -77,6 +77,16 @@ func printStatus(out io.Writer, st daemon.Status) {
 		for _, r := range st.DNS.Recent {
 			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
 		}
+		strict := make([]string, 0, len(st.DNS.Strict))
+		for child := range st.DNS.Strict {
+			strict = append(strict, child)
+		}
+		sort.Strings(strict)
+		for _, child := range strict {
+			e := st.DNS.Strict[child]
+			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)\n",
+				child, e.Open4, e.Open6, float64(e.MemBytes)/1024)
+		}
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
 	}
