@@ -96,6 +96,12 @@ func TestPauseAndResume(t *testing.T) {
 	if c := a.child("alice"); c.Paused == nil || !c.Offline || c.Paused.By != "famguard pause alice --for 30m" {
 		t.Errorf("status children: %+v", c)
 	}
+	if out, err := cli(t, f.Lab, "status", "--state", f.state); err != nil || !strings.Contains(out, "until 18:30 by famguard pause alice --for 30m") {
+		t.Errorf("famguard status does not show the pause: %v\n%s", err, out)
+	}
+	if out, err := cli(t, f.Lab, "budget", "--state", f.state); err != nil || !strings.Contains(out, "alice  until 18:30 by famguard pause alice --for 30m") {
+		t.Errorf("famguard budget does not show the pause: %v\n%s", err, out)
+	}
 
 	out, err = cli(t, f.Lab, "resume", "alice", "--state", f.state)
 	if err != nil || !strings.Contains(out, "alice is no longer paused") {
