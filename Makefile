@@ -22,6 +22,7 @@ build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
 	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
@@ -94,6 +95,8 @@ bench: deps build
 FUZZ_TARGETS := \
 	./agent/policy:FuzzParseFile \
 	./agent/policy:FuzzLoadDir \
+	./agent/inventory:FuzzParseLeases \
+	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \

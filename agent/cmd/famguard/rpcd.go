@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/tz"
 )
 
 // cmdRPCD is the rpcd exec plugin behind the "famguard" ubus object
@@ -200,7 +202,7 @@ func morning(ctx context.Context, state string) string {
 // devices seen on the LAN; and whether the clock can be trusted yet.
 func parentsView(st daemon.Status) map[string]any {
 	loc := time.Local
-	if l, err := time.LoadLocation(st.Zone.Name); err == nil {
+	if l, err := tz.Load(st.Zone.Name); err == nil {
 		loc = l
 	}
 	type child struct {
@@ -253,7 +255,10 @@ func parentsView(st daemon.Status) map[string]any {
 			}
 		case policy.KindUnknown:
 			if d.Seen {
-				unknown = append(unknown, map[string]any{"mac": d.MAC, "name": d.Device, "randomized": d.Randomized, "applies": d.Reason})
+				// The reason without its hint for the command line (the
+				// page's buttons are the parent's way to assign it).
+				applies, _, _ := strings.Cut(d.Reason, " (")
+				unknown = append(unknown, map[string]any{"mac": d.MAC, "name": d.Device, "randomized": d.Randomized, "applies": applies})
 			}
 		}
 	}

@@ -52,6 +52,7 @@ func cmdRun(args []string) error {
 	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
 	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	accountEvery := fs.Duration("account-every", time.Minute, "how often use is sampled for daily budgets; each sample counts as one minute (labs shorten it to run minutes in seconds)")
 	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
@@ -229,6 +230,7 @@ func cmdRun(args []string) error {
 		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
 		Accounting:       ctacct.New(nil),
 		BudgetThreshold:  uint64(*budgetThreshold) << 10,
+		AccountEvery:     *accountEvery,
 	})
 	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
@@ -22,18 +19,8 @@ func cmdStatus(args []string, out io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var raw json.RawMessage
-	if err := control.Call(ctx, *state, "status", &raw); err != nil {
-		return err
-	}
-	if *asJSON {
-		_, err := out.Write(append(raw, '\n'))
-		return err
-	}
 	var st daemon.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
+	if done, err := askAgent(*state, "status", *asJSON, out, &st); done || err != nil {
 		return err
 	}
 	printStatus(out, st)

@@ -21,7 +21,14 @@
     var s = (cat[lang] && cat[lang][key]) || cat.en[key] || key;
     return s.replace(/\{(\w+)\}/g, function (_, k) { return vars && vars[k] != null ? vars[k] : ""; });
   }
-  document.querySelectorAll("[data-t]").forEach(function (el) { el.textContent = t(el.dataset.t); });
+  function translate(root) {
+    root.querySelectorAll("[data-t]").forEach(function (el) { el.textContent = t(el.dataset.t); });
+  }
+  translate(document);
+  // Times are written the way the browser's own locale writes them (24 h in
+  // most of Europe), in the family's zone.
+  var timeLocale = navigator.language || lang;
+  function cap(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
 
   // ---- ubus over HTTP ----
   var sid = sessionStorage.getItem("fg_sid") || "";
@@ -97,7 +104,7 @@
     var opts = { hour: "2-digit", minute: "2-digit" };
     if (zone) opts.timeZone = zone;
     if (d - now > 20 * 3600 * 1000) opts.weekday = "short";
-    try { return d.toLocaleString(lang, opts); } catch (e) { delete opts.timeZone; return d.toLocaleString(lang, opts); }
+    try { return d.toLocaleString(timeLocale, opts); } catch (e) { delete opts.timeZone; return d.toLocaleString(timeLocale, opts); }
   }
   function fmtMin(n) {
     n = Math.max(0, Math.round(n));
@@ -123,11 +130,12 @@
     list.innerHTML = "";
     (st.unknown || []).forEach(function (u) { list.appendChild(unknownItem(u, st.children || [])); });
     $("#unknown").hidden = !(st.unknown && st.unknown.length);
-    $("#updated").textContent = t("updated", { t: new Date().toLocaleTimeString(lang) });
+    $("#updated").textContent = t("updated", { t: new Date().toLocaleTimeString(timeLocale) });
   }
 
   function childCard(c) {
     var el = $("#child-card").content.firstElementChild.cloneNode(true);
+    translate(el);
     el.dataset.child = c.name;
     $(".name", el).textContent = c.name;
     var state = $(".state", el);
@@ -168,6 +176,7 @@
 
   function unknownItem(u, children) {
     var el = $("#unknown-item").content.firstElementChild.cloneNode(true);
+    translate(el);
     el.dataset.mac = u.mac;
     $(".dev", el).textContent = u.name || t("unknown_name");
     $(".mac", el).textContent = u.mac + (u.randomized ? " · " + t("randomized") : "");
@@ -175,7 +184,7 @@
     var actions = $(".assign", el);
     children.forEach(function (c) {
       var btn = document.createElement("button");
-      btn.className = "big"; btn.textContent = t("this_is", { name: c.name });
+      btn.className = "big"; btn.textContent = t("this_is", { name: cap(c.name) });
       btn.addEventListener("click", function () { act(el, btn, "assign", { mac: u.mac, to: c.name }, t("done_assign")); });
       actions.appendChild(btn);
     });
