@@ -40,7 +40,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -87,14 +86,18 @@ type Config struct {
 	// DNS, when set, is the listener that filters protected devices' DNS
 	// (already bound to DNSPort): the daemon redirects their queries to it
 	// and publishes what applies to each device.
-	DNS          *dnsfilter.Server
-	DNSPort      int
-	DoH          dnsfilter.DoHList                      // DNS-over-HTTPS resolvers refused with bypass prevention
-	Neighbours   Neighbours                             // nil: addresses unknown
-	DeleteFlows  func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
-	WallJumps    <-chan struct{}                        // nil: none
-	RulesChanged <-chan struct{}                        // the ruleset changed (nf_tables events); nil: rely on HealInterval
-	Reload       <-chan struct{}                        // SIGHUP
+	DNS     *dnsfilter.Server
+	DNSPort int
+	DoH     dnsfilter.DoHList // DNS-over-HTTPS resolvers refused with bypass prevention
+	// DNSPorts binds the DNS filter's listeners of the class ports (and
+	// the offline port) before the rules redirect to them; nil: only
+	// DNSPort is listened on (tests without a network).
+	DNSPorts     DNSPorts
+	Neighbours   Neighbours      // nil: addresses unknown
+	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
+	WallJumps    <-chan struct{} // nil: none
+	RulesChanged <-chan struct{} // the ruleset changed (nf_tables events); nil: rely on HealInterval
+	Reload       <-chan struct{} // SIGHUP
 	Log          *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
@@ -104,6 +107,14 @@ type Config struct {
 	EventHealing        bool          // RulesChanged delivers nf_tables change events (logged)
 	Debounce            time.Duration // quiet time after a profile change before reloading; default 20ms
 	WatchFiles          bool          // watch ProfilesDir with fsnotify (true in production)
+
+	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
+	// lan interface, br-lan); LANSource says where that came from. Only
+	// packets that come in on them are a device's (rules.Desired.LAN), and
+	// only devices seen there can be unknown devices; empty: none is.
+	LAN       []string
+	LANSource string
+	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -120,7 +131,7 @@ type Daemon struct {
 	lastReload  ReloadResult
 	// lastChange is the last reload that loaded a new policy or failed: an
 	// unchanged re-read (every SIGHUP, every `reload`) must not hide it.
-	lastChange ReloadResult
+	lastChange  ReloadResult
 	neigh       netwatch.Table
 	states      []policy.DeviceState
 	offline     map[string]bool // MAC → offline in the last applied state
@@ -140,6 +151,9 @@ type Daemon struct {
 
 	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
+
+	devs devicesState   // devices seen on the LAN (inventory.go)
+	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
 }
 
 // catResult is one load of the category lists.
@@ -262,6 +276,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
 	}
 
+	d.loadInventory()
 	d.reload("start")
 
 	schedTimer := time.NewTimer(time.Hour)
@@ -297,7 +312,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reload("SIGHUP")
 		case t := <-neighCh:
 			d.neigh = t
+			d.observe(t)
 			d.reconcile("neighbour table changed")
+			d.noticeRestricted(false)
 		case c := <-catCh:
 			d.categoriesLoaded(c)
 		case _, ok := <-wallJumps:
@@ -397,7 +414,11 @@ func (d *Daemon) publishDNS() {
 			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention,
 			DoHNames: d.cfg.DoH.Names}
 	}
-	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store))
+	offline := 0
+	if d.cfg.DNSPort > 0 {
+		offline = d.cfg.DNSPort + offlinePortOffset
+	}
+	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store).WithPorts(d.classRules(perMAC), offline))
 }
 
 // armTimer points the schedule timer at the next transition. A Go timer runs
@@ -487,6 +508,7 @@ func (d *Daemon) reload(why string) {
 		d.log.Warn(m)
 	}
 	d.reconcile("policy loaded")
+	d.noticeRestricted(true)
 }
 
 // missingCategories reports categories named in profiles that have no list in
@@ -526,21 +548,12 @@ func (d *Daemon) reconcile(why string) {
 		d.next = time.Time{}
 	}
 
-	bypass := map[string]bool{}
-	for _, c := range d.pol.Children {
-		bypass[c.Name] = c.BypassPrevention
-	}
-	desired := rules.Desired{}
-	if d.cfg.DNS != nil {
-		desired.DNSPort = d.cfg.DNSPort
-		desired.DoHAddrs = d.cfg.DoH.Addrs
-	}
-	for _, s := range states {
-		desired.Devices = append(desired.Devices, rules.Device{
-			MAC: s.MAC, Child: s.Child, Name: s.Device,
-			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
-			BypassPrevention: bypass[s.Child],
-		})
+	desired, err := d.desired(states)
+	if err != nil {
+		d.dp.LastError = err.Error()
+		d.log.Error("cannot prepare the rules; keeping the current ones", "err", err)
+		d.scheduleRetry()
+		return
 	}
 	// The DNS filter learns the new state before the firewall changes, so
 	// a redirected query never meets stale rules.
@@ -551,8 +564,8 @@ func (d *Daemon) reconcile(why string) {
 	}
 	d.applySucceeded()
 
-	// Conntrack: cut what the newly offline devices had open.
-	var cut []netip.Addr
+	// Conntrack: cut what the newly offline devices had open, by the
+	// device IDs in the connection marks.
 	nowOffline := map[string]bool{}
 	for _, s := range states {
 		if s.Online {
@@ -564,28 +577,19 @@ func (d *Daemon) reconcile(why string) {
 		nowOffline[s.MAC] = true
 		if !d.offline[s.MAC] {
 			d.log.Info(fmt.Sprintf("%s is now offline: %s", deviceLabel(s), s.Reason), "until", untilText(s.Until, d.zone.Loc), "trigger", why)
-			cut = append(cut, d.neigh[s.MAC]...)
 		}
 	}
 	d.offline = nowOffline
 	d.saveStates(states)
-	if len(cut) > 0 && d.cfg.DeleteFlows != nil {
-		n, err := d.cfg.DeleteFlows(cut)
-		if err != nil {
-			d.log.Error("could not delete the connections of newly offline devices; they end when they next go idle", "err", err)
-		} else {
-			d.log.Info("cut live connections of newly offline devices", "connections", n, "addresses", len(cut))
-		}
-	}
+	d.cutOffline(d.newlyOfflineIDs(desired))
+	d.cutDNS(desired)
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,
-// the boot policy otherwise.
+// the boot policy otherwise (evaluator); with trusted devices and the
+// unknown devices on the LAN (inventory.go).
 func (d *Daemon) evaluate() []policy.DeviceState {
-	if d.trusted {
-		return d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
-	}
-	return d.pol.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt)
+	return d.withSeen(d.seen(), d.evaluator())
 }
 
 // clockTrusted switches from the boot policy to the schedule.
@@ -765,6 +769,9 @@ func (d *Daemon) heal() {
 }
 
 func deviceLabel(s policy.DeviceState) string {
+	if s.Kind == policy.KindUnknown {
+		return fmt.Sprintf("unknown device %s", s.MAC)
+	}
 	if s.Device != "" {
 		return fmt.Sprintf("%s (%s, %s)", s.Device, s.Child, s.MAC)
 	}

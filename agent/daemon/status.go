@@ -153,6 +153,8 @@ func (d *Daemon) answer(r request) (any, error) {
 			d.states = d.evaluate()
 		}
 		return d.status(), nil
+	case "devices":
+		return d.devices(), nil
 	case "reload":
 		d.reload("control socket")
 		return d.lastReload, nil
@@ -174,7 +176,7 @@ func (d *Daemon) answer(r request) (any, error) {
 		// never sets the system time.
 		return d.stepClock(r.args)
 	default:
-		return nil, fmt.Errorf("unknown command %q (known: status, reload, clock-synced, heal, shutdown)", r.cmd)
+		return nil, fmt.Errorf("unknown command %q (known: status, devices, reload, clock-synced, heal, shutdown)", r.cmd)
 	}
 }
 
@@ -189,7 +191,7 @@ func (d *Daemon) status() Status {
 		LastReload: d.lastReload,
 		LastChange: d.lastChange,
 		Dataplane:  d.dp,
-		Warnings:   append([]string{}, d.missingCats...),
+		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),
 	}

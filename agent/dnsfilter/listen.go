@@ -33,9 +33,10 @@ const (
 
 // Listener is a bound DNS listener (UDP and TCP on one address).
 type Listener struct {
-	s   *Server
-	udp *net.UDPConn
-	tcp *net.TCPListener
+	s    *Server
+	port int // the port it listens on: it tells whose rules answer
+	udp  *net.UDPConn
+	tcp  *net.TCPListener
 
 	maxConns    int           // maxTCPConns (tests lower it)
 	idleTimeout time.Duration // tcpIdleTimeout (tests lower it)
@@ -62,7 +63,7 @@ func (s *Server) Listen(addr string) (*Listener, error) {
 	udp := pc.(*net.UDPConn)
 	recvDestination(udp)
 	receiveBuffer(udp, udpSocketBuf)
-	return &Listener{s: s, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
+	return &Listener{s: s, port: udp.LocalAddr().(*net.UDPAddr).Port, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
 		conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -130,7 +131,7 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; l.s.done(tk) }()
-			if resp := l.s.Answer(ctx, query, src, "udp"); resp != nil {
+			if resp := l.s.Answer(ctx, query, l.port, src, "udp"); resp != nil {
 				_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, replyOOB, from)
 			}
 		}()
@@ -203,7 +204,7 @@ func (l *Listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		// once frees the connection for the client's next query.
 		var resp []byte
 		if tk, ok := l.s.admit(src); ok {
-			resp = l.s.Answer(ctx, query, src, "tcp")
+			resp = l.s.Answer(ctx, query, l.port, src, "tcp")
 			l.s.done(tk)
 		} else {
 			resp = l.s.Refuse(query)

@@ -10,8 +10,9 @@
 // daemon keeps the last good policy. Problems carry FILE:LINE:COL, the field
 // path, and what to write instead.
 //
-// Compatibility: version-1 files will keep loading. Future additions (pause,
-// extra time, daily budgets, unknown-device policy, operator defaults) are new
+// Compatibility: version-1 files will keep loading. Additions (pause,
+// extra time, daily budgets, the unknown-device policy and trusted devices of
+// devices.go, operator defaults) are new
 // optional keys, so files that do not use them are unaffected; a file that
 // declares a version this agent does not know is rejected with a clear
 // message rather than half-understood.
@@ -35,6 +36,17 @@ type Policy struct {
 	Children []Child  // sorted by name
 	Sources  []Source // the files it came from, sorted by path
 	Digest   string   // identifies the set: operators read back which push is live
+
+	// Unknown is unknown_devices as a profile set it (Action UnknownUnset:
+	// no file did; UnknownDevices resolves the default). Randomized is
+	// randomized_devices likewise (RandomizedDevices resolves it).
+	Unknown    UnknownRule
+	Randomized UnknownRule
+	// Trusted are parents' devices: never restricted, never unknown. It
+	// includes the `assigned:` entries to trusted; entries assigned to a
+	// child are in that child's Devices.
+	Trusted  []Device
+	Assigned []Assignment // every `assigned:` entry, in file order
 
 	refs []categoryRef // where each category was named (for check --categories)
 }
@@ -84,6 +96,9 @@ type Problem struct {
 	Col   int
 	Field string
 	Msg   string
+	// crossFile: a reference (to a child) resolved against the whole set;
+	// a file read alone may lack what another file of the set defines.
+	crossFile bool
 }
 
 func (p Problem) String() string {

@@ -50,7 +50,8 @@ var (
 	seconds    = flag.Int("seconds", 40, "how long the timeline runs")
 )
 
-const profileTemplate = `# The demo family. The parent's laptop is not listed: famguard leaves it alone.
+const profileTemplate = `# The demo family. The parent's laptop is trusted: famguard leaves it alone
+# (a device in no list would be an unknown device: offline until assigned).
 version: 1
 timezone: Europe/Berlin
 children:
@@ -67,6 +68,8 @@ children:
     block: [adult]
     schedules:
       - {name: bedtime, days: [daily], from: "BOBTIME", to: "07:00", action: offline}
+trusted:
+  - {mac: "02:00:00:00:00:31", name: "Parent's laptop"}
 `
 
 // When things happen, in seconds of the timeline.

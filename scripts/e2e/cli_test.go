@@ -127,7 +127,7 @@ func TestStatusJSONContract(t *testing.T) {
 	}
 	var devs []map[string]json.RawMessage
 	_ = json.Unmarshal(st["devices"], &devs)
-	if len(devs) != 2 {
+	if len(devs) != 3 { // Alice, Bob and the trusted parent
 		t.Fatalf("status devices = %s", st["devices"])
 	}
 	for _, k := range []string{"mac", "child", "online", "reason", "until", "blocked_categories", "seen", "addresses"} {

@@ -46,8 +46,22 @@ func cmdCheck(args []string, out io.Writer) error {
 	for _, c := range pol.Children {
 		devices += len(c.Devices)
 	}
-	fmt.Fprintf(os.Stderr, "%s: valid (%d children, %d devices, policy %s)\n", path, children, devices, pol.Digest)
+	fmt.Fprintf(os.Stderr, "%s: valid (%d children, %d devices, %d trusted, unknown devices: %s, policy %s)\n",
+		path, children, devices, len(pol.Trusted), unknownSummary(pol), pol.Digest)
 	return nil
+}
+
+// unknownSummary says in a few words what applies to unknown devices.
+func unknownSummary(pol *policy.Policy) string {
+	u, r := pol.UnknownDevices(), pol.RandomizedDevices()
+	s := u.String()
+	if u.Default {
+		s += " (default)"
+	}
+	if r != u {
+		s += ", randomised MACs: " + r.String()
+	}
+	return s
 }
 
 // oneProfileSet is the one positional argument of check and plan: a profile

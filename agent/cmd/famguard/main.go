@@ -1,5 +1,5 @@
 // Command famguard is the agent's single binary: the daemon (`run`) and the
-// tools around it (`check`, `plan`, `status`, `cleanup`).
+// tools around it (`check`, `plan`, `status`, `devices`, `assign`, `cleanup`).
 //
 // The sub-commands, their flags and their JSON are a contract that scripts,
 // operators' management daemons and the lab tests rely on: add to them, never
@@ -33,10 +33,12 @@ Usage:
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
-                   [--memory-limit MiB] [--restore-timeout DURATION]
+                   [--memory-limit MiB] [--restore-timeout DURATION] [--lan IFACES] [--dhcp-leases FILE]
   famguard check   [--categories DIR] DIR|FILE
   famguard plan    [--at TIME] [--json] [--categories DIR] DIR|FILE
   famguard status  [--json] [--state DIR]
+  famguard devices [--json] [--state DIR]
+  famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
@@ -47,6 +49,9 @@ check    validate a profile directory or file; exit 1 and one FILE:LINE:COL line
 plan     show what the policy means at an instant, per device (--at "2026-11-30 16:30", "16:30",
          "mon 16:30" in the family's zone, or RFC 3339)
 status   show the running agent's view: devices, reasons, policy, last reload
+devices  list every device seen on the LAN: MAC, randomised?, first/last seen, addresses, what applies
+assign   give a device to a child or trust it (a parent's device), in profiles.d/famguard-assigned.yaml;
+         validated with all profiles first, in force at once when the agent runs
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 `
@@ -67,6 +72,10 @@ func main() {
 		err = cmdPlan(args, os.Stdout)
 	case "status":
 		err = cmdStatus(args, os.Stdout)
+	case "devices":
+		err = cmdDevices(args, os.Stdout)
+	case "assign":
+		err = cmdAssign(args, os.Stdout)
 	case "notify":
 		err = cmdNotify(args)
 	case "cleanup":

@@ -28,6 +28,9 @@ type planOutput struct {
 	// blocked categories that have none there, i.e. block nothing.
 	CategoriesDir string       `json:"categories_dir"`
 	Devices       []planDevice `json:"devices"`
+	// UnknownDevices is what applies to a device no profile lists (one row,
+	// and one more for randomised MACs when randomized_devices differs).
+	UnknownDevices []policy.DeviceState `json:"unknown_devices"`
 }
 
 // planDevice is a device's state plus its child's standing DNS rules.
@@ -83,9 +86,14 @@ func cmdPlan(args []string, out io.Writer) error {
 	for _, c := range pol.Children {
 		children[c.Name] = c
 	}
-	states := pol.Evaluate(when, zone.Loc)
+	eval := policy.At(when, zone.Loc)
+	states := pol.EvaluateSeen(nil, eval)
+	classes := pol.UnknownClasses(eval)
+	if classes == nil {
+		classes = []policy.DeviceState{}
+	}
 	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
-		CategoriesDir: *catDir, Devices: []planDevice{}}
+		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes}
 	unlisted := map[string]bool{}
 	for _, s := range states {
 		c := children[s.Child]
@@ -118,7 +126,7 @@ func cmdPlan(args []string, out io.Writer) error {
 			shown[i].BlockedCategories = append(shown[i].BlockedCategories, cat)
 		}
 	}
-	printDevices(out, shown, nil, zone.Loc, res.At)
+	printDevices(out, append(shown, classes...), nil, zone.Loc, res.At)
 	if len(unlisted) > 0 {
 		var names []string
 		for c := range unlisted {
@@ -237,7 +245,7 @@ func printDevices(out io.Writer, states []policy.DeviceState, addrs map[string][
 		if name == "" {
 			name = "-"
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Child, name, s.MAC, state, until, cats, s.Reason)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", whose(s), name, orDash(s.MAC), state, until, cats, s.Reason)
 		if addrs != nil {
 			a := addrs[s.MAC]
 			if len(a) == 0 {
@@ -249,6 +257,27 @@ func printDevices(out io.Writer, states []policy.DeviceState, addrs map[string][
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+}
+
+// whose is the CHILD column: the child, "trusted", or "unknown" (with the
+// child whose rules it gets).
+func whose(s policy.DeviceState) string {
+	switch {
+	case s.Kind == policy.KindTrusted:
+		return "(trusted)"
+	case s.Kind == policy.KindUnknown && s.Child != "":
+		return "(unknown) like " + s.Child
+	case s.Kind == policy.KindUnknown:
+		return "(unknown)"
+	}
+	return s.Child
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // humanUntil says when, relative to now, in the family's zone.
