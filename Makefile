@@ -96,6 +96,8 @@ FUZZ_TARGETS := \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/control:FuzzControlRequest \
+	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \

@@ -37,6 +37,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,8 +47,10 @@ import (
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/agent/tz"
@@ -115,6 +118,14 @@ type Config struct {
 	LAN       []string
 	LANSource string
 	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
+	// Overrides keeps pauses, extra time and budget usage (nil: in memory
+	// only). Accounting reads per-device byte counters for daily budgets
+	// (nil: budgets do not count), every AccountEvery (default 1 min); a
+	// minute counts above BudgetThreshold bytes (default 20 KiB).
+	Overrides       *overrides.Store
+	Accounting      Accounting
+	AccountEvery    time.Duration
+	BudgetThreshold uint64
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -154,6 +165,7 @@ type Daemon struct {
 
 	devs devicesState   // devices seen on the LAN (inventory.go)
 	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
+	ov   overridesState // pauses, extra time, budgets (overrides.go)
 }
 
 // catResult is one load of the category lists.
@@ -166,7 +178,9 @@ type catResult struct {
 
 type request struct {
 	cmd   string
-	args  []string
+	args  []string        // text form (Handle)
+	raw   json.RawMessage // the version-1 args object (HandleRequest)
+	do    func() (any, error)
 	reply chan response
 }
 
@@ -216,7 +230,10 @@ func New(cfg Config) *Daemon {
 // Handle is the control-socket handler: it forwards the request to the loop
 // goroutine, which owns the state, and waits for its answer.
 func (d *Daemon) Handle(ctx context.Context, cmd string, args []string) (any, error) {
-	r := request{cmd: cmd, args: args, reply: make(chan response, 1)}
+	return d.send(ctx, request{cmd: cmd, args: args, reply: make(chan response, 1)})
+}
+
+func (d *Daemon) send(ctx context.Context, r request) (any, error) {
 	select {
 	case d.requests <- r:
 	case <-ctx.Done():
@@ -228,6 +245,11 @@ func (d *Daemon) Handle(ctx context.Context, cmd string, args []string) (any, er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// HandleRequest is the control-socket handler (protocol version 1).
+func (d *Daemon) HandleRequest(ctx context.Context, req control.Request) (any, error) {
+	return d.send(ctx, request{cmd: req.Cmd, raw: req.Args, reply: make(chan response, 1)})
 }
 
 // ErrShutdownRequested is returned by Run when a client asked the agent to
@@ -243,6 +265,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.dp.Backend = d.cfg.Dataplane.Backend()
 	d.trusted, d.trustSource = !d.cfg.WaitForClockSync, d.cfg.TrustSource
 	d.loadSaved()
+	defer d.startOverrides(ctx)()
 	d.log.Info("famguard starting", "version", d.cfg.Version, "profiles", d.cfg.ProfilesDir,
 		"firewall_backend", d.dp.Backend, "heal", healMode(d.cfg), "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
 	if !d.trusted {
@@ -555,6 +578,7 @@ func (d *Daemon) reconcile(why string) {
 		d.scheduleRetry()
 		return
 	}
+	d.noteDesired(desired)
 	// The DNS filter learns the new state before the firewall changes, so
 	// a redirected query never meets stale rules.
 	d.publishDNS()

@@ -164,11 +164,14 @@ func (d *Daemon) withSeen(macs []string, eval policy.Evaluator) []policy.DeviceS
 // evaluator is the evaluator of the moment: the schedule when the clock is
 // trusted, the boot policy otherwise.
 func (d *Daemon) evaluator() policy.Evaluator {
+	// Pauses, extra time and budgets (overrides.go) apply on top, also to
+	// unknown devices evaluated like a child and to the unknown class.
 	if d.trusted {
-		return policy.At(d.cfg.Clock.Now(), d.zone.Loc)
+		at := policy.At(d.cfg.Clock.Now(), d.zone.Loc)
+		return func(p *policy.Policy) []policy.DeviceState { return d.applyOverrides(at(p)) }
 	}
 	return func(p *policy.Policy) []policy.DeviceState {
-		return p.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt)
+		return d.applyOverrides(p.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt))
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 )
 
@@ -31,6 +33,10 @@ type Status struct {
 	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
 	Devices    []DeviceStatus    `json:"devices"`
 	Runtime    RuntimeStatus     `json:"runtime"`
+	// Children is each child's pauses, extra time and budget today (add,
+	// never rename: see agent/overrides.ChildStatus).
+	Children  []overrides.ChildStatus `json:"children"`
+	Overrides *OverridesStatus        `json:"overrides"`
 }
 
 // RuntimeStatus is the agent process's own footprint, so an operator (and
@@ -146,6 +152,12 @@ type DeviceStatus struct {
 }
 
 func (d *Daemon) answer(r request) (any, error) {
+	if r.do != nil { // the daemon's own goroutines (accounting)
+		return r.do()
+	}
+	if v, err, ok := d.answerOverrides(r); ok {
+		return v, err
+	}
 	switch r.cmd {
 	case "status":
 		// Evaluate afresh so `until` and reasons are exact at this instant.
@@ -174,9 +186,18 @@ func (d *Daemon) answer(r request) (any, error) {
 		// the way NTP or `date -s` steps the real one, and handle it like a
 		// wall-clock step signal. Refused with the real clock: the agent
 		// never sets the system time.
+		var a struct {
+			By string `json:"by"`
+		}
+		if err := control.DecodeArgs(r.raw, &a); err != nil {
+			return nil, err
+		}
+		if a.By != "" {
+			r.args = []string{a.By}
+		}
 		return d.stepClock(r.args)
 	default:
-		return nil, fmt.Errorf("unknown command %q (known: status, devices, reload, clock-synced, heal, shutdown)", r.cmd)
+		return nil, control.Errorf(control.CodeUnknownCommand, "unknown command %q (known: status, devices, reload, pause, resume, grant, budget, overrides, clock-synced, heal, shutdown)", r.cmd)
 	}
 }
 
@@ -194,6 +215,8 @@ func (d *Daemon) status() Status {
 		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),
+		Children:   append([]overrides.ChildStatus{}, d.ov.children...),
+		Overrides:  d.overridesStatus(),
 	}
 	if d.trusted {
 		st.Clock.TrustSource = d.trustSource

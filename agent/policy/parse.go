@@ -21,7 +21,7 @@ import (
 // drift apart.
 var Keys = map[string][]string{
 	"file":     {"version", "timezone", "children", "unknown_devices", "randomized_devices", "trusted", "assigned"},
-	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny"},
+	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny", "budget"},
 	"device":   {"mac", "name"},
 	"schedule": {"name", "days", "from", "to", "action", "block", "enabled"},
 	"unknown":  {"like"},              // the mapping form of unknown_devices / randomized_devices
@@ -292,6 +292,9 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 	}
 	if d, ok := f["deny"]; ok {
 		c.Deny = p.domains(d, path+".deny")
+	}
+	if b, ok := f["budget"]; ok {
+		c.Budget = p.budget(b, path+".budget")
 	}
 	if s, ok := f["schedules"]; ok {
 		names := map[string]*yaml.Node{}

@@ -70,6 +70,7 @@ type Child struct {
 	Allow            []string // domains that beat any block
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
+	Budget           *Budget // daily time budget; nil: none
 }
 
 // Device is a child's device, matched by MAC.

@@ -24,6 +24,9 @@ const (
 	// On flash, so it survives reboots; written only when a device's state
 	// changes (a few times a day).
 	defaultSavedState = "/etc/famguard/device-state.json"
+	// On flash too: pauses and extra time written at once (rare), today's
+	// usage at most every --usage-flush; the frequent copy is in --state.
+	defaultOverrides = "/etc/famguard/overrides.json"
 )
 
 const usage = `famguard — parental-control agent for home routers
@@ -39,6 +42,10 @@ Usage:
   famguard status  [--json] [--state DIR]
   famguard devices [--json] [--state DIR]
   famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
+  famguard pause   CHILD|DEVICE [--for DURATION | --until TIME] [--json] [--state DIR]
+  famguard resume  CHILD|DEVICE [--json] [--state DIR]
+  famguard grant   CHILD DURATION | CHILD --budget +30m | CHILD --cancel [--json] [--state DIR]
+  famguard budget  [CHILD] | CHILD +30m|-15m [--json] [--state DIR]
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
@@ -52,6 +59,10 @@ status   show the running agent's view: devices, reasons, policy, last reload
 devices  list every device seen on the LAN: MAC, randomised?, first/last seen, addresses, what applies
 assign   give a device to a child or trust it (a parent's device), in profiles.d/famguard-assigned.yaml;
          validated with all profiles first, in force at once when the agent runs
+pause    take a child (all their devices) or one device offline now: for a while, until a time, or until resumed
+resume   lift a pause
+grant    extra time that ends by itself, even inside an offline window or past a used-up budget (category blocks still apply)
+budget   show today's budget per child (used, left, when it runs out), or change today's only
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 `
@@ -76,6 +87,14 @@ func main() {
 		err = cmdDevices(args, os.Stdout)
 	case "assign":
 		err = cmdAssign(args, os.Stdout)
+	case "pause":
+		err = cmdPause(args, os.Stdout)
+	case "resume":
+		err = cmdResume(args, os.Stdout)
+	case "grant":
+		err = cmdGrant(args, os.Stdout)
+	case "budget":
+		err = cmdBudget(args, os.Stdout)
 	case "notify":
 		err = cmdNotify(args)
 	case "cleanup":

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
 )
@@ -31,6 +32,12 @@ type planOutput struct {
 	// UnknownDevices is what applies to a device no profile lists (one row,
 	// and one more for randomised MACs when randomized_devices differs).
 	UnknownDevices []policy.DeviceState `json:"unknown_devices"`
+	// Children is each child's pauses, extra time and budget as they
+	// stand at At (from the agent's saved overrides), and Budgets what the
+	// running agent says now (with when a budget runs out at the current
+	// rate); null when no agent answers.
+	Children []overrides.ChildStatus `json:"children"`
+	Budgets  []overrides.ChildStatus `json:"budgets_now"`
 }
 
 // planDevice is a device's state plus its child's standing DNS rules.
@@ -47,6 +54,8 @@ func cmdPlan(args []string, out io.Writer) error {
 	at := fs.String("at", "", `the instant to evaluate, in the family's zone: "2026-11-30 16:30", "16:30" (today), "mon 16:30" (the next Monday, today if it is one), or RFC 3339; default now`)
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	catDir := fs.String("categories", defaultCategories, `the category lists; blocked categories without one are marked ("": not checked)`)
+	state := fs.String("state", defaultState, "the agent's --state directory (its overrides are shown)")
+	ovPath := fs.String("overrides", defaultOverrides, "the agent's --overrides file")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -82,21 +91,22 @@ func cmdPlan(args []string, out io.Writer) error {
 			return fmt.Errorf("--categories: %w", err)
 		}
 	}
-	children := map[string]policy.Child{}
+	byName := map[string]policy.Child{}
 	for _, c := range pol.Children {
-		children[c.Name] = c
+		byName[c.Name] = c
 	}
 	eval := policy.At(when, zone.Loc)
 	states := pol.EvaluateSeen(nil, eval)
 	classes := pol.UnknownClasses(eval)
+	states, ovChildren, live := planOverrides(pol, states, when, zone.Loc, *state, *ovPath)
 	if classes == nil {
 		classes = []policy.DeviceState{}
 	}
 	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
-		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes}
+		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes, Children: ovChildren, Budgets: live}
 	unlisted := map[string]bool{}
 	for _, s := range states {
-		c := children[s.Child]
+		c := byName[s.Child]
 		d := planDevice{DeviceState: s, SafeSearch: c.SafeSearch, Allow: nonNil(c.Allow), Deny: nonNil(c.Deny), CategoriesWithoutList: []string{}}
 		if *catDir != "" {
 			for _, cat := range s.BlockedCategories {
@@ -137,6 +147,7 @@ func cmdPlan(args []string, out io.Writer) error {
 			strings.Join(names, ", "), filepath.Join(*catDir, "<category>.txt"))
 	}
 	printDNSRules(out, pol.Children)
+	printPlanChildren(out, ovChildren, live, res.At)
 	return nil
 }
 

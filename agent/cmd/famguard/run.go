@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
+	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/rules"
@@ -46,6 +49,9 @@ func cmdRun(args []string) error {
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
 	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
 	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
+	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
+	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -169,6 +175,13 @@ func cmdRun(args []string) error {
 		saved = savedstate.New(*savedPath)
 	}
 
+	if *budgetThreshold < 1 || *usageFlush < time.Minute {
+		return fmt.Errorf("--budget-threshold must be at least 1 (KiB) and --usage-flush at least 1m")
+	}
+	if on, err := ctacct.Enabled(); err != nil || !on {
+		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
+	}
+
 	d := daemon.New(daemon.Config{
 		ProfilesDir:      *profiles,
 		CategoriesDir:    *categories,
@@ -198,8 +211,11 @@ func cmdRun(args []string) error {
 		HealInterval:     *heal,
 		EventHealing:     events,
 		WatchFiles:       true,
+		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
+		Accounting:       ctacct.New(nil),
+		BudgetThreshold:  uint64(*budgetThreshold) << 10,
 	})
-	srv, err := control.Listen(*state, d.Handle)
+	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
 	case errors.Is(err, control.ErrAlreadyRunning):
 		return err // two agents would fight over the same chains
@@ -208,7 +224,7 @@ func cmdRun(args []string) error {
 		// the rules are applied and kept up to date anyway; only status and
 		// notify are unavailable until the socket can be created.
 		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
-		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+		go serveControlWhenPossible(ctx, *state, d.HandleRequest, log)
 	default:
 		go srv.Serve(ctx)
 	}

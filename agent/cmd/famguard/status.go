@@ -93,6 +93,20 @@ func printStatus(out io.Writer, st daemon.Status) {
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
 	}
+	if o := st.Overrides; o != nil {
+		acct := "usage accounting off"
+		if o.Accounting {
+			acct = fmt.Sprintf("a minute counts above %d KiB, %d passes", o.Threshold>>10, o.Passes)
+			if o.LastPass != "" {
+				acct += ", last took " + o.LastPass
+			}
+		}
+		fmt.Fprintf(out, "Controls: kept in %s (%d writes; usage at most every %s, a power cut loses at most %d min) and %s; %s\n",
+			o.FlashPath, o.FlashWrites, o.FlushEvery, o.MaxLossMinutes, o.RAMPath, acct)
+		if o.Error != "" {
+			fmt.Fprintf(out, "          %s\n", o.Error)
+		}
+	}
 	for _, w := range st.Warnings {
 		fmt.Fprintf(out, "Warning:  %s\n", w)
 	}
@@ -106,6 +120,10 @@ func printStatus(out io.Writer, st daemon.Status) {
 		addrs[d.MAC] = a
 	}
 	printDevices(out, states, addrs, loc, now)
+	if len(st.Children) > 0 {
+		fmt.Fprintln(out)
+		printChildren(out, st.Children, now)
+	}
 }
 
 // printReload shows the last change of policy (or failed reload) first, so a
