@@ -380,7 +380,7 @@ func observe(ctx context.Context, l *lab.Lab, hosts []*lab.Host, state string, s
 	}
 	out := map[string]line{}
 	for i, h := range hosts {
-		ln := line{v4: res[i].v4, v6: res[i].v6, why: "not in the profile: famguard leaves it alone"}
+		ln := line{v4: res[i].v4, v6: res[i].v6, why: "not in famguard's view"}
 		if d, ok := byMAC[h.MAC]; ok {
 			ln.why = d.Reason
 			if d.Until != nil {
@@ -480,7 +480,7 @@ func showDNS(ctx context.Context, l *lab.Lab, sh *shown) error {
 		return open
 	}
 	fmt.Printf("  alice   casino.example  → %-27s %s\n", sh.dnsBlocked, verdict(sh.dnsBlocked, "blocked: it is on the gambling list", "answered"))
-	fmt.Printf("  parent  casino.example  → %-27s %s\n", sh.dnsParent, verdict(sh.dnsParent, "blocked", "answered: famguard leaves the parent alone"))
+	fmt.Printf("  parent  casino.example  → %-27s %s\n", sh.dnsParent, verdict(sh.dnsParent, "blocked", "answered: the parent's laptop is trusted"))
 	ss := "answered"
 	if sh.safeSearch == "forcesafesearch.google.com" {
 		ss = colour.green + "Google's safe-search address: explicit results are filtered" + colour.reset
@@ -543,7 +543,7 @@ func summary(sh shown) error {
 		"Bob did not go offline after the profile edit")
 	point(sh.healed > 0, fmt.Sprintf("Another program wiped the firewall; famguard restored it in %d ms.", sh.healed.Milliseconds()),
 		"famguard's restoration of the firewall was not seen")
-	point(sh.parentAlwaysOnline, "The parent's laptop, not in the profile, stayed online all along.", "the parent's laptop lost access")
+	point(sh.parentAlwaysOnline, "The parent's laptop, trusted in the profile, stayed online all along.", "the parent's laptop lost access")
 	fmt.Printf("\nOn a router: `famguard status` shows the same explanations; stopping famguard keeps the rules\n" +
 		"in force, and `famguard cleanup` removes them.\n")
 	if len(failed) > 0 {
