@@ -98,6 +98,7 @@ FUZZ_TARGETS := \
 	./agent/dnsfilter:FuzzAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
+	./agent/cmd/famguard:FuzzParseAt \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
