@@ -22,6 +22,7 @@ build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
 
 deps:
 	@bash scripts/install-deps.sh

@@ -69,7 +69,8 @@ func LoadFile(path string) (*Policy, error) {
 	return loadFiles(filepath.Dir(path), []string{filepath.Base(path)}, nil)
 }
 
-// loadFiles reads and merges the named files of dir (overlay: see loadDir).
+// loadFiles reads and merges the named files of dir, taking those in
+// overlay from it instead of the disk.
 func loadFiles(dir string, names []string, overlay map[string][]byte) (*Policy, error) {
 	if len(names) == 0 {
 		// An empty directory is what a push looks like between deleting the

@@ -53,9 +53,9 @@ func cmdPlan(args []string, out io.Writer) error {
 	fs := newFlagSet("plan")
 	at := fs.String("at", "", `the instant to evaluate, in the family's zone: "2026-11-30 16:30", "16:30" (today), "mon 16:30" (the next Monday, today if it is one), or RFC 3339; default now`)
 	asJSON := fs.Bool("json", false, "machine-readable output")
-	catDir := fs.String("categories", defaultCategories, `the category lists; blocked categories without one are marked ("": not checked)`)
 	state := fs.String("state", defaultState, "the agent's --state directory (its overrides are shown)")
 	ovPath := fs.String("overrides", defaultOverrides, "the agent's --overrides file")
+	catDir := fs.String("categories", defaultCategories, `the category lists; blocked categories without one are marked ("": not checked)`)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -91,22 +91,19 @@ func cmdPlan(args []string, out io.Writer) error {
 			return fmt.Errorf("--categories: %w", err)
 		}
 	}
-	byName := map[string]policy.Child{}
+	children := map[string]policy.Child{}
 	for _, c := range pol.Children {
-		byName[c.Name] = c
+		children[c.Name] = c
 	}
 	eval := policy.At(when, zone.Loc)
 	states := pol.EvaluateSeen(nil, eval)
 	classes := pol.UnknownClasses(eval)
 	states, ovChildren, live := planOverrides(pol, states, when, zone.Loc, *state, *ovPath)
-	if classes == nil {
-		classes = []policy.DeviceState{}
-	}
 	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
 		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes, Children: ovChildren, Budgets: live}
 	unlisted := map[string]bool{}
 	for _, s := range states {
-		c := byName[s.Child]
+		c := children[s.Child]
 		d := planDevice{DeviceState: s, SafeSearch: c.SafeSearch, Allow: nonNil(c.Allow), Deny: nonNil(c.Deny), CategoriesWithoutList: []string{}}
 		if *catDir != "" {
 			for _, cat := range s.BlockedCategories {
@@ -125,8 +122,9 @@ func cmdPlan(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Policy %s at %s (zone %s, from %s)\n\n", pol.Digest, res.At.Format("Mon 2006-01-02 15:04:05 MST"), zone.Name, zone.Source)
 	// Categories without a list carry a "!" in the table.
-	shown := make([]policy.DeviceState, len(states))
-	for i, s := range states {
+	rows := append(append([]policy.DeviceState(nil), states...), classes...)
+	shown := make([]policy.DeviceState, len(rows))
+	for i, s := range rows {
 		shown[i] = s
 		shown[i].BlockedCategories = nil
 		for _, cat := range s.BlockedCategories {
@@ -136,7 +134,7 @@ func cmdPlan(args []string, out io.Writer) error {
 			shown[i].BlockedCategories = append(shown[i].BlockedCategories, cat)
 		}
 	}
-	printDevices(out, append(shown, classes...), nil, zone.Loc, res.At)
+	printDevices(out, shown, nil, zone.Loc, res.At)
 	if len(unlisted) > 0 {
 		var names []string
 		for c := range unlisted {
@@ -146,8 +144,8 @@ func cmdPlan(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "\n! no list: nothing is blocked for %s until a list is installed at %s\n",
 			strings.Join(names, ", "), filepath.Join(*catDir, "<category>.txt"))
 	}
-	printDNSRules(out, pol.Children)
 	printPlanChildren(out, ovChildren, live, res.At)
+	printDNSRules(out, pol.Children)
 	return nil
 }
 

@@ -318,6 +318,14 @@ func memTotal() int64 {
 	return 0
 }
 
+// portsOrNil keeps a nil *Ports a nil interface.
+func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
 // splitHandler writes debug and info lines to one stream (stdout) and warn
 // and error lines to another (stderr). procd logs a service's stdout at
 // info and its stderr at err, so on OpenWrt each line reaches the system log
@@ -348,12 +356,4 @@ func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h splitHandler) WithGroup(name string) slog.Handler {
 	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
-}
-
-// portsOrNil keeps a nil *Ports a nil interface.
-func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
-	if p == nil {
-		return nil
-	}
-	return p
 }
