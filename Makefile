@@ -23,6 +23,7 @@ build:
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
 	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
+	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -94,9 +95,13 @@ bench: deps build
 FUZZ_TARGETS := \
 	./agent/policy:FuzzParseFile \
 	./agent/policy:FuzzLoadDir \
+	./agent/inventory:FuzzParseLeases \
+	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/dnsfilter:FuzzWalkAnswers \
+	./agent/dnsfilter:FuzzForwardedAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
 	./agent/cmd/famguard:FuzzParseAt \

@@ -95,7 +95,10 @@ type Config struct {
 	// DNSPorts binds the DNS filter's listeners of the class ports (and
 	// the offline port) before the rules redirect to them; nil: only
 	// DNSPort is listened on (tests without a network).
-	DNSPorts     DNSPorts
+	DNSPorts DNSPorts
+	// StrictSets reports the strict-egress sets for status (egress.Sets,
+	// which the DNS filter also opens addresses in); nil: not reported.
+	StrictSets   StrictSets
 	Neighbours   Neighbours      // nil: addresses unknown
 	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
 	WallJumps    <-chan struct{} // nil: none
@@ -435,7 +438,7 @@ func (d *Daemon) publishDNS() {
 		c := children[s.Child]
 		perMAC[s.MAC] = dnsfilter.Rules{Child: s.Child, Device: s.Device, Categories: s.BlockedCategories,
 			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention,
-			DoHNames: d.cfg.DoH.Names}
+			DoHNames: d.cfg.DoH.Names, Strict: c.Strict, StrictSet: strictSet(c)}
 	}
 	offline := 0
 	if d.cfg.DNSPort > 0 {

@@ -39,13 +39,19 @@ func (s *syncBuffer) String() string {
 
 func devicesOf(t *testing.T, d *Daemon) DevicesStatus {
 	t.Helper()
+	return ask(t, d, "devices").(DevicesStatus)
+}
+
+// ask sends d a control request and returns its answer.
+func ask(t *testing.T, d *Daemon, cmd string) any {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v, err := d.Handle(ctx, "devices", nil)
+	v, err := d.Handle(ctx, cmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.(DevicesStatus)
+	return v
 }
 
 // TestUnknownDevicesOnTheLAN: with a LAN known, a device no profile lists

@@ -242,3 +242,108 @@ func TestControlsBadInput(t *testing.T) {
 	}
 	f.expectReach(t, f.alice, true, "after refused requests")
 }
+
+const budgetFamily = `version: 1
+timezone: Europe/Berlin
+children:
+  alice:
+    devices:
+      - {mac: "02:00:00:00:00:11", name: "Alice's phone"}
+    budget: 3m
+    schedules:
+      - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
+  bob:
+    devices:
+      - {mac: "02:00:00:00:00:21", name: "Bob's tablet"}
+    budget: 3m
+trusted:
+  - {mac: "02:00:00:00:00:31", name: "Parent's laptop"}
+`
+
+// TestBudgetRunsOut: on the real kernel, with the kernel's device identity
+// (conntrack marks) and byte counters: Alice's steady download uses her
+// 3-minute budget in exactly three counted minutes and she goes offline
+// (the download cut); Bob's background pings never count. The agent samples
+// every 2 s, each sample counting as a minute (--account-every), so the
+// minutes run in seconds. The usage survives kill -9.
+func TestBudgetRunsOut(t *testing.T) {
+	f := newFamilyLab(t)
+	ctx := context.Background()
+	if out, err := f.Run(ctx, f.Router, "sysctl", "-w", "net.netfilter.nf_conntrack_acct=1"); err != nil {
+		t.Fatalf("turning on conntrack accounting in the lab router: %v %s", err, out)
+	}
+	writeFile(t, filepath.Join(f.profiles, "family.yaml"), budgetFamily)
+	a := startAgent(t, f.Lab, f.profiles, f.state, "2026-11-26T18:00:00+01:00", "--account-every", "2s")
+
+	srv := f.Cmd(ctx, f.Internet, "iperf3", "-s", "-p", "5201")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	ping := f.Cmd(ctx, f.bob, "ping", "-i", "1", inet4)
+	if err := ping.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ping.Process.Kill(); _ = ping.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	// 2 Mbit/s: 500 KB per 2-second sample, far over 20 KiB.
+	dl := f.Cmd(ctx, f.alice, "iperf3", "-c", inet4, "-p", "5201", "-R", "-b", "2M", "-t", "60", "-i", "1", "--connect-timeout", "2000")
+	var dlOut syncBuffer
+	dl.Stdout, dl.Stderr = &dlOut, &dlOut
+	if err := dl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Process.Kill(); _ = dl.Wait() })
+	// A live stream beside the download, to see the cut when the budget
+	// runs out (iperf3 itself waits out its -t on a dead connection).
+	lastChunk := f.startStream(t, f.alice, inet4+":9000")
+
+	budget := func(child string) *overrides.BudgetStatus { return a.child(child).Budget }
+	// Before the third minute counts she is online.
+	if _, ok := waitFor(20*time.Second, func() bool { b := budget("alice"); return b != nil && b.Used == 2 }); !ok {
+		t.Fatalf("Alice's download never counted 2 minutes: %+v\niperf: %s", budget("alice"), dlOut.String())
+	}
+	if d := a.device(aliceMAC); !d.Online {
+		t.Errorf("Alice offline with a minute of budget left: %s", d.Reason)
+	}
+	if _, ok := waitFor(20*time.Second, func() bool { return !a.device(aliceMAC).Online }); !ok {
+		t.Fatalf("Alice never went offline: %+v", budget("alice"))
+	}
+	exhaustedAt := time.Now()
+	b := budget("alice")
+	if b.Used != 3 || !b.Exhausted || b.Left != 0 {
+		t.Errorf("Alice's budget when offline: %+v; want exactly 3 of 3 minutes used", b)
+	}
+	if d := a.device(aliceMAC); !strings.Contains(d.Reason, "daily budget used up: 3m of 3m used today (daily: 3m); online again at Fri 00:00") {
+		t.Errorf("reason %q", d.Reason)
+	}
+	select {
+	case last := <-lastChunk:
+		if cut := last.Sub(exhaustedAt); cut > time.Second {
+			t.Errorf("Alice's stream delivered data %v after her budget ran out", cut)
+		} else {
+			t.Logf("Alice's stream: last data %v after the budget ran out (seen by status polling)", cut.Round(time.Millisecond))
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("Alice's stream still running 5 s after her budget ran out")
+	}
+	f.expectReach(t, f.alice, false, "budget used up")
+	if bb := budget("bob"); bb == nil || bb.Used != 0 {
+		t.Errorf("Bob's background pings counted: %+v", bb)
+	}
+	f.expectReach(t, f.bob, true, "Bob's budget untouched")
+
+	a.kill9()
+	a.start("2026-11-26T18:10:00+01:00")
+	if b := budget("alice"); b == nil || b.Used != 3 || !b.Exhausted {
+		t.Errorf("after kill -9 Alice's budget: %+v", b)
+	}
+	f.expectReach(t, f.alice, false, "after kill -9, budget used up")
+	// Extra time (a budget change) brings her back.
+	if out, err := cli(t, f.Lab, "budget", "alice", "+30m", "--state", f.state); err != nil || !strings.Contains(out, "alice's budget today is now 33m (30m left)") {
+		t.Errorf("budget +30m: %v %s", err, out)
+	}
+	if _, ok := waitFor(3*time.Second, func() bool { return f.reaches(f.alice, inet4) }); !ok {
+		t.Error("Alice not back online after +30m")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/agent/tz"
 )
 
 // cmdRPCD is the rpcd exec plugin behind the "famguard" ubus object
@@ -201,7 +202,7 @@ func morning(ctx context.Context, state string) string {
 // devices seen on the LAN; and whether the clock can be trusted yet.
 func parentsView(st daemon.Status) map[string]any {
 	loc := time.Local
-	if l, err := time.LoadLocation(st.Zone.Name); err == nil {
+	if l, err := tz.Load(st.Zone.Name); err == nil {
 		loc = l
 	}
 	type child struct {
