@@ -107,6 +107,7 @@ FUZZ_TARGETS := \
 	./agent/dnsfilter:FuzzForwardedAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
+	./agent/cmd/famguard:FuzzParseAt \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
