@@ -78,35 +78,40 @@ const (
 // listed technique that already holds is reported in the log, not failed,
 // because some of today's bypasses are races the agent sometimes wins.
 var rtOpen = map[string]string{
-	"DNS from 10 fresh IPv4 addresses":                           featKernel,
-	"DNS from 10 fresh IPv6 addresses (as privacy addresses)":    featKernel,
-	"ARP claim of the brother's IPv4 address, then DNS":          featKernel,
-	"new random (locally administered) MAC, then DNS":            featUnknown,
-	"new vendor (universally administered) MAC, then DNS":        featUnknown,
-	"a second MAC on a macvlan, then DNS":                        featUnknown,
-	"DNS flow opened before the agent started":                   featFlush,
-	"CNAME to a blocked name":                                    featAnswers,
-	"HTTPS record pointing at a blocked name":                    featAnswers,
-	"DNS to an outside resolver on UDP 5353":                     featStrict,
-	"DNS to an outside resolver on UDP 443":                      featStrict,
-	"DNS to an outside resolver on TCP 443":                      featStrict,
-	"DNS over HTTPS to an unlisted resolver":                     featStrict,
-	"QUIC (UDP 443) to an unlisted server":                       featStrict,
-	"IP literal of a blocked site (IPv4)":                        featStrict,
-	"IP literal of a blocked site (IPv6)":                        featStrict,
-	"HTTP proxy by address":                                      featStrict,
-	"ping an IP literal":                                         featStrict,
-	"DNS tunnelling at bedtime through the router's resolver":    featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv4)":    featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv6)":    featOffline,
-	"DNS tunnelling at bedtime over TCP":                         featOffline,
-	"new random MAC at bedtime":                                  featUnknown,
-	"new vendor MAC at bedtime":                                  featUnknown,
-	"a second MAC on a macvlan at bedtime":                       featUnknown,
-	"inbound TCP from the internet to a fresh IPv6 address":      featOffline,
-	"inbound UDP from the internet to a fresh IPv6 address":      featOffline,
-	"flow opened before bedtime from a fresh IPv6 address":       featOffline,
-	"inbound flow opened before bedtime to a fresh IPv6 address": featOffline,
+	// The query comes from Alice's link-local address, which the agent's
+	// neighbour cache may not hold yet: answered unfiltered in some runs.
+	"ask the router's resolver at its link-local address":             featKernel,
+	"DNS from 10 fresh IPv4 addresses":                                featKernel,
+	"DNS from 10 fresh IPv6 addresses (as privacy addresses)":         featKernel,
+	"ARP claim of the brother's IPv4 address, then DNS":               featKernel,
+	"ARP claim of the parent's IPv4 address, then DNS":                featKernel,
+	"DNS tunnelling at bedtime over a DNS flow opened before bedtime": featOffline,
+	"new random (locally administered) MAC, then DNS":                 featUnknown,
+	"new vendor (universally administered) MAC, then DNS":             featUnknown,
+	"a second MAC on a macvlan, then DNS":                             featUnknown,
+	"DNS flow opened before the agent started":                        featFlush,
+	"CNAME to a blocked name":                                         featAnswers,
+	"HTTPS record pointing at a blocked name":                         featAnswers,
+	"DNS to an outside resolver on UDP 5353":                          featStrict,
+	"DNS to an outside resolver on UDP 443":                           featStrict,
+	"DNS to an outside resolver on TCP 443":                           featStrict,
+	"DNS over HTTPS to an unlisted resolver":                          featStrict,
+	"QUIC (UDP 443) to an unlisted server":                            featStrict,
+	"IP literal of a blocked site (IPv4)":                             featStrict,
+	"IP literal of a blocked site (IPv6)":                             featStrict,
+	"HTTP proxy by address":                                           featStrict,
+	"ping an IP literal":                                              featStrict,
+	"DNS tunnelling at bedtime through the router's resolver":         featOffline,
+	"DNS tunnelling at bedtime to an outside resolver (IPv4)":         featOffline,
+	"DNS tunnelling at bedtime to an outside resolver (IPv6)":         featOffline,
+	"DNS tunnelling at bedtime over TCP":                              featOffline,
+	"new random MAC at bedtime":                                       featUnknown,
+	"new vendor MAC at bedtime":                                       featUnknown,
+	"a second MAC on a macvlan at bedtime":                            featUnknown,
+	"inbound TCP from the internet to a fresh IPv6 address":           featOffline,
+	"inbound UDP from the internet to a fresh IPv6 address":           featOffline,
+	"flow opened before bedtime from a fresh IPv6 address":            featOffline,
+	"inbound flow opened before bedtime to a fresh IPv6 address":      featOffline,
 }
 
 // The lab's internet addresses (all on the internet host).
@@ -162,11 +167,13 @@ var rtNoon = time.Date(2026, 11, 26, 12, 0, 0, 0, mustZone("Europe/Berlin"))
 // rtLab is the red-team lab.
 type rtLab struct {
 	*familyLab
-	t        *testing.T
-	exe      string             // this test binary: the probe tool
-	routerLL string             // the router's link-local IPv6 address on br-lan
-	held     map[string]*bgProc // processes a technique prepared (by technique name)
-	bedtime  time.Time          // when the profile that sends Alice offline was written
+	t         *testing.T
+	exe       string             // this test binary: the probe tool
+	routerLL  string             // the router's link-local IPv6 address on br-lan
+	held      map[string]*bgProc // processes a technique prepared (by technique name)
+	bedtime   time.Time          // when the profile that sends Alice offline was written
+	offline   time.Time          // when the agent's status first said she is offline
+	aliceEcho *bgProc            // Alice's echo server (its lines say how each connection ended)
 }
 
 // technique is one way around famguard.
@@ -242,6 +249,7 @@ func TestRedTeam(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	r.offline = time.Now()
 	run("bedtime")
 
 	for name := range rtOpen {
@@ -343,7 +351,7 @@ func newRTLab(t *testing.T) *rtLab {
 	}
 	r.serve(f.Internet, args...)
 	// Alice and Bob serve echo for the inbound and LAN techniques.
-	r.serve(f.alice, "serve", "--echo-tcp", "[::]:7100", "--echo-udp", "[::]:7100")
+	r.aliceEcho = r.serve(f.alice, "serve", "--echo-tcp", "[::]:7100", "--echo-udp", "[::]:7100")
 	r.serve(f.bob, "serve", "--echo-tcp", "[::]:7100")
 
 	cats := filepath.Join(f.profiles, "..", "categories")
@@ -472,12 +480,13 @@ func (p *bgProc) waitLine(d time.Duration, match func(string) bool) (bgLine, boo
 }
 
 // serve starts a tool server in h and waits until it listens.
-func (r *rtLab) serve(h *lab.Host, args ...string) {
+func (r *rtLab) serve(h *lab.Host, args ...string) *bgProc {
 	r.t.Helper()
 	p := r.bg(h, args...)
 	if _, ok := p.waitLine(10*time.Second, func(s string) bool { return s == "ready" }); !ok {
 		r.t.Fatalf("the tool server in %s did not start (%v)", h.Name, args)
 	}
+	return p
 }
 
 // become gives Alice's namespace a MAC and fresh addresses (a new device
@@ -668,9 +677,14 @@ func (r *rtLab) ping(h *lab.Host, to string) redteam.Outcome {
 	return pingOutcome(string(out))
 }
 
-// holdFor reads a held flow: "closed" with a reset or ICMP is the real cut,
-// still echoing 6 s after bedtime is a bypass.
-func (r *rtLab) holdResult(name string) redteam.Outcome {
+// holdResult reads a held flow: "closed" with a reset or ICMP is the real
+// cut; still echoing 5 s after the agent said Alice is offline is a bypass
+// (the goal is 1 s; the margin is for a loaded machine).
+//
+// local is, for a flow from the internet to Alice's echo server, her end's
+// address: a router that cuts such a flow by resetting her end leaves the
+// internet side with silence, so the real answer is read at her end.
+func (r *rtLab) holdResult(name, local string) redteam.Outcome {
 	p := r.held[name]
 	if p == nil {
 		return "error the flow was not prepared"
@@ -678,17 +692,50 @@ func (r *rtLab) holdResult(name string) redteam.Outcome {
 	if _, ok := p.waitLine(0, func(s string) bool { return s == "open" }); !ok {
 		return "error the flow never opened before bedtime"
 	}
-	l, ok := p.waitLine(time.Until(r.bedtime.Add(6*time.Second)), func(s string) bool { return strings.HasPrefix(s, "closed") })
+	l, ok := p.waitLine(time.Until(r.offline.Add(5*time.Second)), func(s string) bool { return strings.HasPrefix(s, "closed") })
 	if !ok {
-		return "connected (still echoing 6 s after bedtime)"
+		return "connected (still echoing 5 s after she went offline)"
+	}
+	if l.text == "closed timeout" && local != "" {
+		// An inbound flow: the router may have answered the child's end.
+		if e, ok := r.aliceEcho.waitLine(0, func(s string) bool {
+			f := strings.Fields(s)
+			return len(f) >= 4 && f[0] == "end" && f[1] == local && (f[3] == "reset" || f[3] == "prohibited")
+		}); ok && e.at.After(r.bedtime) {
+			r.t.Logf("%s: the child's end saw %q %v after the profile moved bedtime", name, e.text, e.at.Sub(r.bedtime).Round(10*time.Millisecond))
+			return redteam.Outcome(strings.Fields(e.text)[3] + " (of the child's end; the internet side heard nothing more)")
+		}
 	}
 	// How soon is in the log, not the table (it varies from run to run).
 	r.t.Logf("%s: %s %v after the profile moved bedtime", name, l.text, l.at.Sub(r.bedtime).Round(10*time.Millisecond))
 	return redteam.Outcome(strings.TrimPrefix(l.text, "closed "))
 }
 
+// lineAfter is the outcome of the first query a repeating `dns --every`
+// flow sent after since.
+func (r *rtLab) lineAfter(name string, since time.Time) redteam.Outcome {
+	p := r.held[name]
+	if p == nil {
+		return "error the flow was not prepared"
+	}
+	l, ok := p.waitLine(time.Until(since)+5*time.Second, func(s string) bool {
+		at, err := time.Parse(time.RFC3339Nano, strings.Fields(s)[0])
+		return err == nil && at.After(since)
+	})
+	if !ok {
+		return "error the repeating DNS flow stopped"
+	}
+	return redteam.Outcome(strings.SplitN(l.text, " ", 2)[1])
+}
+
 // prepareHold opens a held flow from h to to (from src) before bedtime.
 func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
+	if h == r.alice {
+		// As an app would: look the server up first (under strict egress
+		// only addresses famguard answered are reachable).
+		r.ask("192.0.2.1:53", "ok.example", "A")
+		r.ask("192.0.2.1:53", "ok.example", "AAAA")
+	}
 	args := []string{"hold", "--to", to}
 	if src != "" {
 		args = append(args, "--src", src)
@@ -781,20 +828,15 @@ var rtTechniques = []technique{
 		},
 		verdict: blockedName},
 	{name: "ARP claim of the brother's IPv4 address, then DNS", phase: "daytime",
-		setup: func(r *rtLab) func() {
-			bob4 := r.bob.IPv4.String()
-			_, _ = r.Run(context.Background(), r.bob, "ping", "-c1", "-W1", "-q", "192.0.2.1") // the router knows Bob
-			r.ip(r.alice, "addr", "add", bob4+"/32", "dev", "eth0")
-			return func() {
-				r.ip(r.alice, "addr", "del", bob4+"/32", "dev", "eth0")
-				// Bob claims his address back.
-				if o := r.tool(r.bob, "garp", "--iface", "eth0", "--ip", bob4); o != "" {
-					r.t.Logf("bob's gratuitous ARP: %s", o)
-				}
-			}
-		},
+		setup: func(r *rtLab) func() { return r.claim(r.bob) },
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.ask("192.0.2.1:53", "blocked.example", "A", "--src", r.bob.IPv4.String(), "--garp", "eth0"))
+		},
+		verdict: blockedName},
+	{name: "ARP claim of the parent's IPv4 address, then DNS", phase: "daytime",
+		setup: func(r *rtLab) func() { return r.claim(r.parent) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.ask("192.0.2.1:53", "blocked.example", "A", "--src", r.parent.IPv4.String(), "--garp", "eth0"))
 		},
 		verdict: blockedName},
 	{name: "new random (locally administered) MAC, then DNS", phase: "daytime",
@@ -829,17 +871,7 @@ var rtTechniques = []technique{
 			}
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
-			p := r.held["DNS flow opened before the agent started"]
-			since := time.Now()
-			l, ok := p.waitLine(5*time.Second, func(s string) bool {
-				f := strings.Fields(s)
-				at, err := time.Parse(time.RFC3339Nano, f[0])
-				return err == nil && at.After(since)
-			})
-			if !ok {
-				return one("error the early DNS flow stopped")
-			}
-			return one(redteam.Outcome(strings.SplitN(l.text, " ", 2)[1]))
+			return one(r.lineAfter("DNS flow opened before the agent started", time.Now()))
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 5353", phase: "daytime",
@@ -943,6 +975,27 @@ var rtTechniques = []technique{
 			return one(r.ask("192.0.2.1:53", "tunnel.example", "TXT", "--proto", "tcp"))
 		},
 		verdict: tunnel},
+	{name: "DNS tunnelling at bedtime over a DNS flow opened before bedtime", phase: "bedtime",
+		// The same socket (source port) keeps asking across the transition.
+		prepare: func(r *rtLab) {
+			p := r.bg(r.alice, "dns", "--server", "192.0.2.1:53", "--name", "tunnel.example", "--type", "TXT", "--sport", "40054", "--every", "300ms")
+			r.held["DNS flow opened before bedtime"] = p
+			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
+				r.t.Log("the DNS flow got no answer before bedtime")
+			}
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.lineAfter("DNS flow opened before bedtime", r.offline.Add(time.Second)))
+		},
+		verdict: tunnel},
+	{name: "ARP claim of the brother's IPv4 address at bedtime, then the web", phase: "bedtime",
+		setup: func(r *rtLab) func() { return r.claim(r.bob) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			// The claim is announced by the first probe's gratuitous ARP.
+			r.tool(r.alice, "garp", "--iface", "eth0", "--ip", r.bob.IPv4.String())
+			return one(r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", r.bob.IPv4.String()))
+		},
+		verdict: reach},
 	{name: "fresh IPv4 and IPv6 addresses at bedtime", phase: "bedtime",
 		setup: func(r *rtLab) func() {
 			r.ip(r.alice, "addr", "add", "192.0.2.160/24", "dev", "eth0")
@@ -1030,7 +1083,7 @@ var rtTechniques = []technique{
 			r.prepareHold("before bedtime v6", r.alice, "["+inet6+"]:7000", "")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.holdResult("before bedtime v4"), r.holdResult("before bedtime v6")}
+			return []redteam.Outcome{r.holdResult("before bedtime v4", ""), r.holdResult("before bedtime v6", "")}
 		},
 		verdict: reach},
 	{name: "flow opened before bedtime from a fresh IPv6 address", phase: "bedtime",
@@ -1038,21 +1091,40 @@ var rtTechniques = []technique{
 			r.ip(r.alice, "addr", "add", rtFresh6+"/64", "dev", "eth0", "nodad")
 			r.prepareHold("before bedtime fresh", r.alice, "["+inet6+"]:7000", rtFresh6)
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("before bedtime fresh")) },
+		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("before bedtime fresh", "")) },
 		verdict: reach},
 	{name: "inbound flow opened before bedtime (from the internet)", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.prepareHold("inbound before bedtime", r.Internet, "["+r.alice.IPv6.String()+"]:7100", "")
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("inbound before bedtime")) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.holdResult("inbound before bedtime", "["+r.alice.IPv6.String()+"]:7100"))
+		},
 		verdict: reach},
 	{name: "inbound flow opened before bedtime to a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.ip(r.alice, "addr", "add", "2001:db8:1::e:3/64", "dev", "eth0", "nodad")
 			r.prepareHold("inbound fresh before bedtime", r.Internet, "[2001:db8:1::e:3]:7100", "")
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("inbound fresh before bedtime")) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.holdResult("inbound fresh before bedtime", "[2001:db8:1::e:3]:7100"))
+		},
 		verdict: reach},
+}
+
+// claim lets Alice take h's IPv4 address (the attack announces it with a
+// gratuitous ARP, so the router sends the answers to her); the undo gives
+// it back and has h announce itself again.
+func (r *rtLab) claim(h *lab.Host) func() {
+	a := h.IPv4.String()
+	_, _ = r.Run(context.Background(), h, "ping", "-c1", "-W1", "-q", "192.0.2.1") // the router knows h
+	r.ip(r.alice, "addr", "add", a+"/32", "dev", "eth0")
+	return func() {
+		r.ip(r.alice, "addr", "del", a+"/32", "dev", "eth0")
+		if o := r.tool(h, "garp", "--iface", "eth0", "--ip", a); o != "announced" {
+			r.t.Logf("%s's gratuitous ARP: %s", h.Name, o)
+		}
+	}
 }
 
 // macvlan gives Alice a second interface with its own MAC and addresses
@@ -1073,5 +1145,56 @@ func (r *rtLab) macvlan(mac string, n int) func() {
 		r.ip(r.alice, "link", "del", "mv0")
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+	}
+}
+
+// TestRedTeamVerdicts: only real answers make a verdict (no lab needed).
+func TestRedTeamVerdicts(t *testing.T) {
+	type O = redteam.Outcome
+	for _, tc := range []struct {
+		judge func([]redteam.Outcome) (redteam.Verdict, string)
+		outs  []O
+		want  redteam.Verdict
+	}{
+		{blockedName, []O{"answer NOERROR A:0.0.0.0"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR AAAA:::"}, redteam.Holds},
+		{blockedName, []O{"answer NXDOMAIN"}, redteam.Holds},
+		{blockedName, []O{"answer REFUSED"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR"}, redteam.Holds}, // no records
+		{blockedName, []O{"reset"}, redteam.Holds},
+		{blockedName, []O{"prohibited EACCES"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR A:" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR CNAME:blocked.example. A:" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR CNAME:blocked.example. A:0.0.0.0"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR HTTPS:1,blocked.example.,hint=" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR TXT:blocked-txt"}, redteam.Bypass},
+		{blockedName, []O{"answer SERVFAIL"}, redteam.Unclear},
+		{blockedName, []O{"timeout"}, redteam.Unclear},
+		{blockedName, []O{"answer NOERROR A:192.0.2.99"}, redteam.Unclear}, // neither blocked nor the site
+		{blockedName, []O{"answer NXDOMAIN", "timeout"}, redteam.Unclear},
+		{blockedName, []O{"answer NXDOMAIN", "timeout", "answer NOERROR A:" + rtSite4}, redteam.Bypass},
+		{blockedName, nil, redteam.Unclear},
+		{tunnel, []O{"answer NOERROR TXT:tunnel-payload"}, redteam.Bypass},
+		{tunnel, []O{"answer REFUSED"}, redteam.Holds},
+		{tunnel, []O{"answer SERVFAIL"}, redteam.Unclear},
+		{tunnel, []O{"timeout"}, redteam.Unclear},
+		{reach, []O{"connected HTTP/1.0 200 OK"}, redteam.Bypass},
+		{reach, []O{"reply quic-initial"}, redteam.Bypass},
+		{reach, []O{"reset", "prohibited EHOSTUNREACH", "port-unreachable"}, redteam.Holds},
+		{reach, []O{"timeout"}, redteam.Unclear},
+		{reach, []O{"error closed without an answer"}, redteam.Unclear},
+	} {
+		if got, ev := tc.judge(tc.outs); got != tc.want {
+			t.Errorf("%v: got %s (%s), want %s", tc.outs, got, ev, tc.want)
+		}
+	}
+	for out, want := range map[string]redteam.Outcome{
+		"PING 192.0.2.1\n64 bytes from 198.51.100.20: icmp_seq=1 ttl=63 time=0.1 ms\n": "reply echo",
+		"From 192.0.2.1 icmp_seq=1 Packet filtered\n":                                  "prohibited From 192.0.2.1 icmp_seq=1 Packet filtered",
+		"2 packets transmitted, 0 received, 100% packet loss\n":                        "timeout",
+	} {
+		if got := pingOutcome(out); got != want {
+			t.Errorf("pingOutcome(%q) = %q, want %q", out, got, want)
+		}
 	}
 }
