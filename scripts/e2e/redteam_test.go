@@ -81,7 +81,7 @@ var rtOpen = map[string]string{
 	// The query comes from Alice's link-local address, which the agent's
 	// neighbour cache may not hold yet: answered unfiltered in some runs.
 	"ask the router's resolver at its link-local address":             featKernel,
-	"DNS from 10 fresh IPv4 addresses":                                featKernel,
+	"DNS from 10 fresh IPv4 addresses (static, no DHCP lease)":        featKernel,
 	"DNS from 10 fresh IPv6 addresses (as privacy addresses)":         featKernel,
 	"ARP claim of the brother's IPv4 address, then DNS":               featKernel,
 	"ARP claim of the parent's IPv4 address, then DNS":                featKernel,
@@ -96,6 +96,7 @@ var rtOpen = map[string]string{
 	"DNS to an outside resolver on UDP 443":                           featStrict,
 	"DNS to an outside resolver on TCP 443":                           featStrict,
 	"DNS over HTTPS to an unlisted resolver":                          featStrict,
+	"a VPN by address (WireGuard's UDP 51820)":                        featStrict,
 	"QUIC (UDP 443) to an unlisted server":                            featStrict,
 	"IP literal of a blocked site (IPv4)":                             featStrict,
 	"IP literal of a blocked site (IPv6)":                             featStrict,
@@ -347,7 +348,7 @@ func newRTLab(t *testing.T) *rtLab {
 		args = append(args, "--udp-dns", a+":5353", "--tcp-dns", a+":5353", "--udp-dns", a+":443", "--tcp-dns", a+":443")
 	}
 	for _, a := range []string{rtListed4, "[" + rtListed6 + "]", rtOther4, "[" + rtOther6 + "]"} {
-		args = append(args, "--doh", a+":443", "--tcp-dns", a+":853", "--echo-udp", a+":443")
+		args = append(args, "--doh", a+":443", "--tcp-dns", a+":853", "--echo-udp", a+":443", "--echo-udp", a+":51820")
 	}
 	r.serve(f.Internet, args...)
 	// Alice and Bob serve echo for the inbound and LAN techniques.
@@ -769,6 +770,11 @@ var rtTechniques = []technique{
 				r.ask("["+inet6+"]:53", "blocked.example", "AAAA"), r.ask("["+inet6+"]:53", "blocked.example", "AAAA", "--proto", "tcp")}
 		},
 		verdict: blockedName},
+	{name: "ask the router's resolver at its WAN address", phase: "daytime",
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.ask("198.51.100.1:53", "blocked.example", "A"), r.ask("[2001:db8:2::1]:53", "blocked.example", "AAAA")}
+		},
+		verdict: blockedName},
 	{name: "mixed case and a subdomain of a blocked name", phase: "daytime",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask("192.0.2.1:53", "BlOcKeD.ExAmPlE", "A"), r.ask("192.0.2.1:53", "www.blocked.example", "A")}
@@ -789,7 +795,7 @@ var rtTechniques = []technique{
 	{name: "HTTPS record pointing at a blocked name", phase: "daytime",
 		attack:  func(r *rtLab) []redteam.Outcome { return one(r.ask("192.0.2.1:53", "svc.example", "HTTPS")) },
 		verdict: blockedName},
-	{name: "DNS from 10 fresh IPv4 addresses", phase: "daytime",
+	{name: "DNS from 10 fresh IPv4 addresses (static, no DHCP lease)", phase: "daytime",
 		setup: func(r *rtLab) func() {
 			for i := 0; i < 10; i++ {
 				r.ip(r.alice, "addr", "add", fmt.Sprintf("192.0.2.%d/24", 150+i), "dev", "eth0")
@@ -922,6 +928,22 @@ var rtTechniques = []technique{
 	{name: "QUIC (UDP 443) to an unlisted server", phase: "daytime",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":443"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:443")}
+		},
+		verdict: reach},
+	{name: "a VPN by address (WireGuard's UDP 51820)", phase: "daytime",
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":51820"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:51820")}
+		},
+		verdict: reach},
+	{name: "the blocked site on an allowed name's address (shared hosting)", phase: "daytime",
+		limit: "famguard filters names and the addresses it answered, not content: a blocked site served from the same address as an allowed one (shared hosting, a CDN, domain fronting) is reachable through it",
+		attack: func(r *rtLab) []redteam.Outcome {
+			// ok.example resolves to the internet host, which also serves
+			// the blocked site: ask for it by the Host header.
+			if o := r.ask("192.0.2.1:53", "ok.example", "A"); !strings.Contains(string(o), inet4) {
+				return one("error ok.example did not resolve: " + o)
+			}
+			return one(r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--host", "blocked.example"))
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv4)", phase: "daytime",
@@ -1179,7 +1201,7 @@ func TestRedTeamVerdicts(t *testing.T) {
 		{tunnel, []O{"answer SERVFAIL"}, redteam.Unclear},
 		{tunnel, []O{"timeout"}, redteam.Unclear},
 		{reach, []O{"connected HTTP/1.0 200 OK"}, redteam.Bypass},
-		{reach, []O{"reply quic-initial"}, redteam.Bypass},
+		{reach, []O{"reply datagram"}, redteam.Bypass},
 		{reach, []O{"reset", "prohibited EHOSTUNREACH", "port-unreachable"}, redteam.Holds},
 		{reach, []O{"timeout"}, redteam.Unclear},
 		{reach, []O{"error closed without an answer"}, redteam.Unclear},
