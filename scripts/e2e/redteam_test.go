@@ -551,13 +551,13 @@ func one(o redteam.Outcome) []redteam.Outcome { return []redteam.Outcome{o} }
 func blockedName(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		if o.Refused() {
-			return redteam.Holds, "the network refused it: " + string(o)
+			return redteam.Holds, "refused by the network: " + o.Human()
 		}
 		if o.Kind() != "answer" {
-			return redteam.Unclear, string(o)
+			return redteam.Unclear, o.Human()
 		}
 		recs := o.Records()
-		desc := strings.TrimSpace(o.Rcode() + " " + strings.Join(recs, " "))
+		desc := o.Human()
 		switch o.Rcode() {
 		case "NXDOMAIN", "REFUSED":
 			return redteam.Holds, desc
@@ -578,9 +578,6 @@ func blockedName(outs []redteam.Outcome) (redteam.Verdict, string) {
 		if !null {
 			return redteam.Unclear, desc
 		}
-		if len(recs) == 0 {
-			return redteam.Holds, "NOERROR, no records"
-		}
 		return redteam.Holds, desc
 	})
 }
@@ -591,13 +588,13 @@ func tunnel(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		switch {
 		case o.Refused():
-			return redteam.Holds, "the network refused it: " + string(o)
+			return redteam.Holds, "refused by the network: " + o.Human()
 		case o.Rcode() == "REFUSED" || o.Rcode() == "NXDOMAIN":
-			return redteam.Holds, o.Rcode()
+			return redteam.Holds, o.Human()
 		case o.Rcode() == "NOERROR" && strings.Contains(string(o), "TXT:tunnel-payload"):
-			return redteam.Bypass, "NOERROR " + strings.Join(o.Records(), " ")
+			return redteam.Bypass, o.Human()
 		}
-		return redteam.Unclear, string(o)
+		return redteam.Unclear, o.Human()
 	})
 }
 
@@ -607,11 +604,11 @@ func reach(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		switch {
 		case o.Kind() == "connected" || o.Kind() == "reply":
-			return redteam.Bypass, string(o)
+			return redteam.Bypass, o.Human()
 		case o.Refused():
-			return redteam.Holds, string(o)
+			return redteam.Holds, o.Human()
 		}
-		return redteam.Unclear, string(o)
+		return redteam.Unclear, o.Human()
 	})
 }
 
@@ -654,18 +651,20 @@ func each(outs []redteam.Outcome, judge func(redteam.Outcome) (redteam.Verdict, 
 	return redteam.Holds, summary(holds)
 }
 
-// ping judges `ping` output: a reply is a bypass, an ICMP prohibited or
-// filtered holds.
+// pingOutcome reads `ping` output: a reply is a bypass, an ICMP error
+// ("Packet filtered", "Administratively prohibited") holds.
 func pingOutcome(out string) redteam.Outcome {
-	low := strings.ToLower(out)
-	switch {
-	case strings.Contains(low, "bytes from"):
+	if strings.Contains(out, "bytes from") {
 		return "reply echo"
-	case strings.Contains(low, "prohibited") || strings.Contains(low, "filtered"):
-		for _, line := range strings.Split(out, "\n") {
-			if l := strings.ToLower(line); strings.Contains(l, "prohibited") || strings.Contains(l, "filtered") {
-				return redteam.Outcome("prohibited " + strings.TrimSpace(line))
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if l := strings.ToLower(line); strings.Contains(l, "prohibited") || strings.Contains(l, "filtered") {
+			// "From 192.0.2.1 icmp_seq=1 Packet filtered"
+			f := strings.Fields(line)
+			if len(f) > 3 && f[0] == "From" {
+				return redteam.Outcome(fmt.Sprintf("prohibited ping: %s (from %s)", strings.Join(f[3:], " "), f[1]))
 			}
+			return redteam.Outcome("prohibited ping: " + strings.TrimSpace(line))
 		}
 	}
 	return "timeout"
@@ -1212,7 +1211,7 @@ func TestRedTeamVerdicts(t *testing.T) {
 	}
 	for out, want := range map[string]redteam.Outcome{
 		"PING 192.0.2.1\n64 bytes from 198.51.100.20: icmp_seq=1 ttl=63 time=0.1 ms\n": "reply echo",
-		"From 192.0.2.1 icmp_seq=1 Packet filtered\n":                                  "prohibited From 192.0.2.1 icmp_seq=1 Packet filtered",
+		"From 192.0.2.1 icmp_seq=1 Packet filtered\n":                                  "prohibited ping: Packet filtered (from 192.0.2.1)",
 		"2 packets transmitted, 0 received, 100% packet loss\n":                        "timeout",
 	} {
 		if got := pingOutcome(out); got != want {

@@ -123,6 +123,44 @@ func (o Outcome) Refused() bool {
 	return k == "reset" || k == "prohibited" || k == "port-unreachable"
 }
 
+// Human says an outcome in words for the table: "NOERROR: A 0.0.0.0",
+// "TCP reset", "ICMPv6 administratively prohibited (EACCES)".
+func (o Outcome) Human() string {
+	f := strings.Fields(string(o))
+	switch o.Kind() {
+	case "answer":
+		if len(f) == 2 && f[1] == "NOERROR" {
+			return "NOERROR, no records"
+		}
+		if len(f) == 2 {
+			return f[1]
+		}
+		recs := make([]string, 0, len(f)-2)
+		for _, r := range f[2:] {
+			recs = append(recs, strings.Replace(r, ":", " ", 1))
+		}
+		return f[1] + ": " + strings.Join(recs, ", ")
+	case "reset":
+		return "TCP reset"
+	case "port-unreachable":
+		return "ICMP port unreachable"
+	case "prohibited":
+		switch {
+		case len(f) == 2 && f[1] == "EACCES":
+			return "ICMPv6 administratively prohibited (EACCES)"
+		case len(f) == 2 && f[1] == "EHOSTUNREACH":
+			return "ICMP unreachable: prohibited (EHOSTUNREACH)"
+		}
+		return "ICMP " + strings.Join(f[1:], " ")
+	case "reply":
+		if len(f) == 2 && f[1] == "echo" {
+			return "ICMP echo reply came back"
+		}
+		return "UDP reply came back"
+	}
+	return string(o)
+}
+
 // classify turns a network error into an Outcome.
 func classify(err error) Outcome {
 	var ne net.Error

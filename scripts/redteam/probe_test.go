@@ -72,3 +72,19 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestHuman(t *testing.T) {
+	for o, want := range map[Outcome]string{
+		"answer NOERROR A:0.0.0.0 AAAA:::": "NOERROR: A 0.0.0.0, AAAA ::",
+		"answer NOERROR":                   "NOERROR, no records",
+		"answer REFUSED":                   "REFUSED",
+		"reset":                            "TCP reset",
+		"prohibited EACCES":                "ICMPv6 administratively prohibited (EACCES)",
+		"prohibited From 192.0.2.1 Packet filtered": "ICMP From 192.0.2.1 Packet filtered",
+		"timeout": "timeout",
+	} {
+		if got := o.Human(); got != want {
+			t.Errorf("%q.Human() = %q, want %q", o, got, want)
+		}
+	}
+}
