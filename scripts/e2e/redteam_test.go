@@ -95,6 +95,7 @@ var rtOpen = map[string]string{
 	"DNS to an outside resolver on UDP 5353":                          featStrict,
 	"DNS to an outside resolver on UDP 443":                           featStrict,
 	"DNS to an outside resolver on TCP 443":                           featStrict,
+	"DNS over HTTPS on port 8443 to an unlisted resolver":             featStrict,
 	"DNS over HTTPS to an unlisted resolver":                          featStrict,
 	"a VPN by address (WireGuard's UDP 51820)":                        featStrict,
 	"QUIC (UDP 443) to an unlisted server":                            featStrict,
@@ -348,7 +349,8 @@ func newRTLab(t *testing.T) *rtLab {
 		args = append(args, "--udp-dns", a+":5353", "--tcp-dns", a+":5353", "--udp-dns", a+":443", "--tcp-dns", a+":443")
 	}
 	for _, a := range []string{rtListed4, "[" + rtListed6 + "]", rtOther4, "[" + rtOther6 + "]"} {
-		args = append(args, "--doh", a+":443", "--tcp-dns", a+":853", "--echo-udp", a+":443", "--echo-udp", a+":51820")
+		args = append(args, "--doh", a+":443", "--doh", a+":8443", "--tcp-dns", a+":853", "--udp-dns", a+":853",
+			"--echo-udp", a+":443", "--echo-udp", a+":51820")
 	}
 	r.serve(f.Internet, args...)
 	// Alice and Bob serve echo for the inbound and LAN techniques.
@@ -907,6 +909,12 @@ var rtTechniques = []technique{
 				r.ask("["+rtOther6+"]:853", "blocked.example", "AAAA", "--proto", "tcp")}
 		},
 		verdict: blockedName},
+	{name: "DNS over QUIC (UDP 853) to an unlisted resolver", phase: "daytime",
+		// Plain DNS on UDP 853 stands in for DoQ: the firewall sees the same.
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.ask(rtOther4+":853", "blocked.example", "A"), r.ask("["+rtOther6+"]:853", "blocked.example", "AAAA")}
+		},
+		verdict: blockedName},
 	{name: "DNS over HTTPS to a listed resolver", phase: "daytime",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtListed4+":443", "blocked.example", "A", "--proto", "doh"),
@@ -917,6 +925,12 @@ var rtTechniques = []technique{
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtOther4+":443", "blocked.example", "A", "--proto", "doh"),
 				r.ask("["+rtOther6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
+		},
+		verdict: blockedName},
+	{name: "DNS over HTTPS on port 8443 to an unlisted resolver", phase: "daytime",
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.ask(rtOther4+":8443", "blocked.example", "A", "--proto", "doh"),
+				r.ask("["+rtOther6+"]:8443", "blocked.example", "AAAA", "--proto", "doh")}
 		},
 		verdict: blockedName},
 	{name: "QUIC (UDP 443) to a listed resolver", phase: "daytime",
@@ -966,6 +980,22 @@ var rtTechniques = []technique{
 			return []redteam.Outcome{r.ping(r.alice, rtSite4), r.ping(r.alice, rtSite6)}
 		},
 		verdict: reach},
+	{name: "flood the DNS filter, then ask for a blocked name", phase: "daytime",
+		// Does it fail open under load? 3,000 queries/s for 3 s from Alice
+		// (over her rate limit: UDP is dropped, TCP answered REFUSED), and
+		// meanwhile the blocked name over TCP, which always gets an answer.
+		attack: func(r *rtLab) []redteam.Outcome {
+			flood := r.Cmd(context.Background(), r.alice, binary(r.t, "labhost"), "dnsload", "--server", "192.0.2.1:53", "--mode", "flood",
+				"--rate", "3000", "--for", "3s", "--name", "flood")
+			if err := flood.Start(); err != nil {
+				return one(redteam.Outcome("error " + err.Error()))
+			}
+			defer func() { _ = flood.Wait() }()
+			time.Sleep(time.Second)
+			return []redteam.Outcome{r.ask("192.0.2.1:53", "blocked.example", "A", "--proto", "tcp"),
+				r.ask("[2001:db8:1::1]:53", "blocked.example", "AAAA", "--proto", "tcp")}
+		},
+		verdict: blockedName},
 
 	// Bedtime: Alice's profile sends her offline.
 	{name: "the web at bedtime (both families)", phase: "bedtime",
