@@ -89,31 +89,35 @@ var rtOpen = map[string]string{
 	"new random (locally administered) MAC, then DNS":                 featUnknown,
 	"new vendor (universally administered) MAC, then DNS":             featUnknown,
 	"a second MAC on a macvlan, then DNS":                             featUnknown,
+	"DNS tunnelling over a DNS flow opened before the agent started":  featFlush,
 	"DNS flow opened before the agent started":                        featFlush,
-	"CNAME to a blocked name":                                         featAnswers,
-	"HTTPS record pointing at a blocked name":                         featAnswers,
-	"DNS to an outside resolver on UDP 5353":                          featStrict,
-	"DNS to an outside resolver on UDP 443":                           featStrict,
-	"DNS to an outside resolver on TCP 443":                           featStrict,
-	"DNS over HTTPS on port 8443 to an unlisted resolver":             featStrict,
-	"DNS over HTTPS to an unlisted resolver":                          featStrict,
-	"a VPN by address (WireGuard's UDP 51820)":                        featStrict,
-	"QUIC (UDP 443) to an unlisted server":                            featStrict,
-	"IP literal of a blocked site (IPv4)":                             featStrict,
-	"IP literal of a blocked site (IPv6)":                             featStrict,
-	"HTTP proxy by address":                                           featStrict,
-	"ping an IP literal":                                              featStrict,
-	"DNS tunnelling at bedtime through the router's resolver":         featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv4)":         featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv6)":         featOffline,
-	"DNS tunnelling at bedtime over TCP":                              featOffline,
-	"new random MAC at bedtime":                                       featUnknown,
-	"new vendor MAC at bedtime":                                       featUnknown,
-	"a second MAC on a macvlan at bedtime":                            featUnknown,
-	"inbound TCP from the internet to a fresh IPv6 address":           featOffline,
-	"inbound UDP from the internet to a fresh IPv6 address":           featOffline,
-	"flow opened before bedtime from a fresh IPv6 address":            featOffline,
-	"inbound flow opened before bedtime to a fresh IPv6 address":      featOffline,
+	// Found by this lab: at start the agent cuts a newly offline device's
+	// flows by the addresses it knows, and it knows none yet.
+	"flow opened before the agent started (TCP, both families)":  featOffline,
+	"CNAME to a blocked name":                                    featAnswers,
+	"HTTPS record pointing at a blocked name":                    featAnswers,
+	"DNS to an outside resolver on UDP 5353":                     featStrict,
+	"DNS to an outside resolver on UDP 443":                      featStrict,
+	"DNS to an outside resolver on TCP 443":                      featStrict,
+	"DNS over HTTPS on port 8443 to an unlisted resolver":        featStrict,
+	"DNS over HTTPS to an unlisted resolver":                     featStrict,
+	"a VPN by address (WireGuard's UDP 51820)":                   featStrict,
+	"QUIC (UDP 443) to an unlisted server":                       featStrict,
+	"IP literal of a blocked site (IPv4)":                        featStrict,
+	"IP literal of a blocked site (IPv6)":                        featStrict,
+	"HTTP proxy by address":                                      featStrict,
+	"ping an IP literal":                                         featStrict,
+	"DNS tunnelling at bedtime through the router's resolver":    featOffline,
+	"DNS tunnelling at bedtime to an outside resolver (IPv4)":    featOffline,
+	"DNS tunnelling at bedtime to an outside resolver (IPv6)":    featOffline,
+	"DNS tunnelling at bedtime over TCP":                         featOffline,
+	"new random MAC at bedtime":                                  featUnknown,
+	"new vendor MAC at bedtime":                                  featUnknown,
+	"a second MAC on a macvlan at bedtime":                       featUnknown,
+	"inbound TCP from the internet to a fresh IPv6 address":      featOffline,
+	"inbound UDP from the internet to a fresh IPv6 address":      featOffline,
+	"flow opened before bedtime from a fresh IPv6 address":       featOffline,
+	"inbound flow opened before bedtime to a fresh IPv6 address": featOffline,
 }
 
 // The lab's internet addresses (all on the internet host).
@@ -181,7 +185,7 @@ type rtLab struct {
 // technique is one way around famguard.
 type technique struct {
 	name  string
-	phase string // "daytime" or "bedtime"
+	phase string // "daytime", "bedtime" or rtRestart
 	// limit states a bypass that is a limit of the design, not a bug: the
 	// table says so plainly.
 	limit string
@@ -222,11 +226,14 @@ func TestRedTeam(t *testing.T) {
 			rows = append(rows, row)
 		}
 	}
-	for _, tc := range rtTechniques {
-		if tc.phase == "daytime" && tc.prepare != nil {
-			tc.prepare(r)
+	prepare := func(phase string) {
+		for _, tc := range rtTechniques {
+			if tc.phase == phase && tc.prepare != nil {
+				tc.prepare(r)
+			}
 		}
 	}
+	prepare("daytime")
 	a := startAgent(t, r.Lab, r.profiles, r.state, rtNoon.Format(time.RFC3339), "--doh-list", filepath.Join(r.profiles, "..", "doh.txt"))
 	deadline := time.Now().Add(10 * time.Second)
 	for st := a.status(); st.DNS == nil || st.DNS.Domains != 1; st = a.status() {
@@ -237,11 +244,7 @@ func TestRedTeam(t *testing.T) {
 	}
 	run("daytime")
 
-	for _, tc := range rtTechniques {
-		if tc.phase == "bedtime" && tc.prepare != nil {
-			tc.prepare(r)
-		}
-	}
+	prepare("bedtime")
 	r.bedtime = time.Now()
 	writeFile(t, filepath.Join(r.profiles, "family.yaml"), rtProfile("11:00"))
 	deadline = time.Now().Add(10 * time.Second)
@@ -253,6 +256,26 @@ func TestRedTeam(t *testing.T) {
 	}
 	r.offline = time.Now()
 	run("bedtime")
+
+	// Last, the agent is stopped and its rules removed (an upgrade, a
+	// crash and `famguard cleanup`): flows opened meanwhile must not survive
+	// its start at bedtime.
+	a.stop()
+	if out, err := cli(t, r.Lab, "cleanup", "--state", r.state); err != nil {
+		t.Fatalf("famguard cleanup: %v\n%s", err, out)
+	}
+	prepare(rtRestart)
+	r.bedtime = time.Now()
+	a.start(rtNoon.Format(time.RFC3339))
+	deadline = time.Now().Add(10 * time.Second)
+	for a.device(aliceMAC).Online {
+		if time.Now().After(deadline) {
+			t.Fatalf("Alice not offline 10 s after the agent started at her bedtime:\n%s", a.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.offline = time.Now()
+	run(rtRestart)
 
 	for name := range rtOpen {
 		if !rtKnown(name) {
@@ -749,6 +772,10 @@ func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
 	}
 }
 
+// rtRestart is the last phase: the agent starts (again) at Alice's bedtime,
+// after its rules were removed.
+const rtRestart = "agent starts at bedtime"
+
 // A fresh IPv6 address of Alice's, added just before it is used.
 const rtFresh6 = "2001:db8:1::f1"
 
@@ -1161,6 +1188,30 @@ var rtTechniques = []technique{
 			return one(r.holdResult("inbound fresh before bedtime", "[2001:db8:1::e:3]:7100"))
 		},
 		verdict: reach},
+
+	// The agent starts at bedtime; these flows were opened while it was not
+	// running and no rule of famguard's was in the kernel.
+	{name: "flow opened before the agent started (TCP, both families)", phase: rtRestart,
+		prepare: func(r *rtLab) {
+			r.prepareHold("before the agent v4", r.alice, inet4+":7000", "")
+			r.prepareHold("before the agent v6", r.alice, "["+inet6+"]:7000", "")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.holdResult("before the agent v4", ""), r.holdResult("before the agent v6", "")}
+		},
+		verdict: reach},
+	{name: "DNS tunnelling over a DNS flow opened before the agent started", phase: rtRestart,
+		prepare: func(r *rtLab) {
+			p := r.bg(r.alice, "dns", "--server", "192.0.2.1:53", "--name", "tunnel.example", "--type", "TXT", "--sport", "40055", "--every", "300ms")
+			r.held["DNS flow opened before the agent"] = p
+			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
+				r.t.Log("the DNS flow got no answer before the agent started")
+			}
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.lineAfter("DNS flow opened before the agent", r.offline.Add(time.Second)))
+		},
+		verdict: tunnel},
 }
 
 // claim lets Alice take h's IPv4 address (the attack announces it with a
