@@ -26,6 +26,15 @@ package e2e
 // the feature that closes it: deleting its line is the whole change once
 // that feature merges, and the test then insists the technique holds.
 //
+// Adding a technique: one entry in rtTechniques — its name (the table's
+// words), its phase, optionally prepare (runs before the phase: to open
+// flows that must survive or not), setup (changes Alice's namespace and
+// returns the undo), the attack (probes through r.tool/r.ask, which run
+// scripts/redteam's probes inside a namespace) and a verdict (blockedName,
+// tunnel, reach, or a new one that only counts real answers). If it gets
+// through today, list it in rtOpen with the feature expected to close it;
+// if it is a limit of the design, say so in limit.
+//
 // FAMGUARD_REDTEAM_UPDATE=1 writes the table to scripts/redteam/results.md
 // and into README.md between the markers (the README's table is never typed).
 
@@ -156,6 +165,7 @@ type rtLab struct {
 	bedtime   time.Time          // when the profile that sends Alice offline was written
 	offline   time.Time          // when the agent's status first said she is offline
 	aliceEcho *bgProc            // Alice's echo server (its lines say how each connection ended)
+	agent     *agent             // the running agent (for its status)
 }
 
 // technique is one way around famguard.
@@ -211,6 +221,7 @@ func TestRedTeam(t *testing.T) {
 	}
 	prepare("daytime")
 	a := startAgent(t, r.Lab, r.profiles, r.state, rtNoon.Format(time.RFC3339), "--doh-list", filepath.Join(r.profiles, "..", "doh.txt"))
+	r.agent = a
 	deadline := time.Now().Add(10 * time.Second)
 	for st := a.status(); st.DNS == nil || st.DNS.Domains != 1; st = a.status() {
 		if time.Now().After(deadline) {
@@ -505,6 +516,30 @@ func (r *rtLab) become(mac string, n int) (src4, src6 string, undo func()) {
 		// The router forgets the made-up device's addresses.
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+	}
+}
+
+// waitReload waits until the agent's last reload has the given outcome
+// (and, when refused, names file among its problems).
+func (r *rtLab) waitReload(ok bool, file string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := r.agent.statusErr()
+		if err != nil {
+			r.t.Logf("status (polled again): %v", err)
+		}
+		lr := st.LastReload
+		if err == nil && lr.OK == ok && (ok || strings.Contains(strings.Join(lr.Problems, "\n")+lr.Message, file)) {
+			if !ok {
+				r.t.Logf("the agent refused the push: %s %v", lr.Message, lr.Problems)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the agent's last reload is not ok=%v (%s) after 10 s: %+v", ok, file, lr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -1083,6 +1118,27 @@ var rtTechniques = []technique{
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", "192.0.2.206"),
 				r.tool(r.alice, "tcp", "--to", "["+inet6+"]:8080", "--http", "--src", "2001:db8:1::c8:6")}
+		},
+		verdict: reach},
+	{name: "a broken profile push that would free her (her laptop trusted, unknown devices allowed)", phase: "bedtime",
+		// Not a child's move: a parent's or operator's bad push. It must be
+		// refused as a whole, the last good policy staying in force.
+		setup: func(r *rtLab) func() {
+			bad := filepath.Join(r.profiles, "zz-push.yaml")
+			writeFile(r.t, bad, fmt.Sprintf("version: 1\nunknown_devices: allow\ntrusted:\n  - {mac: %q, name: \"Alice's laptop\"}\n", aliceMAC))
+			r.waitReload(false, "zz-push.yaml")
+			return func() {
+				if err := os.Remove(bad); err != nil {
+					r.t.Fatal(err)
+				}
+				r.waitReload(true, "")
+			}
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			outs := []redteam.Outcome{r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http")}
+			_, _, undo := r.become("00:16:3e:11:22:09", 9)
+			defer undo()
+			return append(outs, r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", "192.0.2.209"))
 		},
 		verdict: reach},
 	{name: "the brother's MAC at bedtime, while he is away", phase: "bedtime",
