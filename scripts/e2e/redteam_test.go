@@ -35,8 +35,9 @@ package e2e
 // through today, list it in rtOpen with the feature expected to close it;
 // if it is a limit of the design, say so in limit.
 //
-// FAMGUARD_REDTEAM_UPDATE=1 writes the table to scripts/redteam/results.md
-// and into README.md between the markers (the README's table is never typed).
+// Every run writes its table to dist/redteam.md; FAMGUARD_REDTEAM_UPDATE=1
+// (after a passing run) writes it to scripts/redteam/results.md and into
+// README.md between the markers (the README's table is never typed).
 
 import (
 	"bufio"
@@ -271,6 +272,13 @@ func TestRedTeam(t *testing.T) {
 	}
 	table := redteam.Markdown(rows)
 	t.Logf("What a child can try, and what happens:\n%s", table)
+	// Every run leaves its table in dist/ (not tracked), passing or not, so
+	// a CI log or a person can read what the last run saw.
+	if err := os.MkdirAll(repoFile(t, "dist"), 0o755); err == nil {
+		if err := os.WriteFile(repoFile(t, "dist/redteam.md"), []byte(redteam.ResultsFile(rows)), 0o644); err != nil {
+			t.Logf("dist/redteam.md: %v", err)
+		}
+	}
 	if os.Getenv("FAMGUARD_REDTEAM_UPDATE") == "1" {
 		if t.Failed() {
 			t.Fatal("not writing results.md and the README from a failed run")
