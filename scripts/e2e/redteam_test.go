@@ -176,6 +176,9 @@ type technique struct {
 	// limit states a bypass that is a limit of the design, not a bug: the
 	// table says so plainly.
 	limit string
+	// needs names the opt-in profile setting the technique is closed by
+	// (strict egress is per child): the table says "holds (with ...)".
+	needs string
 	// prepare runs before the phase begins: before the agent starts (for
 	// daytime), before Alice's bedtime (for bedtime). Optional.
 	prepare func(r *rtLab)
@@ -197,7 +200,7 @@ func TestRedTeam(t *testing.T) {
 			v, ev := r.try(tc)
 			line := fmt.Sprintf("%s %s: %s", v, tc.name, ev)
 			t.Log(line)
-			row := redteam.Row{Phase: phase, Technique: tc.name, Verdict: v, Evidence: ev, Limit: tc.limit}
+			row := redteam.Row{Phase: phase, Technique: tc.name, Verdict: v, Evidence: ev, Limit: tc.limit, Needs: tc.needs}
 			open, listed := rtOpen[tc.name]
 			switch {
 			case v == redteam.Unclear:
@@ -928,16 +931,19 @@ var rtTechniques = []technique{
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 5353", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtRogue4+":5353", "blocked.example", "A"), r.ask("["+rtRogue6+"]:5353", "blocked.example", "AAAA")}
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 443", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A"), r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA")}
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on TCP 443", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A", "--proto", "tcp"),
 				r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA", "--proto", "tcp")}
@@ -968,12 +974,14 @@ var rtTechniques = []technique{
 		},
 		verdict: blockedName},
 	{name: "DNS over HTTPS to an unlisted resolver", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtOther4+":443", "blocked.example", "A", "--proto", "doh"),
 				r.ask("["+rtOther6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
 		},
 		verdict: blockedName},
 	{name: "DNS over HTTPS on port 8443 to an unlisted resolver", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(rtOther4+":8443", "blocked.example", "A", "--proto", "doh"),
 				r.ask("["+rtOther6+"]:8443", "blocked.example", "AAAA", "--proto", "doh")}
@@ -985,11 +993,13 @@ var rtTechniques = []technique{
 		},
 		verdict: reach},
 	{name: "QUIC (UDP 443) to an unlisted server", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":443"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:443")}
 		},
 		verdict: reach},
 	{name: "a VPN by address (WireGuard's UDP 51820)", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":51820"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:51820")}
 		},
@@ -1006,22 +1016,26 @@ var rtTechniques = []technique{
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv4)", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.tool(r.alice, "tcp", "--to", rtSite4+":8080", "--http"))
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv6)", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.tool(r.alice, "tcp", "--to", "["+rtSite6+"]:8080", "--http"))
 		},
 		verdict: reach},
 	{name: "HTTP proxy by address", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "proxy", "--proxy", rtProxy4+":3128", "--url", "http://"+rtSite4+":8080/"),
 				r.tool(r.alice, "proxy", "--proxy", "["+rtProxy6+"]:3128", "--url", "http://"+rtSite4+":8080/")}
 		},
 		verdict: reach},
 	{name: "ping an IP literal", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ping(r.alice, rtSite4), r.ping(r.alice, rtSite6)}
 		},
