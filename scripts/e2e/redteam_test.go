@@ -238,14 +238,7 @@ func TestRedTeam(t *testing.T) {
 	prepare("bedtime")
 	r.bedtime = time.Now()
 	writeFile(t, filepath.Join(r.profiles, "family.yaml"), rtProfile("11:00"))
-	deadline = time.Now().Add(10 * time.Second)
-	for a.device(aliceMAC).Online {
-		if time.Now().After(deadline) {
-			t.Fatalf("Alice still online 10 s after her bedtime moved to 11:00:\n%s", a.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.offline = time.Now()
+	r.waitOffline("her bedtime moved to 11:00")
 	run("bedtime")
 
 	// Last, the agent is stopped and its rules removed (an upgrade, a
@@ -258,14 +251,7 @@ func TestRedTeam(t *testing.T) {
 	prepare(rtRestart)
 	r.bedtime = time.Now()
 	a.start(rtNoon.Format(time.RFC3339))
-	deadline = time.Now().Add(10 * time.Second)
-	for a.device(aliceMAC).Online {
-		if time.Now().After(deadline) {
-			t.Fatalf("Alice not offline 10 s after the agent started at her bedtime:\n%s", a.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.offline = time.Now()
+	r.waitOffline("the agent started at her bedtime")
 	run(rtRestart)
 
 	for name := range rtOpen {
@@ -530,6 +516,20 @@ func (r *rtLab) become(mac string, n int) (src4, src6 string, undo func()) {
 	}
 }
 
+// waitOffline waits until the agent's status says Alice is offline, and
+// notes when.
+func (r *rtLab) waitOffline(after string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.agent.device(aliceMAC).Online {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("Alice still online 10 s after %s:\n%s", after, r.agent.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.offline = time.Now()
+}
+
 // waitReload waits until the agent's last reload has the given outcome
 // (and, when refused, names file among its problems).
 func (r *rtLab) waitReload(ok bool, file string) {
@@ -775,6 +775,17 @@ func (r *rtLab) lineAfter(name string, since time.Time) redteam.Outcome {
 	return redteam.Outcome(strings.SplitN(l.text, " ", 2)[1])
 }
 
+// prepareDNSFlow starts a repeating query from Alice (`dns --every`, one
+// fixed source port: the same flow to conntrack) and waits for its first
+// answer; lineAfter reads it later.
+func (r *rtLab) prepareDNSFlow(key, server, name, qtype, sport string) {
+	p := r.bg(r.alice, "dns", "--server", server, "--name", name, "--type", qtype, "--sport", sport, "--every", "300ms")
+	r.held[key] = p
+	if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
+		r.t.Logf("the DNS flow %q got no answer when it was opened", key)
+	}
+}
+
 // prepareHold opens a held flow from h to to (from src) before bedtime.
 func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
 	if h == r.alice {
@@ -920,11 +931,7 @@ var rtTechniques = []technique{
 		// A socket that asked the outside resolver before the agent put its
 		// redirect in place keeps asking from the same port.
 		prepare: func(r *rtLab) {
-			p := r.bg(r.alice, "dns", "--server", inet4+":53", "--name", "blocked.example", "--sport", "40053", "--every", "300ms")
-			r.held["DNS flow opened before the agent started"] = p
-			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
-				r.t.Log("the early DNS flow got no answer before the agent started")
-			}
+			r.prepareDNSFlow("DNS flow opened before the agent started", inet4+":53", "blocked.example", "A", "40053")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.lineAfter("DNS flow opened before the agent started", time.Now()))
@@ -1089,11 +1096,7 @@ var rtTechniques = []technique{
 	{name: "DNS tunnelling at bedtime over a DNS flow opened before bedtime", phase: "bedtime",
 		// The same socket (source port) keeps asking across the transition.
 		prepare: func(r *rtLab) {
-			p := r.bg(r.alice, "dns", "--server", "192.0.2.1:53", "--name", "tunnel.example", "--type", "TXT", "--sport", "40054", "--every", "300ms")
-			r.held["DNS flow opened before bedtime"] = p
-			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
-				r.t.Log("the DNS flow got no answer before bedtime")
-			}
+			r.prepareDNSFlow("DNS flow opened before bedtime", "192.0.2.1:53", "tunnel.example", "TXT", "40054")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.lineAfter("DNS flow opened before bedtime", r.offline.Add(time.Second)))
@@ -1102,7 +1105,7 @@ var rtTechniques = []technique{
 	{name: "ARP claim of the brother's IPv4 address at bedtime, then the web", phase: "bedtime",
 		setup: func(r *rtLab) func() { return r.claim(r.bob) },
 		attack: func(r *rtLab) []redteam.Outcome {
-			// The claim is announced by the first probe's gratuitous ARP.
+			// Announce the claim, so the router sends her the replies.
 			r.tool(r.alice, "garp", "--iface", "eth0", "--ip", r.bob.IPv4.String())
 			return one(r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", r.bob.IPv4.String()))
 		},
@@ -1256,11 +1259,7 @@ var rtTechniques = []technique{
 		verdict: reach},
 	{name: "DNS tunnelling over a DNS flow opened before the agent started", phase: rtRestart,
 		prepare: func(r *rtLab) {
-			p := r.bg(r.alice, "dns", "--server", "192.0.2.1:53", "--name", "tunnel.example", "--type", "TXT", "--sport", "40055", "--every", "300ms")
-			r.held["DNS flow opened before the agent"] = p
-			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
-				r.t.Log("the DNS flow got no answer before the agent started")
-			}
+			r.prepareDNSFlow("DNS flow opened before the agent", "192.0.2.1:53", "tunnel.example", "TXT", "40055")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.lineAfter("DNS flow opened before the agent", r.offline.Add(time.Second)))
