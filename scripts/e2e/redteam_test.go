@@ -805,6 +805,37 @@ func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
 	}
 }
 
+// askBoth is an attack: blocked.example from Alice to a server's IPv4
+// (A) and IPv6 (AAAA) address on port, over proto (udp, tcp or doh).
+func askBoth(host4, host6, port, proto string) func(r *rtLab) []redteam.Outcome {
+	return func(r *rtLab) []redteam.Outcome {
+		return []redteam.Outcome{r.ask(host4+":"+port, "blocked.example", "A", "--proto", proto),
+			r.ask("["+host6+"]:"+port, "blocked.example", "AAAA", "--proto", proto)}
+	}
+}
+
+// datagramBoth is an attack: a UDP datagram from Alice to a server's IPv4
+// and IPv6 address on port (QUIC, a VPN), waiting for its echo.
+func datagramBoth(host4, host6, port string) func(r *rtLab) []redteam.Outcome {
+	return func(r *rtLab) []redteam.Outcome {
+		return []redteam.Outcome{r.tool(r.alice, "udp", "--to", host4+":"+port), r.tool(r.alice, "udp", "--to", "["+host6+"]:"+port)}
+	}
+}
+
+// heldFlows is a technique: TCP flows from Alice to the internet host over
+// both families, opened before the phase begins, must be cut in it.
+func heldFlows(name, phase string) technique {
+	return technique{name: name, phase: phase,
+		prepare: func(r *rtLab) {
+			r.prepareHold(name+" v4", r.alice, inet4+":7000", "")
+			r.prepareHold(name+" v6", r.alice, "["+inet6+"]:7000", "")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.holdResult(name+" v4", ""), r.holdResult(name+" v6", "")}
+		},
+		verdict: reach}
+}
+
 // rtRestart is the last phase: the agent starts (again) at Alice's bedtime,
 // after its rules were removed.
 const rtRestart = "agent starts at bedtime"
@@ -938,78 +969,48 @@ var rtTechniques = []technique{
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 5353", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":5353", "blocked.example", "A"), r.ask("["+rtRogue6+"]:5353", "blocked.example", "AAAA")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "5353", "udp"),
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 443", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A"), r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "443", "udp"),
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on TCP 443", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "443", "tcp"),
 		verdict: blockedName},
 	{name: "DNS over TLS (853) to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtListed4+":853", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtListed6+"]:853", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		attack:  askBoth(rtListed4, rtListed6, "853", "tcp"),
 		verdict: blockedName},
 	{name: "DNS over TLS (853) to an unlisted resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":853", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtOther6+"]:853", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		attack:  askBoth(rtOther4, rtOther6, "853", "tcp"),
 		verdict: blockedName},
 	{name: "DNS over QUIC (UDP 853) to an unlisted resolver", phase: "daytime",
 		// Plain DNS on UDP 853 stands in for DoQ: the firewall sees the same.
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":853", "blocked.example", "A"), r.ask("["+rtOther6+"]:853", "blocked.example", "AAAA")}
-		},
+		attack:  askBoth(rtOther4, rtOther6, "853", "udp"),
 		verdict: blockedName},
 	{name: "DNS over HTTPS to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtListed4+":443", "blocked.example", "A", "--proto", "doh"),
-				r.ask("["+rtListed6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
-		},
+		attack:  askBoth(rtListed4, rtListed6, "443", "doh"),
 		verdict: blockedName},
 	{name: "DNS over HTTPS to an unlisted resolver", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":443", "blocked.example", "A", "--proto", "doh"),
-				r.ask("["+rtOther6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtOther4, rtOther6, "443", "doh"),
 		verdict: blockedName},
 	{name: "DNS over HTTPS on port 8443 to an unlisted resolver", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":8443", "blocked.example", "A", "--proto", "doh"),
-				r.ask("["+rtOther6+"]:8443", "blocked.example", "AAAA", "--proto", "doh")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtOther4, rtOther6, "8443", "doh"),
 		verdict: blockedName},
 	{name: "QUIC (UDP 443) to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtListed4+":443"), r.tool(r.alice, "udp", "--to", "["+rtListed6+"]:443")}
-		},
+		attack:  datagramBoth(rtListed4, rtListed6, "443"),
 		verdict: reach},
 	{name: "QUIC (UDP 443) to an unlisted server", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":443"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:443")}
-		},
+		needs:   "strict: true",
+		attack:  datagramBoth(rtOther4, rtOther6, "443"),
 		verdict: reach},
 	{name: "a VPN by address (WireGuard's UDP 51820)", phase: "daytime",
-		needs: "strict: true",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":51820"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:51820")}
-		},
+		needs:   "strict: true",
+		attack:  datagramBoth(rtOther4, rtOther6, "51820"),
 		verdict: reach},
 	{name: "the blocked site on an allowed name's address (shared hosting)", phase: "daytime",
 		limit: "famguard filters names and the addresses it answered, not content: a blocked site served from the same address as an allowed one (shared hosting, a CDN, domain fronting) is reachable through it",
@@ -1212,15 +1213,7 @@ var rtTechniques = []technique{
 			return one(r.tool(r.Internet, "udp", "--to", "[2001:db8:1::e:2]:7100"))
 		},
 		verdict: reach},
-	{name: "flow opened before bedtime (TCP, both families)", phase: "bedtime",
-		prepare: func(r *rtLab) {
-			r.prepareHold("before bedtime v4", r.alice, inet4+":7000", "")
-			r.prepareHold("before bedtime v6", r.alice, "["+inet6+"]:7000", "")
-		},
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.holdResult("before bedtime v4", ""), r.holdResult("before bedtime v6", "")}
-		},
-		verdict: reach},
+	heldFlows("flow opened before bedtime (TCP, both families)", "bedtime"),
 	{name: "flow opened before bedtime from a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.ip(r.alice, "addr", "add", rtFresh6+"/64", "dev", "eth0", "nodad")
@@ -1248,15 +1241,7 @@ var rtTechniques = []technique{
 
 	// The agent starts at bedtime; these flows were opened while it was not
 	// running and no rule of famguard's was in the kernel.
-	{name: "flow opened before the agent started (TCP, both families)", phase: rtRestart,
-		prepare: func(r *rtLab) {
-			r.prepareHold("before the agent v4", r.alice, inet4+":7000", "")
-			r.prepareHold("before the agent v6", r.alice, "["+inet6+"]:7000", "")
-		},
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.holdResult("before the agent v4", ""), r.holdResult("before the agent v6", "")}
-		},
-		verdict: reach},
+	heldFlows("flow opened before the agent started (TCP, both families)", rtRestart),
 	{name: "DNS tunnelling over a DNS flow opened before the agent started", phase: rtRestart,
 		prepare: func(r *rtLab) {
 			r.prepareDNSFlow("DNS flow opened before the agent", "192.0.2.1:53", "tunnel.example", "TXT", "40055")
