@@ -128,6 +128,14 @@ reliability: deps build
 # cross` fails when a router build exceeds SIZE_BUDGET bytes (`make cross
 # SIZE_BUDGET=` reports without checking). cross-build and size-check also
 # run on their own. Keep CROSS in step with scripts/cross (Routers).
+# Packages off the packet and DNS paths (profile parsing, bundles, TR-181,
+# overrides, the command line, JSON, tables) are built without inlining in
+# the router builds: 131 KB less on mips (6,357,185 → 6,226,113 bytes when
+# measured), where the budget binds; the hot packages (dnsfilter,
+# categories, rules, daemon, net, netlink, the runtime) keep it.
+COLD_PKGS := gopkg.in/yaml.v3 encoding/json regexp regexp/syntax archive/tar text/tabwriter \
+	$(addprefix github.com/famguard/famguard/agent/,policy bundle tr181 cmd/famguard overrides opstatus inventory fetch)
+ROUTER_GCFLAGS := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
 CROSS := mips:GOMIPS=softfloat mipsle:GOMIPS=softfloat arm:GOARM=7 arm64: amd64:
 ROUTER_ARCHES := mips mipsle arm arm64
 SIZE_BUDGET ?= 6291456
@@ -138,7 +146,7 @@ cross-build:
 	@mkdir -p dist
 	@for t in $(CROSS); do \
 		arch=$${t%%:*}; extra=$${t#*:}; \
-		env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/famguard-linux-$$arch ./agent/cmd/famguard || exit 1; \
+		env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags "$(LDFLAGS)" $(ROUTER_GCFLAGS) -o dist/famguard-linux-$$arch ./agent/cmd/famguard || exit 1; \
 	done
 
 size-check:
