@@ -20,8 +20,11 @@ all: build
 
 build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
+	$(BUILD) -o bin/famguard-bundle ./agent/cmd/famguard-bundle
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
+	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
+	$(BUILD) -o bin/dns-bench ./scripts/dns-bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -93,9 +96,15 @@ bench: deps build
 FUZZ_TARGETS := \
 	./agent/policy:FuzzParseFile \
 	./agent/policy:FuzzLoadDir \
+	./agent/inventory:FuzzParseLeases \
+	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
+	./agent/bundle:FuzzImport \
+	./agent/bundle:FuzzSignedManifest \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/dnsfilter:FuzzWalkAnswers \
+	./agent/dnsfilter:FuzzForwardedAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \

@@ -369,3 +369,38 @@ func TestKernelReplacesAnOlderJump(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKernelStrictSets: the identity rules — mangle attribution, per-class
+// redirects, trusted, unknown devices, strict egress with ipsets — are
+// accepted by the real kernel, and the strict sets are created over netlink
+// first (hash:ip, inet and inet6, with a timeout), once per family.
+func TestKernelStrictSets(t *testing.T) {
+	k := kernel(t)
+	for _, fam := range []Family{IPv4, IPv6} {
+		text, err := Render(identityDesired(), fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Apply(fam, text); err != nil {
+			t.Fatalf("%s: %v", fam, err)
+		}
+		if err := k.Apply(fam, text); err != nil {
+			t.Fatalf("%s, again (the sets exist now): %v", fam, err)
+		}
+		snap, err := k.Snapshot(fam)
+		if err != nil || !Holds(text, snap) {
+			t.Errorf("%s: the applied identity rules do not hold (%v):\n%s", fam, err, snap)
+		}
+	}
+	for _, set := range []struct{ name, family string }{{"fg-bob4", "inet"}, {"fg-bob6", "inet6"}} {
+		out, err := exec.Command("ipset", "list", "-t", set.name).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Type: hash:ip") || !strings.Contains(string(out), "family "+set.family) || !strings.Contains(string(out), "timeout") {
+			t.Errorf("ipset %s: %v\n%s", set.name, err, out)
+		}
+	}
+	for _, fam := range []Family{IPv4, IPv6} {
+		if err := k.Cleanup(fam); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -49,6 +49,13 @@ declare -A need=(
   [qemu-mipsel-static]=qemu-user-static
   [qemu-arm-static]=qemu-user-static
   [qemu-aarch64-static]=qemu-user-static
+  # The parents' page runs in a real browser (scripts/e2e/page_test.go):
+  # Debian's Chromium, driven by playwright-core from npm (scripts/pagetest).
+  [/usr/bin/chromium]=chromium
+  [node]=nodejs
+  [npm]=npm
+  # Signed bundles: the interop test signs with OpenBSD's signify.
+  [signify-openbsd]=signify-openbsd
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -57,6 +64,9 @@ for tool in "${!need[@]}"; do
   *) command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}") ;;
   esac
 done
+# The schema test validates with an independent implementation: Debian's
+# python3-jsonschema (and python3-yaml to read the profiles).
+/usr/bin/python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || missing+=(python3-jsonschema python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ]; then

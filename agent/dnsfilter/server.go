@@ -81,6 +81,8 @@ type Server struct {
 	limit   *limiter     // per-client limits, applied by the listener
 	refused portCounters // queries refused by their port (ports.go)
 
+	opener atomic.Pointer[openerBox] // strict egress: where answered addresses are opened (strict.go)
+
 	mu       sync.Mutex
 	counters map[string]map[string]uint64 // MAC → category (or "deny", "safe-search", "bypass") → count
 	recent   []Recent
@@ -186,9 +188,9 @@ func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.A
 		return s.nxdomain(r)
 	case Rewrite:
 		s.count(mac, "safe-search")
-		return s.rewrite(ctx, r, d.SafeHost, network)
+		return s.open(r, s.rewrite(ctx, r, d.SafeHost, network), mac, rules)
 	}
-	return s.forward(ctx, query, r, network)
+	return s.forwardChecked(ctx, query, r, network, mac, rules, snap)
 }
 
 const (

@@ -255,7 +255,7 @@ func checkConsistent(save string, n, rejectRules int) (tableCheck, error) {
 	if c.filterVariant, err = variant("filter:FAMGUARD", n); err != nil {
 		return c, err
 	}
-	if c.natVariant, err = variant("nat:FAMGUARD-DNS", 2*n); err != nil {
+	if c.natVariant, err = variant("nat:FAMGUARD-DNS53", 2*n); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -58,7 +58,7 @@ func init() {
 // each on (one line) when its branch merges; until then the lab's profile
 // loads on main, and the techniques they close are in rtOpen.
 const (
-	rtHaveIdentityKeys = false // unknown_devices, randomized_devices, trusted (helper "identity")
+	rtHaveIdentityKeys = true  // unknown_devices, randomized_devices, trusted (helper "identity")
 	rtHaveStrictKeys   = false // strict, allow_ips (helper "dns")
 )
 

@@ -19,8 +19,10 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
@@ -31,6 +33,7 @@ import (
 func cmdRun(args []string) error {
 	fs := newFlagSet("run")
 	profiles := fs.String("profiles", defaultProfiles, "directory of YAML profiles")
+	operator := operatorFlag(fs)
 	categories := fs.String("categories", defaultCategories, "directory of category lists (<category>.txt)")
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
@@ -142,6 +145,19 @@ func cmdRun(args []string) error {
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
 	}
+	// Strict egress: the filter opens every address it answers a strict
+	// child in the child's sets before the answer leaves. Without the
+	// netlink socket, strict children's answers fail closed (SERVFAIL).
+	var strictSets *egress.Sets
+	if dns != nil {
+		if k, err := egress.NewNetlink(); err != nil {
+			log.Error("strict egress sets unusable: strict children get no DNS answers", "err", err)
+		} else {
+			defer k.Close()
+			strictSets = egress.New(k)
+			dns.SetOpener(strictSets)
+		}
+	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
 	if err != nil {
 		log.Error("DoH list unusable; using the built-in list", "err", err)
@@ -183,8 +199,11 @@ func cmdRun(args []string) error {
 		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
 	}
 
+	report := &opstatus.Writer{Path: filepath.Join(*state, opstatus.FileName), StateDir: *state, CategoriesDir: *categories}
 	d := daemon.New(daemon.Config{
+		StatusSink:       func(st daemon.Status) { report.Update(st, time.Now()) },
 		ProfilesDir:      *profiles,
+		OperatorDir:      operatorDir(*operator, *profiles),
 		CategoriesDir:    *categories,
 		Version:          version,
 		Clock:            clk,
@@ -198,6 +217,7 @@ func cmdRun(args []string) error {
 		Dataplane:        dp,
 		DNS:              dns,
 		DNSPorts:         portsOrNil(dnsPorts),
+		StrictSets:       strictOrNil(strictSets),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
 		Neighbours:       neighbours,
@@ -321,6 +341,14 @@ func memTotal() int64 {
 }
 
 // portsOrNil keeps a nil *Ports a nil interface.
+// strictOrNil keeps a nil *egress.Sets a nil interface.
+func strictOrNil(s *egress.Sets) daemon.StrictSets {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
 func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 	if p == nil {
 		return nil

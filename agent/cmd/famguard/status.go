@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
 )
@@ -19,24 +18,24 @@ func cmdStatus(args []string, out io.Writer) error {
 	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	state := fs.String("state", defaultState, "the running agent's --state directory")
+	report := fs.Bool("report", false, "print the operator report (what the agent keeps in STATE/status.json: no sites, no addresses)")
+	catDir := fs.String("categories", defaultCategories, "with --report: the category lists directory (for the lists' bundle serial)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var raw json.RawMessage
-	if err := control.Call(ctx, *state, "status", &raw); err != nil {
-		return err
-	}
-	if *asJSON {
-		_, err := out.Write(append(raw, '\n'))
-		return err
-	}
 	var st daemon.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
+	if done, err := askAgent(*state, "status", *asJSON && !*report, out, &st); done || err != nil {
 		return err
+	}
+	if *report {
+		r := opstatus.Build(st, *state, *catDir)
+		r.UpdatedAt = time.Now()
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
 	}
 	printStatus(out, st)
+	printBundleStatus(out, *state)
 	return nil
 }
 
@@ -90,6 +89,16 @@ func printStatus(out io.Writer, st daemon.Status) {
 		for _, r := range st.DNS.Recent {
 			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
 		}
+		strict := make([]string, 0, len(st.DNS.Strict))
+		for child := range st.DNS.Strict {
+			strict = append(strict, child)
+		}
+		sort.Strings(strict)
+		for _, child := range strict {
+			e := st.DNS.Strict[child]
+			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)\n",
+				child, e.Open4, e.Open6, float64(e.MemBytes)/1024)
+		}
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
 	}
@@ -123,6 +132,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 	if len(st.Children) > 0 {
 		fmt.Fprintln(out)
 		printChildren(out, st.Children, now)
+	}
+	if st.Policy != nil {
+		for _, w := range st.Policy.Warnings {
+			fmt.Fprintf(out, "Warning:  %s\n", w)
+		}
+		printLayers(out, st.Policy.Layers, st.Policy.Floors, states)
 	}
 }
 
