@@ -293,6 +293,14 @@ func TestBudgetRunsOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	// The download must find the server listening (a loaded machine may
+	// take a while to start it).
+	if _, ok := waitFor(10*time.Second, func() bool {
+		out, _ := f.Run(ctx, f.Internet, "ss", "-Hltn", "sport = :5201")
+		return strings.Contains(out, "5201")
+	}); !ok {
+		t.Fatal("iperf3 server not listening after 10 s")
+	}
 	ping := f.Cmd(ctx, f.bob, "ping", "-i", "1", inet4)
 	if err := ping.Start(); err != nil {
 		t.Fatal(err)
