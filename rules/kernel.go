@@ -418,17 +418,19 @@ func (r *Runner) dropIfEmpty(tbl string) {
 }
 
 // ApplyOneByOne writes the desired state with one go-iptables call per rule,
-// the way tools without a restore path do. Only the benchmark uses it, to
-// show what the single transaction saves.
-func (r *Runner) ApplyOneByOne(d Desired) error {
+// the way tools without a restore path do, and returns how many iptables
+// processes it ran (each clear, append and jump check is one). Only the
+// benchmark uses it, to show what the single transaction saves.
+func (r *Runner) ApplyOneByOne(d Desired) (calls int, err error) {
 	text, err := Render(d, r.fam)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for tbl, chains := range ourChains {
 		for _, c := range chains {
+			calls += 2 // go-iptables' ClearChain: -N, and -F when it exists
 			if err := r.ipt.ClearChain(tbl, c); err != nil {
-				return err
+				return calls, err
 			}
 		}
 	}
@@ -442,13 +444,20 @@ func (r *Runner) ApplyOneByOne(d Desired) error {
 		}
 		args, err := Tokenize(line)
 		if err != nil {
-			return err
+			return calls, err
 		}
+		calls++
 		if err := r.ipt.Append(tbl, args[1], args[2:]...); err != nil {
-			return err
+			return calls, err
 		}
 	}
-	return r.EnsureJumps(tablesIn(text))
+	tables := tablesIn(text)
+	for _, h := range hooks {
+		if tables[h.table] {
+			calls++ // listing the built-in chain; it is in place after the first op
+		}
+	}
+	return calls, r.EnsureJumps(tables)
 }
 
 // Tokenize splits a rule line like iptables-restore does (double quotes,

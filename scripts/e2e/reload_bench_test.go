@@ -35,9 +35,9 @@ func householdProfile(n int, lunch bool) string {
 // BenchmarkReloadLatency measures the time from a profile file being written
 // (atomic rename, as editors and pushes do) to the changed rules being in the
 // kernel (the agent's own timestamp after iptables-restore returned for both
-// families), for a household of 10 devices and for 250.
+// families), for a household of 10 devices, 250 and 1000.
 func BenchmarkReloadLatency(b *testing.B) {
-	for _, n := range []int{10, 250} {
+	for _, n := range []int{10, 250, 1000} {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
 			lab.RequireRoot(b)
 			l, err := lab.New(context.Background(), fmt.Sprintf("fgb%d%d", os.Getpid()%1000, n), []lab.DeviceSpec{{Name: "kid", MAC: "02:00:00:00:00:00"}})
