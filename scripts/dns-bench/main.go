@@ -243,7 +243,11 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 func sanity(r result) []string {
 	var out []string
 	what := fmt.Sprintf("%s at %d domains", r.name, r.domains)
-	if r.thr.qps < *minQPS {
+	// The q/s bound holds for the 50/50 mix and for echo. The baseline with
+	// no lists forwards every query, and blocky dials a TCP and a UDP
+	// socket for each one it forwards (a few hundred a second on a loaded
+	// 2-core machine): that is blocky's real cost, not an absurd figure.
+	if r.thr.qps < *minQPS && (r.domains > 0 || r.name == "echo" || r.name == "famguard") {
 		out = append(out, fmt.Sprintf("%s: %.0f q/s, under the bound of %.0f", what, r.thr.qps, *minQPS))
 	}
 	for _, p := range []struct {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/famguard/famguard/agent/categories"
@@ -42,6 +43,13 @@ func serveFamguard(args []string) {
 		map[string][]netip.Addr{mac: {netip.MustParseAddr("127.0.0.1")}}, store))
 	fmt.Fprintf(os.Stderr, "famguard: %d domains loaded in %v\n", st.Domains, time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
+	// DNSBENCH_CPUPROFILE=FILE profiles the server from ready to stop
+	// (`go tool pprof FILE`): how the UDP path was profiled.
+	if f, err := os.Create(os.Getenv("DNSBENCH_CPUPROFILE")); err == nil {
+		if err := pprof.StartCPUProfile(f); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	go func() {
 		c := make(chan os.Signal, 1)
 		signalNotify(c)

@@ -118,7 +118,9 @@ func writeLists(dir string, domains []string) error {
 }
 
 // blockyConfig: one upstream, the list as a local file, blocking for every
-// client, caching off (maxTime < 0), the list loaded before serving.
+// client, caching off (maxTime < 0), the list loaded before serving, and no
+// query log (blocky's default logs every query to the console; famguard
+// and dnsmasq log none, AdGuard Home's is switched off below).
 func blockyConfig(dir string) string {
 	return `upstreams:
   init:
@@ -143,6 +145,8 @@ caching:
   cacheTimeNegative: -1
 ports:
   dns: ` + filterAddr + `
+queryLog:
+  type: none
 log:
   level: warn
 `
