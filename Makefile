@@ -13,7 +13,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load
+.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load
 
 all: build
 
@@ -88,6 +88,11 @@ bench-smoke: deps build
 
 bench-peers: deps build
 	bash scripts/bench.sh peers
+
+# The README's performance tables, written from the last outputs of
+# make bench and make bench-peers (dist/bench-full.txt, dist/bench-peers.txt).
+bench-table:
+	$(GO) run ./scripts/bench-table
 
 # Every fuzz target of the module, as package:Function (scripts/fuzzseed's
 # test fails if one is missing). `make fuzz` runs each for FUZZTIME, one

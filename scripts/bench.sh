@@ -22,6 +22,12 @@ mode=${1:-full}
 data=${DATA:-../shared/data}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# Everything printed goes to dist/bench-MODE.txt too: scripts/bench-table
+# (make bench-table) writes the README's tables from it.
+mkdir -p dist
+exec > >(tee "dist/bench-$mode.txt") 2>&1
+model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || echo unknown), machine $(nproc) cores ${model:-unknown CPU}, Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 
 case $mode in
 full)
