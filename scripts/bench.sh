@@ -31,7 +31,7 @@ echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --
 
 case $mode in
 full)
-	apply_bench='BenchmarkApply' apply_n=5x
+	apply_bench='BenchmarkApply' apply_n=3x
 	reload_bench='BenchmarkReloadLatency' reload_n=40x
 	load_n=3x match_time=1s memory_bench='BenchmarkAgentMemory'
 	dns_args=("--sizes=100000,all" "--servers=echo,famguard,dnsmasq")
