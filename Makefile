@@ -1,6 +1,7 @@
 # famguard — see README.md. The two commands a new machine needs:
 #   make demo   watch the agent protect simulated devices in a network-namespace lab
-#   make test   unit tests and the lab end-to-end tests (what CI runs)
+#   make test   unit tests and the lab end-to-end tests
+# make test-fresh runs both on a fresh Debian root (what CI runs).
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -13,7 +14,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load
+.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
 all: build
 
@@ -48,6 +49,14 @@ cross-test: build cross-build
 	FAMGUARD_VERSION=$(VERSION) $(GO) test -count=1 -timeout 10m ./scripts/cross
 	FAMGUARD_VERSION=$(VERSION) $(GO) test -count=1 -timeout 5m -run 'Qemu' ./scripts/e2e
 
+# The README's first hour on a fresh minimal Debian 12 root (debootstrap,
+# cached in .cache/test-fresh/): install-deps without Go, then make demo and
+# make test offline in private mount, network and PID namespaces
+# (scripts/test-fresh.sh). What .ci/run runs. Tests HEAD (a clean clone):
+# commit first.
+test-fresh:
+	bash scripts/test-fresh.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -74,7 +83,7 @@ reliability-load: build
 	FAMGUARD_LOAD_FULL=1 $(GO) test -count=1 -timeout 60m -v -run 'TestDNSFloodFairness|TestReloadSoak' ./scripts/e2e/
 
 # Benchmarks (scripts/bench.sh; what each measures: scripts/dns-bench/README.md).
-# bench: the README's figures, about 15 minutes. bench-smoke: every benchmark
+# bench: the figures of scripts/bench.md, about 15 minutes. bench-smoke: every benchmark
 # for a few seconds, failing on absurd figures (zero throughput, under 1000
 # queries/s, over 1 % errors, a server or peer that did not start) — sanity
 # bounds, not performance assertions; CI runs it. bench-peers: famguard,
@@ -89,7 +98,7 @@ bench-smoke: deps build
 bench-peers: deps build
 	bash scripts/bench.sh peers
 
-# The README's performance tables, written from the last outputs of
+# The performance tables of scripts/bench.md (the README links it), from the last outputs of
 # make bench and make bench-peers (dist/bench-full.txt, dist/bench-peers.txt).
 bench-table:
 	$(GO) run ./scripts/bench-table
@@ -105,6 +114,8 @@ FUZZ_TARGETS := \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
 	./agent/dnsfilter:FuzzAnswer \
+	./agent/control:FuzzControlRequest \
+	./agent/overrides:FuzzParseUntil \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \
@@ -148,6 +159,11 @@ size-check:
 			awk -v s=$$s -v b=$(SIZE_BUDGET) -v a=$$a -v f=$$f 'BEGIN { printf "size-check: FAIL: the %s router build (%s) is %d bytes (%.2f MiB), %d bytes over the budget of %d bytes (%.2f MiB)\n", a, f, s, s/1048576, s-b, b, b/1048576 }' >&2; fi; \
 	done; \
 	if [ $$fail = 0 ]; then echo "size-check: every router build ($(ROUTER_ARCHES)) is within $(SIZE_BUDGET) bytes"; fi; exit $$fail
+
+# The router build sizes the README quotes, written into it between markers
+# (scripts/readme-sizes.sh) from a fresh make cross.
+readme-sizes: cross
+	bash scripts/readme-sizes.sh
 
 # OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
 # name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).

@@ -129,44 +129,84 @@ func newUCI(t *testing.T, state string) uciEnv {
 	return u
 }
 
+// The include on a router with fw4 (OpenWrt 22.03 and later): no `reload`
+// option, which fw4 warns about on every start, restart and reload.
 const wantInclude = `firewall.famguard.fw4_compatible=1
+firewall.famguard.path=/usr/share/famguard/firewall.include
+firewall.famguard.type=script
+firewall.famguard=include
+`
+
+// The include with fw3 (21.02 and older), which runs it on reloads only with
+// `reload 1`.
+const wantIncludeFW3 = `firewall.famguard.fw4_compatible=1
 firewall.famguard.path=/usr/share/famguard/firewall.include
 firewall.famguard.reload=1
 firewall.famguard.type=script
 firewall.famguard=include
 `
 
+// uciDefaults is the uci-defaults script as on a router with fw4 (when fw4
+// is true: /sbin/fw4 is a stand-in) or fw3 (no fw4 at all).
+func uciDefaults(t *testing.T, fw4 bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	stand := filepath.Join(dir, "fw4")
+	if fw4 {
+		write(t, stand, "#!/bin/sh\nexit 0\n", 0o755)
+	}
+	script := filepath.Join(dir, "famguard.uci-defaults")
+	copyReplacing(t, filepath.Join(files, "famguard.uci-defaults"), script, "fw4=/sbin/fw4", "fw4="+stand)
+	return script
+}
+
 func TestUCIDefaultsAddsIncludeIdempotently(t *testing.T) {
-	script := filepath.Join(files, "famguard.uci-defaults")
-	for _, sh := range shells(t) {
-		// uci-defaults scripts are sourced in a subshell (by /etc/init.d/boot
-		// and by default_postinst): ( . ./script ).
-		argv := append(append([]string{}, sh.argv...), "-c", `( . "$1" )`, "uci-defaults", script)
-		other := "firewall.lan=zone\n"
-		u := newUCI(t, other)
-		run(t, argv, u.env, false)
-		if got := read(t, u.state); got != wantInclude+other {
-			t.Errorf("%s: firewall config after first run:\n%s\nwant:\n%s", sh.name, got, wantInclude+other)
-		}
-		if !strings.HasSuffix(read(t, u.log), "uci commit firewall\n") {
-			t.Errorf("%s: not committed:\n%s", sh.name, read(t, u.log))
-		}
-		// Again: nothing changes, nothing is written or committed.
-		before := read(t, u.log)
-		run(t, argv, u.env, false)
-		if got := read(t, u.state); got != wantInclude+other {
-			t.Errorf("%s: second run changed the config:\n%s", sh.name, got)
-		}
-		for _, l := range strings.Split(strings.TrimPrefix(read(t, u.log), before), "\n") {
-			if l != "" && !strings.HasPrefix(l, "uci -q get ") {
-				t.Errorf("%s: second run did more than read: %q", sh.name, l)
+	for _, fw := range []struct {
+		name string
+		fw4  bool
+		want string
+	}{{"fw4", true, wantInclude}, {"fw3", false, wantIncludeFW3}} {
+		script := uciDefaults(t, fw.fw4)
+		for _, sh := range shells(t) {
+			// uci-defaults scripts are sourced in a subshell (by /etc/init.d/boot
+			// and by default_postinst): ( . ./script ).
+			argv := append(append([]string{}, sh.argv...), "-c", `( . "$1" )`, "uci-defaults", script)
+			other := "firewall.lan=zone\n"
+			u := newUCI(t, other)
+			run(t, argv, u.env, false)
+			if got := read(t, u.state); got != fw.want+other {
+				t.Errorf("%s, %s: firewall config after first run:\n%s\nwant:\n%s", fw.name, sh.name, got, fw.want+other)
+			}
+			if !strings.HasSuffix(read(t, u.log), "uci commit firewall\n") {
+				t.Errorf("%s, %s: not committed:\n%s", fw.name, sh.name, read(t, u.log))
+			}
+			// Again: nothing changes, nothing is written or committed.
+			before := read(t, u.log)
+			run(t, argv, u.env, false)
+			if got := read(t, u.state); got != fw.want+other {
+				t.Errorf("%s, %s: second run changed the config:\n%s", fw.name, sh.name, got)
+			}
+			for _, l := range strings.Split(strings.TrimPrefix(read(t, u.log), before), "\n") {
+				if l != "" && !strings.HasPrefix(l, "uci -q get ") {
+					t.Errorf("%s, %s: second run did more than read: %q", fw.name, sh.name, l)
+				}
+			}
+			// An include left half-written or pointing elsewhere is repaired.
+			u = newUCI(t, "firewall.famguard=include\nfirewall.famguard.path=/old/path\n")
+			run(t, argv, u.env, false)
+			if got := read(t, u.state); got != fw.want {
+				t.Errorf("%s, %s: stale include not repaired:\n%s", fw.name, sh.name, got)
 			}
 		}
-		// An include left half-written or pointing elsewhere is repaired.
-		u = newUCI(t, "firewall.famguard=include\nfirewall.famguard.path=/old/path\n")
-		run(t, argv, u.env, false)
+	}
+	// An older famguard set `reload` under fw4 (the warning on every firewall
+	// start): it goes, and nothing else changes.
+	script := uciDefaults(t, true)
+	for _, sh := range shells(t) {
+		u := newUCI(t, wantIncludeFW3)
+		run(t, append(append([]string{}, sh.argv...), "-c", `( . "$1" )`, "uci-defaults", script), u.env, false)
 		if got := read(t, u.state); got != wantInclude {
-			t.Errorf("%s: stale include not repaired:\n%s", sh.name, got)
+			t.Errorf("%s: the fw3-only reload option stays under fw4:\n%s", sh.name, got)
 		}
 	}
 }
@@ -275,7 +315,7 @@ func TestMaintainerScriptsFreshInstall(t *testing.T) {
 	m := newMaintainer(t)
 	u := newUCI(t, "")
 	m.uci = u
-	copyReplacing(t, filepath.Join(files, "famguard.uci-defaults"), filepath.Join(m.root, "etc", "uci-defaults", "90-famguard"))
+	copyReplacing(t, uciDefaults(t, true), filepath.Join(m.root, "etc", "uci-defaults", "90-famguard"))
 	m.runScript(t, sh, "postinst", false, []string{"PKG_UPGRADE=0"}, "configure")
 	if got, want := read(t, m.log), "init.d/famguard enable\ninit.d/famguard enabled\ninit.d/famguard restart\n"; got != want {
 		t.Errorf("fresh install ran:\n%swant:\n%s", got, want)

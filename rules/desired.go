@@ -71,6 +71,25 @@ type Device struct {
 // MaxDeviceID is the highest device identity; the mark layout has 12 bits.
 const MaxDeviceID = 4095
 
+// Reserved identities at the top of the range. The daemon allocates device
+// and class IDs from 1 to MaxAllocID; the kernel rules use these for the
+// connections that are nobody's to restrict. Every connection ends up with
+// some ID, so that after its first packets it skips the per-MAC walk (a
+// connection without an ID walks it on each packet).
+const (
+	// TrustedID marks the connections of parents' devices (Desired.Trusted).
+	TrustedID = MaxDeviceID
+	// DefaultUnknownID is the unknown-device class's ID when the daemon
+	// did not give it one (UnknownPolicy.Class.ID == 0).
+	DefaultUnknownID = MaxDeviceID - 1
+	// OtherID marks connections whose reply came from outside the LAN
+	// (the router's own connections, and anything else no device on the
+	// LAN opened or answered).
+	OtherID = MaxDeviceID - 2
+	// MaxAllocID is the highest ID the daemon may give a device or a class.
+	MaxAllocID = MaxDeviceID - 3
+)
+
 // The conntrack mark layout famguard owns. Other OpenWrt packages use the
 // low 16 bits (mwan3, SQM, fw4 zones), so famguard keeps to the high ones.
 const (

@@ -14,6 +14,9 @@ import (
 // and trace packets through it; the helpers below play "another program"
 // changing the firewall under the agent.
 type Fake struct {
+	// Sets are the ipsets; Apply creates those a restore refers to first,
+	// as Kernel does, and a restore naming one that does not exist fails.
+	Sets *FakeSets
 	mu   sync.Mutex
 	t    [2]tables
 	used [2]map[string]bool // tables the last Apply wrote, as Kernel tracks
@@ -23,7 +26,7 @@ type Fake struct {
 type tables map[string]*fakeTable
 
 // tableOrder is the order Save prints tables in.
-var tableOrder = []string{"filter", "nat"}
+var tableOrder = []string{"filter", "nat", "mangle"}
 
 type fakeTable struct {
 	order  []string // chain creation order (built-ins first)
@@ -39,6 +42,7 @@ type fakeChain struct {
 var builtins = map[string][]string{
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
 	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
 }
 
 func newTables() tables {
@@ -71,10 +75,20 @@ func (t *fakeTable) clone() *fakeTable {
 }
 
 // NewFake returns empty tables with the built-in chains.
-func NewFake() *Fake { return &Fake{t: [2]tables{newTables(), newTables()}} }
+func NewFake() *Fake { return &Fake{t: [2]tables{newTables(), newTables()}, Sets: NewFakeSets()} }
 
 // Apply applies restore input, then makes the jump first in FORWARD, once.
 func (f *Fake) Apply(fam Family, restore string) error {
+	if f.Sets != nil {
+		if err := ensureSets(f.Sets, fam, restore); err != nil {
+			return err
+		}
+	}
+	for _, name := range StrictSets(restore) {
+		if f.Sets == nil || !f.Sets.Has(name) {
+			return fmt.Errorf("Set %s doesn't exist", name)
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	next := f.t[fam].clone()
@@ -128,8 +142,23 @@ func (f *Fake) Cleanup(fam Family) error {
 	if err := ts.restore(RenderCleanup(ours...)); err != nil {
 		return err
 	}
+	for _, tn := range ours {
+		if tn != "filter" && ts[tn].empty() {
+			ts[tn].used = false // as Runner.dropIfEmpty deletes it
+		}
+	}
 	f.t[fam] = ts
 	return nil
+}
+
+// empty: only built-in chains, without rules.
+func (t *fakeTable) empty() bool {
+	for _, c := range t.chains {
+		if c.policy == "-" || len(c.rules) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Backend names the fake.
@@ -394,7 +423,7 @@ func ruleArgs(rule string) []string {
 
 func isStandardTarget(t string) bool {
 	switch t {
-	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE":
+	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE", "CONNMARK", "MARK":
 		return true
 	}
 	return false

@@ -108,8 +108,8 @@ func fuzzDesired(child, name, reason, mac string, flags uint8, port uint16, addr
 		addr = addr[n:]
 	}
 	d := Desired{Devices: []Device{
-		{MAC: mac, Child: child, Name: name, Reason: reason, Offline: flags&1 != 0, BypassPrevention: flags&2 != 0, Addrs: addrs},
-		{MAC: "02:00:00:00:00:21", Child: "bob", Name: reason, Reason: name, Offline: flags&4 != 0, BypassPrevention: flags&8 != 0,
+		{ID: 1, MAC: mac, Child: child, Name: name, Reason: reason, Offline: flags&1 != 0, BypassPrevention: flags&2 != 0, Addrs: addrs},
+		{ID: 2, MAC: "02:00:00:00:00:21", Child: "bob", Name: reason, Reason: name, Offline: flags&4 != 0, BypassPrevention: flags&8 != 0,
 			Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.21"), netip.MustParseAddr("2001:db8:1::21")}},
 	}}
 	if flags&32 != 0 {

@@ -29,8 +29,8 @@ func TestProfileTextCannotChangeRules(t *testing.T) {
 	inet := netip.MustParseAddr("198.51.100.10")
 	render := func(name string) string {
 		text, err := Render(Desired{DNSPort: 5354, Devices: []Device{
-			{MAC: "02:00:00:00:00:11", Child: name, Name: name, Offline: true, Reason: name, Addrs: []netip.Addr{alice}},
-			{MAC: "02:00:00:00:00:21", Child: "bob", Name: name, BypassPrevention: true},
+			{ID: 1, MAC: "02:00:00:00:00:11", Child: name, Name: name, Offline: true, Reason: name, Addrs: []netip.Addr{alice}},
+			{ID: 2, MAC: "02:00:00:00:00:21", Child: "bob", Name: name, BypassPrevention: true},
 		}}, IPv4)
 		if err != nil {
 			t.Fatalf("%q: %v", name, err)

@@ -195,14 +195,17 @@ func (r *Runner) EnsureJumps(tables map[string]bool) error {
 }
 
 func (r *Runner) ensureJump(h hook) error {
-	ours, err := r.jumpPositions(h)
+	ours, exact, err := r.jumpPositions(h)
 	if err != nil {
 		return err
 	}
-	if len(ours) == 1 && ours[0] == 1 {
+	if len(ours) == 1 && ours[0] == 1 && exact {
 		return nil
 	}
-	if len(ours) == 0 || ours[0] != 1 {
+	// A first jump that is not exactly today's (an older famguard's, e.g.
+	// the FORWARD jump that skipped established traffic before offline
+	// connections were rejected by their mark) is replaced like a missing one.
+	if len(ours) == 0 || ours[0] != 1 || !exact {
 		if err := r.ipt.Insert(h.table, h.builtin, 1, h.spec...); err != nil {
 			return fmt.Errorf("inserting the jump to %s in %s %s: %w", h.chain, h.table, h.builtin, err)
 		}
@@ -220,13 +223,13 @@ func (r *Runner) ensureJump(h hook) error {
 	return nil
 }
 
-// jumpPositions lists the 1-based positions of jumps to h.chain in h.builtin.
-func (r *Runner) jumpPositions(h hook) ([]int, error) {
+// jumpPositions lists the 1-based positions of jumps to h.chain in h.builtin,
+// and whether the first of them is exactly h.spec.
+func (r *Runner) jumpPositions(h hook) (ours []int, exact bool, err error) {
 	rules, err := r.ipt.List(h.table, h.builtin)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s %s: %w", h.table, h.builtin, err)
+		return nil, false, fmt.Errorf("listing %s %s: %w", h.table, h.builtin, err)
 	}
-	var ours []int
 	n := 0
 	for _, line := range saveLines(strings.Join(rules, "\n")) {
 		if !strings.HasPrefix(line, "-A "+h.builtin) {
@@ -234,10 +237,27 @@ func (r *Runner) jumpPositions(h hook) ([]int, error) {
 		}
 		n++
 		if isJumpTo(line, h.chain) {
+			if len(ours) == 0 {
+				exact = isSpec(line, h)
+			}
 			ours = append(ours, n)
 		}
 	}
-	return ours, nil
+	return ours, exact, nil
+}
+
+// isSpec reports whether a rule as iptables -S prints it is h's jump.
+func isSpec(line string, h hook) bool {
+	f, err := Tokenize(line)
+	if err != nil || len(f) != len(h.spec)+2 {
+		return false
+	}
+	for i, a := range h.spec {
+		if f[i+2] != a {
+			return false
+		}
+	}
+	return true
 }
 
 // isJumpTo recognises a rule that jumps to chain, as iptables-save and
@@ -295,9 +315,9 @@ func ourLines(save string) string {
 		}
 		for _, h := range hooks {
 			if h.table == tbl && strings.HasPrefix(line, "-A "+h.builtin+" ") {
-				pos[h.builtin]++
+				pos[tbl+h.builtin]++
 				if isJumpTo(line, h.chain) {
-					fmt.Fprintf(&b, "%s:%s#%d %s\n", tbl, h.builtin, pos[h.builtin], line)
+					fmt.Fprintf(&b, "%s:%s#%d %s\n", tbl, h.builtin, pos[tbl+h.builtin], line)
 				}
 			}
 		}
@@ -360,7 +380,7 @@ func (r *Runner) cleanupTables(tables ...string) error {
 			if h.table != tbl {
 				continue
 			}
-			pos, err := r.jumpPositions(h)
+			pos, _, err := r.jumpPositions(h)
 			if err != nil {
 				continue // no such table: nothing of ours in it
 			}
@@ -381,7 +401,7 @@ func (r *Runner) cleanupTables(tables ...string) error {
 		return err
 	}
 	for _, tbl := range ours {
-		if tbl == "nat" {
+		if tbl != "filter" {
 			r.dropIfEmpty(tbl)
 		}
 	}
@@ -508,6 +528,7 @@ func Tokenize(line string) ([]string, error) {
 // read-back that showed it, pending what the read-back after a delta must
 // show.
 type Kernel struct {
+	sets   Sets // the ipsets a restore refers to are created first
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
@@ -528,7 +549,7 @@ func NewKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{r: [2]*Runner{v4, v6}}, nil
+	return &Kernel{r: [2]*Runner{v4, v6}, sets: NetlinkSets{}}, nil
 }
 
 // SetTimeout bounds each iptables-restore / iptables-save run of both
@@ -546,6 +567,9 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 // known to hold that), and checks the jump only when it is not known to be
 // good.
 func (k *Kernel) Apply(fam Family, restore string) error {
+	if err := ensureSets(k.sets, fam, restore); err != nil {
+		return err
+	}
 	var exp expectation
 	err := errNoDelta
 	if k.last[fam] != "" && !k.fresh[fam] {

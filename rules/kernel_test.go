@@ -47,7 +47,7 @@ func save(t testing.TB, bin string) string {
 func household(n int, offline bool) Desired {
 	var d Desired
 	for i := 0; i < n; i++ {
-		d.Devices = append(d.Devices, Device{
+		d.Devices = append(d.Devices, Device{ID: uint16(i + 1),
 			MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Child: fmt.Sprintf("kid%d", i/4),
 			Name: fmt.Sprintf("device %d", i), Offline: offline, Reason: "bedtime (daily 21:00–07:00)",
 			Addrs: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%x", i+1))},
@@ -75,7 +75,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 			t.Fatalf("%s apply: %v", fam, err)
 		}
 		got := save(t, saveBin)
-		if !strings.Contains(got, "-A FORWARD -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment \""+JumpComment+"\" -j FAMGUARD\n-A FORWARD -p tcp -m tcp --dport 25 -j DROP") {
+		if !strings.Contains(got, "-A FORWARD -m comment --comment \""+JumpComment+"\" -j FAMGUARD\n-A FORWARD -p tcp -m tcp --dport 25 -j DROP") {
 			t.Errorf("%s: jump not first in FORWARD:\n%s", fam, got)
 		}
 		if n := strings.Count(got, "--mac-source"); n != 3 {
@@ -141,7 +141,7 @@ func TestKernelApplySnapshotCleanup(t *testing.T) {
 			t.Logf("%s: %v", fam, err)
 		}
 		if now, _ := k.Snapshot(fam); now != snap {
-			t.Errorf("%s: a failed restore changed the rules", fam)
+			t.Errorf("%s: a failed restore changed the rules:\n%s\nwas\n%s", fam, now, snap)
 		}
 
 		// DNS interception on, then off again: famguard's nat part comes
@@ -347,5 +347,47 @@ func TestHungRestoreIsKilled(t *testing.T) {
 	r.save = script
 	if _, err := r.Snapshot(); !errors.Is(err, ErrToolTimeout) {
 		t.Errorf("Snapshot of a hung tool = %v, want ErrToolTimeout", err)
+	}
+}
+
+// TestKernelReplacesAnOlderJump: before issue 9 the FORWARD jump skipped
+// established traffic itself. After an upgrade that jump must not stay (the
+// offline-by-mark rule behind it would never see established packets):
+// Apply replaces it with today's, and a second Apply changes nothing.
+func TestKernelReplacesAnOlderJump(t *testing.T) {
+	k := kernel(t)
+	for _, cmd := range [][]string{
+		{"-N", Chain},
+		{"-I", "FORWARD", "1", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", JumpComment, "-j", Chain},
+	} {
+		if out, err := exec.Command("iptables", cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+	}
+	text, err := Render(household(2, true), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := func() []string {
+		var fwd []string
+		for _, l := range strings.Split(save(t, "iptables-save"), "\n") {
+			if strings.HasPrefix(l, "-A FORWARD ") && strings.Contains(l, Chain) {
+				fwd = append(fwd, l) // the namespace may hold other tests' rules
+			}
+		}
+		return fwd
+	}
+	want := []string{`-A FORWARD -m comment --comment "` + JumpComment + `" -j FAMGUARD`}
+	for i := 0; i < 2; i++ {
+		if err := k.Apply(IPv4, text); err != nil {
+			t.Fatal(err)
+		}
+		if got := forward(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("apply %d: FORWARD = %q, want %q", i+1, got, want)
+		}
+		k.jumpOK[IPv4] = false // make the second Apply check the jump again
+	}
+	if err := k.Cleanup(IPv4); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,13 +12,13 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/rules/*.golden")
 
 var (
-	alicePhone = Device{MAC: "02:00:00:00:00:11", Child: "alice", Name: "Alice's phone", Offline: true,
+	alicePhone = Device{ID: 1, MAC: "02:00:00:00:00:11", Child: "alice", Name: "Alice's phone", Offline: true,
 		Reason: "offline: bedtime (Sun–Thu 21:00–07:00)",
 		Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1::11"), netip.MustParseAddr("192.0.2.11"),
 			netip.MustParseAddr("fe80::11")}}
-	aliceLaptop = Device{MAC: "02:00:00:00:00:12", Child: "alice", Name: "Alice's laptop", Offline: true,
+	aliceLaptop = Device{ID: 2, MAC: "02:00:00:00:00:12", Child: "alice", Name: "Alice's laptop", Offline: true,
 		Reason: "offline: bedtime (Sun–Thu 21:00–07:00)"}
-	bobTablet = Device{MAC: "02:00:00:00:00:21", Child: "bob", Name: "Bob's tablet", Offline: false,
+	bobTablet = Device{ID: 3, MAC: "02:00:00:00:00:21", Child: "bob", Name: "Bob's tablet", Offline: false,
 		Reason: "online: no schedule active", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.21")}}
 	parentMAC = "02:00:00:00:00:31"
 )
@@ -32,7 +32,7 @@ var goldenCases = []struct {
 	{"family", Desired{Devices: []Device{bobTablet, aliceLaptop, alicePhone}}},
 	{"dns", Desired{DNSPort: 5354, Devices: []Device{alicePhone, withBypass(bobTablet), aliceLaptop},
 		DoHAddrs: []netip.Addr{netip.MustParseAddr("9.9.9.9"), netip.MustParseAddr("2620:fe::fe")}}},
-	{"odd-names", Desired{Devices: []Device{{MAC: "02-00-00-00-00-41", Child: "eve", Offline: true,
+	{"odd-names", Desired{Devices: []Device{{ID: 4, MAC: "02-00-00-00-00-41", Child: "eve", Offline: true,
 		Name: "\"quoted\" \\ back\nslash ünïcode " + strings.Repeat("long ", 80), Reason: "x"}}}},
 }
 

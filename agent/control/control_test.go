@@ -18,14 +18,7 @@ func TestRoundTripAndPermissions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := Listen(dir, func(_ context.Context, cmd string, args []string) (any, error) {
-		switch cmd {
-		case "echo":
-			return map[string]any{"args": args}, nil
-		default:
-			return nil, errors.New("unknown command " + cmd)
-		}
-	})
+	srv, err := Listen(dir, echoHandler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,15 +38,16 @@ func TestRoundTripAndPermissions(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 	defer ccancel()
-	var got struct{ Args []string }
-	if err := Call(cctx, dir, "echo a b", &got); err != nil {
+	var got struct{ Args map[string]string }
+	if err := Do(cctx, dir, "echo", map[string]string{"a": "b"}, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Args) != 2 || got.Args[0] != "a" || got.Args[1] != "b" {
+	if got.Args["a"] != "b" {
 		t.Errorf("echo returned %v", got.Args)
 	}
-	if err := Call(cctx, dir, "nope", nil); err == nil || err.Error() != "agent: unknown command nope" {
-		t.Errorf("unknown command error = %v", err)
+	var e *Error
+	if err := Call(cctx, dir, "nope", nil); !errors.As(err, &e) || e.Code != CodeUnknownCommand || e.Message != "unknown command nope" {
+		t.Errorf("unknown command error = %#v", err)
 	}
 
 	// A second agent on the same state directory must refuse to start.
@@ -75,7 +69,7 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 	if err := os.WriteFile(SocketPath(dir), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen(dir, func(context.Context, string, []string) (any, error) { return "ok", nil })
+	srv, err := Listen(dir, func(context.Context, Request) (any, error) { return "ok", nil })
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -117,7 +111,7 @@ func TestOthersCannotConnect(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := Listen(dir, func(context.Context, string, []string) (any, error) { return "secret family data", nil })
+	srv, err := Listen(dir, func(context.Context, Request) (any, error) { return "secret family data", nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func newBootHarness(t *testing.T, now time.Time, bp policy.BootPolicy, saved map
 }
 
 func (h *bootHarness) aliceBlocked() bool {
-	return strings.Contains(h.dp.get(rules.IPv4), "--mac-source "+aliceMAC)
+	return blocksAlice(h.dp.get(rules.IPv4))
 }
 
 func applied(h *bootHarness) func() bool {
@@ -141,7 +141,7 @@ func TestDamagedSavedStateIsProtective(t *testing.T) {
 	dp := newFakeDataplane()
 	d := runDaemon(t, Config{ProfilesDir: dir, Clock: clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)), Dataplane: dp,
 		WaitForClockSync: true, SavedState: savedstate.New(path), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
-	eventually(t, "Alice offline", func() bool { return strings.Contains(dp.get(rules.IPv4), "--mac-source "+aliceMAC) })
+	eventually(t, "Alice offline", func() bool { return blocksAlice(dp.get(rules.IPv4)) })
 	if st := statusOf(t, d); st.SavedState == nil || !strings.Contains(st.SavedState.Error, path) {
 		t.Errorf("status does not report the damaged file: %+v", st.SavedState)
 	}

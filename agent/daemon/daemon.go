@@ -37,17 +37,20 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/agent/tz"
@@ -86,14 +89,18 @@ type Config struct {
 	// DNS, when set, is the listener that filters protected devices' DNS
 	// (already bound to DNSPort): the daemon redirects their queries to it
 	// and publishes what applies to each device.
-	DNS          *dnsfilter.Server
-	DNSPort      int
-	DoH          dnsfilter.DoHList                      // DNS-over-HTTPS resolvers refused with bypass prevention
-	Neighbours   Neighbours                             // nil: addresses unknown
-	DeleteFlows  func(addrs []netip.Addr) (uint, error) // nil: no conntrack deletion
-	WallJumps    <-chan struct{}                        // nil: none
-	RulesChanged <-chan struct{}                        // the ruleset changed (nf_tables events); nil: rely on HealInterval
-	Reload       <-chan struct{}                        // SIGHUP
+	DNS     *dnsfilter.Server
+	DNSPort int
+	DoH     dnsfilter.DoHList // DNS-over-HTTPS resolvers refused with bypass prevention
+	// DNSPorts binds the DNS filter's listeners of the class ports (and
+	// the offline port) before the rules redirect to them; nil: only
+	// DNSPort is listened on (tests without a network).
+	DNSPorts     DNSPorts
+	Neighbours   Neighbours      // nil: addresses unknown
+	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
+	WallJumps    <-chan struct{} // nil: none
+	RulesChanged <-chan struct{} // the ruleset changed (nf_tables events); nil: rely on HealInterval
+	Reload       <-chan struct{} // SIGHUP
 	Log          *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
@@ -103,6 +110,22 @@ type Config struct {
 	EventHealing        bool          // RulesChanged delivers nf_tables change events (logged)
 	Debounce            time.Duration // quiet time after a profile change before reloading; default 20ms
 	WatchFiles          bool          // watch ProfilesDir with fsnotify (true in production)
+
+	// LAN are the interfaces the family's devices are on (--lan, OpenWrt's
+	// lan interface, br-lan); LANSource says where that came from. Only
+	// packets that come in on them are a device's (rules.Desired.LAN), and
+	// only devices seen there can be unknown devices; empty: none is.
+	LAN       []string
+	LANSource string
+	Leases    string // DHCP lease file for device names (dnsmasq format); "": none
+	// Overrides keeps pauses, extra time and budget usage (nil: in memory
+	// only). Accounting reads per-device byte counters for daily budgets
+	// (nil: budgets do not count), every AccountEvery (default 1 min); a
+	// minute counts above BudgetThreshold bytes (default 20 KiB).
+	Overrides       *overrides.Store
+	Accounting      Accounting
+	AccountEvery    time.Duration
+	BudgetThreshold uint64
 }
 
 // Daemon is the running agent. Create it with New and start it with Run.
@@ -117,6 +140,9 @@ type Daemon struct {
 	polLoadedAt time.Time
 	zone        tz.Zone
 	lastReload  ReloadResult
+	// lastChange is the last reload that loaded a new policy or failed: an
+	// unchanged re-read (every SIGHUP, every `reload`) must not hide it.
+	lastChange  ReloadResult
 	neigh       netwatch.Table
 	states      []policy.DeviceState
 	offline     map[string]bool // MAC → offline in the last applied state
@@ -136,6 +162,10 @@ type Daemon struct {
 
 	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
+
+	devs devicesState   // devices seen on the LAN (inventory.go)
+	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
+	ov   overridesState // pauses, extra time, budgets (overrides.go)
 }
 
 // catResult is one load of the category lists.
@@ -148,7 +178,9 @@ type catResult struct {
 
 type request struct {
 	cmd   string
-	args  []string
+	args  []string        // text form (Handle)
+	raw   json.RawMessage // the version-1 args object (HandleRequest)
+	do    func() (any, error)
 	reply chan response
 }
 
@@ -198,7 +230,10 @@ func New(cfg Config) *Daemon {
 // Handle is the control-socket handler: it forwards the request to the loop
 // goroutine, which owns the state, and waits for its answer.
 func (d *Daemon) Handle(ctx context.Context, cmd string, args []string) (any, error) {
-	r := request{cmd: cmd, args: args, reply: make(chan response, 1)}
+	return d.send(ctx, request{cmd: cmd, args: args, reply: make(chan response, 1)})
+}
+
+func (d *Daemon) send(ctx context.Context, r request) (any, error) {
 	select {
 	case d.requests <- r:
 	case <-ctx.Done():
@@ -210,6 +245,11 @@ func (d *Daemon) Handle(ctx context.Context, cmd string, args []string) (any, er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// HandleRequest is the control-socket handler (protocol version 1).
+func (d *Daemon) HandleRequest(ctx context.Context, req control.Request) (any, error) {
+	return d.send(ctx, request{cmd: req.Cmd, raw: req.Args, reply: make(chan response, 1)})
 }
 
 // ErrShutdownRequested is returned by Run when a client asked the agent to
@@ -225,6 +265,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.dp.Backend = d.cfg.Dataplane.Backend()
 	d.trusted, d.trustSource = !d.cfg.WaitForClockSync, d.cfg.TrustSource
 	d.loadSaved()
+	defer d.startOverrides(ctx)()
 	d.log.Info("famguard starting", "version", d.cfg.Version, "profiles", d.cfg.ProfilesDir,
 		"firewall_backend", d.dp.Backend, "heal", healMode(d.cfg), "clock", d.cfg.Clock.Now().Format(time.RFC3339), "simulated_clock", d.cfg.ClockSimulated)
 	if !d.trusted {
@@ -258,6 +299,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
 	}
 
+	d.loadInventory()
 	d.reload("start")
 
 	schedTimer := time.NewTimer(time.Hour)
@@ -293,7 +335,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.reload("SIGHUP")
 		case t := <-neighCh:
 			d.neigh = t
+			d.observe(t)
 			d.reconcile("neighbour table changed")
+			d.noticeRestricted(false)
 		case c := <-catCh:
 			d.categoriesLoaded(c)
 		case _, ok := <-wallJumps:
@@ -393,7 +437,11 @@ func (d *Daemon) publishDNS() {
 			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention,
 			DoHNames: d.cfg.DoH.Names}
 	}
-	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store))
+	offline := 0
+	if d.cfg.DNSPort > 0 {
+		offline = d.cfg.DNSPort + offlinePortOffset
+	}
+	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store).WithPorts(d.classRules(perMAC), offline))
 }
 
 // armTimer points the schedule timer at the next transition. A Go timer runs
@@ -445,7 +493,7 @@ func (d *Daemon) reload(why string) {
 		} else {
 			res.Message += "; no valid policy loaded yet, firewall rules left as they are"
 		}
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message, "trigger", why, "problems", strings.Join(res.Problems, "\n"))
 		return
 	}
@@ -455,7 +503,7 @@ func (d *Daemon) reload(why string) {
 		// the zone database itself failed, so keep the old policy.
 		res.OK = false
 		res.Message = "time zone: " + zerr.Error() + "; keeping the previous policy"
-		d.lastReload = res
+		d.lastReload, d.lastChange = res, res
 		d.log.Error(res.Message)
 		return
 	}
@@ -477,12 +525,13 @@ func (d *Daemon) reload(why string) {
 		devices += len(c.Devices)
 	}
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
-	d.lastReload = res
+	d.lastReload, d.lastChange = res, res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
 	for _, m := range d.missingCats {
 		d.log.Warn(m)
 	}
 	d.reconcile("policy loaded")
+	d.noticeRestricted(true)
 }
 
 // missingCategories reports categories named in profiles that have no list in
@@ -492,6 +541,10 @@ func (d *Daemon) missingCategories() []string {
 		return nil
 	}
 	avail, err := categories.Available(d.cfg.CategoriesDir)
+	if errors.Is(err, os.ErrNotExist) {
+		// A fresh install without lists: each category says so below.
+		avail, err = map[string]bool{}, nil
+	}
 	if err != nil {
 		if len(d.pol.Categories()) == 0 {
 			return nil
@@ -499,7 +552,7 @@ func (d *Daemon) missingCategories() []string {
 		return []string{fmt.Sprintf("categories directory %s cannot be read (%v): category blocks are listed but not enforced", d.cfg.CategoriesDir, err)}
 	}
 	var out []string
-	for _, p := range d.pol.MissingCategories(avail) {
+	for _, p := range d.pol.MissingCategories(d.cfg.CategoriesDir, avail) {
 		out = append(out, p.String())
 	}
 	return out
@@ -518,22 +571,14 @@ func (d *Daemon) reconcile(why string) {
 		d.next = time.Time{}
 	}
 
-	bypass := map[string]bool{}
-	for _, c := range d.pol.Children {
-		bypass[c.Name] = c.BypassPrevention
+	desired, err := d.desired(states)
+	if err != nil {
+		d.dp.LastError = err.Error()
+		d.log.Error("cannot prepare the rules; keeping the current ones", "err", err)
+		d.scheduleRetry()
+		return
 	}
-	desired := rules.Desired{}
-	if d.cfg.DNS != nil {
-		desired.DNSPort = d.cfg.DNSPort
-		desired.DoHAddrs = d.cfg.DoH.Addrs
-	}
-	for _, s := range states {
-		desired.Devices = append(desired.Devices, rules.Device{
-			MAC: s.MAC, Child: s.Child, Name: s.Device,
-			Offline: !s.Online, Reason: s.Reason, Addrs: d.neigh[s.MAC],
-			BypassPrevention: bypass[s.Child],
-		})
-	}
+	d.noteDesired(desired)
 	// The DNS filter learns the new state before the firewall changes, so
 	// a redirected query never meets stale rules.
 	d.publishDNS()
@@ -543,8 +588,8 @@ func (d *Daemon) reconcile(why string) {
 	}
 	d.applySucceeded()
 
-	// Conntrack: cut what the newly offline devices had open.
-	var cut []netip.Addr
+	// Conntrack: cut what the newly offline devices had open, by the
+	// device IDs in the connection marks.
 	nowOffline := map[string]bool{}
 	for _, s := range states {
 		if s.Online {
@@ -556,28 +601,19 @@ func (d *Daemon) reconcile(why string) {
 		nowOffline[s.MAC] = true
 		if !d.offline[s.MAC] {
 			d.log.Info(fmt.Sprintf("%s is now offline: %s", deviceLabel(s), s.Reason), "until", untilText(s.Until, d.zone.Loc), "trigger", why)
-			cut = append(cut, d.neigh[s.MAC]...)
 		}
 	}
 	d.offline = nowOffline
 	d.saveStates(states)
-	if len(cut) > 0 && d.cfg.DeleteFlows != nil {
-		n, err := d.cfg.DeleteFlows(cut)
-		if err != nil {
-			d.log.Error("could not delete the connections of newly offline devices; they end when they next go idle", "err", err)
-		} else {
-			d.log.Info("cut live connections of newly offline devices", "connections", n, "addresses", len(cut))
-		}
-	}
+	d.cutOffline(d.newlyOfflineIDs(desired))
+	d.cutDNS(desired)
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,
-// the boot policy otherwise.
+// the boot policy otherwise (evaluator); with trusted devices and the
+// unknown devices on the LAN (inventory.go).
 func (d *Daemon) evaluate() []policy.DeviceState {
-	if d.trusted {
-		return d.pol.Evaluate(d.cfg.Clock.Now(), d.zone.Loc)
-	}
-	return d.pol.EvaluateUnsynced(d.cfg.BootPolicy, d.saved.Devices, d.saved.SavedAt)
+	return d.withSeen(d.seen(), d.evaluator())
 }
 
 // clockTrusted switches from the boot policy to the schedule.
@@ -769,6 +805,9 @@ func (d *Daemon) heal() {
 }
 
 func deviceLabel(s policy.DeviceState) string {
+	if s.Kind == policy.KindUnknown {
+		return fmt.Sprintf("unknown device %s", s.MAC)
+	}
 	if s.Device != "" {
 		return fmt.Sprintf("%s (%s, %s)", s.Device, s.Child, s.MAC)
 	}

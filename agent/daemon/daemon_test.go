@@ -83,7 +83,7 @@ type harness struct {
 	dp      *fakeDataplane
 	d       *Daemon
 	reload  chan struct{}
-	cut     chan []netip.Addr
+	cut     chan cutCall
 	cancel  context.CancelFunc
 	stopped chan struct{}
 }
@@ -97,7 +97,7 @@ func newHarness(t *testing.T, start time.Time, content string) *harness {
 		}
 	}
 	h := &harness{t: t, dir: dir, dp: newFakeDataplane(), reload: make(chan struct{}, 1),
-		cut: make(chan []netip.Addr, 10), stopped: make(chan struct{})}
+		cut: make(chan cutCall, 10), stopped: make(chan struct{})}
 	h.d = New(Config{
 		ProfilesDir: dir,
 		Clock:       clock.StartingAt(start),
@@ -105,10 +105,7 @@ func newHarness(t *testing.T, start time.Time, content string) *harness {
 		Dataplane:   h.dp,
 		Neighbours: fakeNeighbours{netwatch.Table{"02:00:00:00:00:11": {
 			netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8:1::11")}}},
-		DeleteFlows: func(a []netip.Addr) (uint, error) {
-			h.cut <- append([]netip.Addr(nil), a...)
-			return uint(len(a)), nil
-		},
+		Conntrack:    harnessConntrack(h),
 		Reload:       h.reload,
 		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HealInterval: 50 * time.Millisecond,
@@ -150,21 +147,21 @@ func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
 	h := newHarness(t, bed.Add(-300*time.Millisecond), profile)
 
 	eventually(t, "first apply", func() bool { return strings.Contains(h.dp.get(rules.IPv4), ":FAMGUARD ") })
-	if strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if blocksAlice(h.dp.get(rules.IPv4)) {
 		t.Fatal("Alice's MAC is in the rules before bedtime")
 	}
 	// The loop sleeps until 21:00 on the agent's clock, then blocks.
-	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
-	if !strings.Contains(h.dp.get(rules.IPv6), "02:00:00:00:00:11") {
+	eventually(t, "bedtime rules", func() bool { return blocksAlice(h.dp.get(rules.IPv4)) })
+	if !blocksAlice(h.dp.get(rules.IPv6)) {
 		t.Error("IPv6 rules do not block Alice's MAC at bedtime")
 	}
 	if !strings.Contains(h.dp.get(rules.IPv6), "2001:db8:1::11") {
 		t.Error("IPv6 rules do not cut traffic towards Alice's known address")
 	}
 	select {
-	case addrs := <-h.cut:
-		if len(addrs) != 2 {
-			t.Errorf("conntrack deletion for %v, want both of Alice's addresses", addrs)
+	case c := <-h.cut:
+		if len(c.ids) != 1 || c.ids[0] != h.d.kid.ids.Devices["02:00:00:00:00:11"] || c.dnsOnly || c.unmarked {
+			t.Errorf("conntrack deletion %+v, want every connection of Alice's device ID", c)
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no conntrack deletion when Alice went offline")
@@ -180,7 +177,7 @@ func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
 
 func TestInvalidReloadKeepsLastGoodPolicy(t *testing.T) {
 	h := newHarness(t, time.Date(2026, 11, 26, 22, 0, 0, 0, berlin), profile)
-	eventually(t, "bedtime rules", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	eventually(t, "bedtime rules", func() bool { return blocksAlice(h.dp.get(rules.IPv4)) })
 	good := h.status().Policy.Digest
 
 	// Broken: a bad time. The whole set must be rejected.
@@ -196,7 +193,7 @@ func TestInvalidReloadKeepsLastGoodPolicy(t *testing.T) {
 	if len(st.LastReload.Problems) == 0 || !strings.Contains(st.LastReload.Problems[0], "family.yaml:8:") {
 		t.Errorf("problems %q should name family.yaml line 8", st.LastReload.Problems)
 	}
-	if !strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if !blocksAlice(h.dp.get(rules.IPv4)) {
 		t.Error("block lifted by a broken edit")
 	}
 }
@@ -238,7 +235,7 @@ func TestFailedApplyIsRetried(t *testing.T) {
 	}
 	eventually(t, "failure reported", func() bool { return h.status().Dataplane.LastError != "" })
 	h.dp.setFail(nil)
-	eventually(t, "retried apply", func() bool { return strings.Contains(h.dp.get(rules.IPv4), "02:00:00:00:00:11") })
+	eventually(t, "retried apply", func() bool { return blocksAlice(h.dp.get(rules.IPv4)) })
 	if e := h.status().Dataplane.LastError; e != "" {
 		t.Errorf("last error still %q after recovery", e)
 	}
@@ -283,6 +280,12 @@ func TestSIGHUPReload(t *testing.T) {
 	eventually(t, "loaded", func() bool { return h.status().Policy != nil })
 	h.reload <- struct{}{}
 	eventually(t, "SIGHUP reload", func() bool { return h.status().LastReload.Trigger == "SIGHUP" })
+	// The re-read found nothing new: the load before it stays visible.
+	st := h.status()
+	if !strings.HasPrefix(st.LastReload.Message, "profiles unchanged") || st.LastChange.Trigger == "SIGHUP" ||
+		!strings.Contains(st.LastChange.Message, "loaded") || !st.LastChange.At.Before(st.LastReload.At) {
+		t.Errorf("after an unchanged SIGHUP: last_reload %+v, last_change %+v; want the earlier load as last_change", st.LastReload, st.LastChange)
+	}
 }
 
 // steppableClock is a clock someone can set, like NTP or `date -s`.
@@ -315,18 +318,18 @@ func TestWallClockStepReevaluatesAtOnce(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealInterval: time.Hour})
 
 	eventually(t, "noon rules", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
-	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if blocksAlice(dp.get(rules.IPv4)) {
 		t.Fatal("Alice blocked at noon")
 	}
 	clk.set(time.Date(2026, 11, 26, 21, 30, 0, 0, berlin)) // NTP steps the clock
 	jumps <- struct{}{}
 	eventually(t, "bedtime rules right after the step", func() bool {
-		return strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+		return blocksAlice(dp.get(rules.IPv4))
 	})
 	clk.set(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)) // and back
 	jumps <- struct{}{}
 	eventually(t, "block lifted right after stepping back", func() bool {
-		return !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+		return !blocksAlice(dp.get(rules.IPv4))
 	})
 }
 
@@ -338,7 +341,7 @@ type racingDataplane struct {
 }
 
 func (r *racingDataplane) Snapshot(fam rules.Family) (string, error) {
-	if fam == rules.IPv4 && strings.Contains(r.get(fam), "02:00:00:00:00:11") && r.raced.CompareAndSwap(false, true) {
+	if fam == rules.IPv4 && blocksAlice(r.get(fam)) && r.raced.CompareAndSwap(false, true) {
 		if err := r.fake.Run(fam, "-F FAMGUARD"); err != nil {
 			return "", err
 		}
@@ -415,7 +418,7 @@ func TestFailedApplyBacksOffExponentially(t *testing.T) {
 
 	dp.setFail(nil)
 	eventually(t, "the rules applied after the tool recovered", func() bool {
-		return strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11")
+		return blocksAlice(dp.get(rules.IPv4))
 	})
 	eventually(t, "status cleared", func() bool {
 		s := status().Dataplane
@@ -440,7 +443,7 @@ func TestFailedSaveIsRetried(t *testing.T) {
 		s := status().SavedState
 		return s != nil && strings.Contains(s.Error, path)
 	})
-	if !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if !blocksAlice(dp.get(rules.IPv4)) {
 		t.Error("Alice not blocked while the state file cannot be written")
 	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
@@ -473,13 +476,13 @@ func TestClockStepOnlyForSimulatedClocks(t *testing.T) {
 	if _, err := d.Handle(ctx, "clock-step", []string{"9h30m"}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if !blocksAlice(dp.get(rules.IPv4)) {
 		t.Error("Alice not blocked right after stepping to 21:30")
 	}
 	if _, err := d.Handle(ctx, "clock-step", []string{"-9h30m"}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(dp.get(rules.IPv4), "02:00:00:00:00:11") {
+	if blocksAlice(dp.get(rules.IPv4)) {
 		t.Error("Alice still blocked after stepping back to noon")
 	}
 	if _, err := d.Handle(ctx, "clock-step", []string{"soon"}); err == nil {
@@ -580,4 +583,25 @@ func TestReloadsStayFlat(t *testing.T) {
 	if last.RSSBytes == 0 || last.HeapBytes == 0 {
 		t.Errorf("runtime status incomplete: %+v", last)
 	}
+}
+
+// cutCall is one rules.Conntrack.Cut call.
+type cutCall struct {
+	ids               []uint16
+	dnsOnly, unmarked bool
+}
+
+type chanConntrack chan cutCall
+
+func (c chanConntrack) Cut(ids []uint16, dnsOnly, unmarked bool) (uint, error) {
+	c <- cutCall{append([]uint16(nil), ids...), dnsOnly, unmarked}
+	return uint(len(ids)), nil
+}
+
+func harnessConntrack(h *harness) rules.Conntrack { return chanConntrack(h.cut) }
+
+// blocksAlice: the filter rules reject Alice's MAC (mangle lists every
+// device's MAC, offline or not).
+func blocksAlice(text string) bool {
+	return strings.Contains(text, "-A FAMGUARD -m mac --mac-source 02:00:00:00:00:11 ")
 }

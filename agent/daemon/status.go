@@ -8,26 +8,35 @@ import (
 	"strings"
 	"time"
 
+	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 )
 
 // Status is what `famguard status --json` prints: the running agent's view.
 // Field names are a contract for scripts and operators; add, never rename.
 type Status struct {
-	Version    string            `json:"version"`
-	PID        int               `json:"pid"`
-	Started    time.Time         `json:"started"`
-	Clock      ClockStatus       `json:"clock"`
-	Zone       ZoneStatus        `json:"zone"`
-	Policy     *PolicyStatus     `json:"policy"` // null until a valid policy was loaded
-	LastReload ReloadResult      `json:"last_reload"`
+	Version    string        `json:"version"`
+	PID        int           `json:"pid"`
+	Started    time.Time     `json:"started"`
+	Clock      ClockStatus   `json:"clock"`
+	Zone       ZoneStatus    `json:"zone"`
+	Policy     *PolicyStatus `json:"policy"` // null until a valid policy was loaded
+	LastReload ReloadResult  `json:"last_reload"`
+	// LastChange is the last reload that loaded a new policy or failed;
+	// equal to LastReload unless the profiles were re-read unchanged since.
+	LastChange ReloadResult      `json:"last_change"`
 	Dataplane  DataplaneStatus   `json:"dataplane"`
 	Warnings   []string          `json:"warnings"`
 	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
 	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
 	Devices    []DeviceStatus    `json:"devices"`
 	Runtime    RuntimeStatus     `json:"runtime"`
+	// Children is each child's pauses, extra time and budget today (add,
+	// never rename: see agent/overrides.ChildStatus).
+	Children  []overrides.ChildStatus `json:"children"`
+	Overrides *OverridesStatus        `json:"overrides"`
 }
 
 // RuntimeStatus is the agent process's own footprint, so an operator (and
@@ -143,6 +152,12 @@ type DeviceStatus struct {
 }
 
 func (d *Daemon) answer(r request) (any, error) {
+	if r.do != nil { // the daemon's own goroutines (accounting)
+		return r.do()
+	}
+	if v, err, ok := d.answerOverrides(r); ok {
+		return v, err
+	}
 	switch r.cmd {
 	case "status":
 		// Evaluate afresh so `until` and reasons are exact at this instant.
@@ -150,6 +165,8 @@ func (d *Daemon) answer(r request) (any, error) {
 			d.states = d.evaluate()
 		}
 		return d.status(), nil
+	case "devices":
+		return d.devices(), nil
 	case "reload":
 		d.reload("control socket")
 		return d.lastReload, nil
@@ -169,9 +186,18 @@ func (d *Daemon) answer(r request) (any, error) {
 		// the way NTP or `date -s` steps the real one, and handle it like a
 		// wall-clock step signal. Refused with the real clock: the agent
 		// never sets the system time.
+		var a struct {
+			By string `json:"by"`
+		}
+		if err := control.DecodeArgs(r.raw, &a); err != nil {
+			return nil, err
+		}
+		if a.By != "" {
+			r.args = []string{a.By}
+		}
 		return d.stepClock(r.args)
 	default:
-		return nil, fmt.Errorf("unknown command %q (known: status, reload, clock-synced, heal, shutdown)", r.cmd)
+		return nil, control.Errorf(control.CodeUnknownCommand, "unknown command %q (known: status, devices, reload, pause, resume, grant, budget, overrides, clock-synced, heal, shutdown)", r.cmd)
 	}
 }
 
@@ -184,10 +210,13 @@ func (d *Daemon) status() Status {
 			Trusted: d.trusted, BootPolicy: string(d.cfg.BootPolicy)},
 		Zone:       ZoneStatus{Name: d.zone.Name, Source: d.zone.Source},
 		LastReload: d.lastReload,
+		LastChange: d.lastChange,
 		Dataplane:  d.dp,
-		Warnings:   append([]string{}, d.missingCats...),
+		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),
+		Children:   append([]overrides.ChildStatus{}, d.ov.children...),
+		Overrides:  d.overridesStatus(),
 	}
 	if d.trusted {
 		st.Clock.TrustSource = d.trustSource

@@ -250,12 +250,12 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 	s := NewServer(slowUpstream(20*time.Millisecond, &asked), NullIP)
 	lim := Limits{Rate: 100, Burst: 50, InFlight: 16}
 	s.SetLimits(lim)
-	s.Publish(NewSnapshot(map[string]Rules{flooderMAC: {Child: "mallory"}, normalMAC: {Child: "alice"}},
-		map[string][]netip.Addr{flooderMAC: {flooderAddr}, normalMAC: {normalAddr}}, store(t)))
 	ln, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish(NewSnapshot(map[string]Rules{flooderMAC: {Child: "mallory"}, normalMAC: {Child: "alice"}},
+		map[string][]netip.Addr{flooderMAC: {flooderAddr}, normalMAC: {normalAddr}}, store(t)).WithPorts(map[int]Rules{ln.port: {Child: "mallory"}}, 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- ln.Serve(ctx) }()

@@ -35,9 +35,10 @@ const (
 
 // Listener is a bound DNS listener (UDP and TCP on one address).
 type Listener struct {
-	s   *Server
-	udp *net.UDPConn
-	tcp *net.TCPListener
+	s    *Server
+	port int // the port it listens on: it tells whose rules answer
+	udp  *net.UDPConn
+	tcp  *net.TCPListener
 
 	maxConns    int           // maxTCPConns (tests lower it)
 	idleTimeout time.Duration // tcpIdleTimeout (tests lower it)
@@ -64,7 +65,7 @@ func (s *Server) Listen(addr string) (*Listener, error) {
 	udp := pc.(*net.UDPConn)
 	recvDestination(udp)
 	receiveBuffer(udp, udpSocketBuf)
-	return &Listener{s: s, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
+	return &Listener{s: s, port: udp.LocalAddr().(*net.UDPAddr).Port, udp: udp, tcp: ln.(*net.TCPListener), maxConns: maxTCPConns, idleTimeout: tcpIdleTimeout,
 		conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -166,7 +167,7 @@ const udpIdleWorkers = 16
 // the few idle workers.
 func (l *Listener) udpWorker(ctx context.Context, j udpJob, jobs <-chan udpJob, sem <-chan struct{}, idle *atomic.Int32) {
 	for {
-		if resp := l.s.Answer(ctx, j.query, j.src, "udp"); resp != nil {
+		if resp := l.s.Answer(ctx, j.query, l.port, j.src, "udp"); resp != nil {
 			_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, j.oob, j.from)
 		}
 		l.s.done(j.tk)
@@ -250,7 +251,7 @@ func (l *Listener) serveConn(ctx context.Context, c *net.TCPConn) {
 		// once frees the connection for the client's next query.
 		var resp []byte
 		if tk, ok := l.s.admit(src); ok {
-			resp = l.s.Answer(ctx, query, src, "tcp")
+			resp = l.s.Answer(ctx, query, l.port, src, "tcp")
 			l.s.done(tk)
 		} else {
 			resp = l.s.Refuse(query)

@@ -15,13 +15,18 @@ import (
 	"github.com/famguard/famguard/agent/categories"
 )
 
-// Snapshot is the immutable view the DNS handlers read: rules per protected
-// MAC (for this instant), the device each source address belongs to, and the
-// category lists.
+// Snapshot is the immutable view the DNS handlers read: the rules of each
+// policy class by the port its queries are redirected to (for this instant),
+// the refusing port of offline devices, the device each source address
+// belongs to as last seen (for display and the per-client limits only, never
+// for a decision), and the category lists.
 type Snapshot struct {
 	rules map[string]Rules      // MAC → rules
-	macOf map[netip.Addr]string // source address → MAC
+	macOf map[netip.Addr]string // source address → MAC (display, limiter keys)
 	store *categories.Store
+
+	ports       map[int]Rules // listening port → the class's rules (see ports.go)
+	offlinePort int           // queries arriving here are REFUSED
 }
 
 // NewSnapshot builds a snapshot; addrs is the neighbour table (MAC → its
@@ -73,7 +78,8 @@ type Server struct {
 	mode     BlockMode
 	now      func() time.Time
 
-	limit *limiter // per-client limits, applied by the listener
+	limit   *limiter     // per-client limits, applied by the listener
+	refused portCounters // queries refused by their port (ports.go)
 
 	mu       sync.Mutex
 	counters map[string]map[string]uint64 // MAC → category (or "deny", "safe-search", "bypass") → count
@@ -136,7 +142,12 @@ func (s *Server) Publish(snap *Snapshot) { s.snap.Store(snap) }
 // to the upstream byte for byte, and the upstream's answer comes back byte
 // for byte apart from the ID, so EDNS options, DNSSEC bits and record types
 // this code knows nothing about pass through untouched.
-func (s *Server) Answer(ctx context.Context, query []byte, src netip.Addr, network string) []byte {
+//
+// Whose rules answer is decided by port, the port the kernel redirected
+// the query to from the sender's MAC: a port no class has (or a query sent
+// to a port directly) is REFUSED and counted, never forwarded unfiltered;
+// src only names the client in counters.
+func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.Addr, network string) []byte {
 	if len(query) < headerLen {
 		return nil
 	}
@@ -154,11 +165,12 @@ func (s *Server) Answer(ctx context.Context, query []byte, src netip.Addr, netwo
 	}
 	r.hasQ = true
 	snap := s.snap.Load()
-	mac, known := snap.macOf[src]
-	rules, protected := snap.rules[mac]
-	if !known || !protected {
-		return s.forward(ctx, query, r, network)
+	rules, ok := snap.classOf(port)
+	if !ok {
+		s.refused.count(port == snap.offlinePort && port != 0)
+		return s.reply(r, dnsmessage.RCodeRefused)
 	}
+	mac := snap.clientName(src, rules)
 	name := r.q.Name.String()
 	d := Decide(name, rules, snap.store)
 	switch d.Action {
@@ -444,6 +456,10 @@ type Stats struct {
 	RateLimitedBy map[string]uint64            `json:"rate_limited_by_client"`
 	Counters      map[string]map[string]uint64 `json:"blocked_by_device"` // MAC → category → count
 	Recent        []Recent                     `json:"recent_blocks"`     // newest last
+	// Refused by port: offline devices' queries, and queries on a port no
+	// class has (not attributable: refused rather than answered unfiltered).
+	OfflineRefused uint64 `json:"offline_refused"`
+	Unattributed   uint64 `json:"unattributed"`
 }
 
 // Stats returns a copy of the counters and recent blocks.
@@ -453,7 +469,8 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Queries: s.queries.Load(), Limits: lim, RateLimited: limited, RateLimitedBy: by,
-		Counters: map[string]map[string]uint64{}, Recent: append([]Recent{}, s.recent...)}
+		Counters: map[string]map[string]uint64{}, Recent: append([]Recent{}, s.recent...),
+		OfflineRefused: s.refused.offline.Load(), Unattributed: s.refused.unattributed.Load()}
 	for mac, m := range s.counters {
 		c := map[string]uint64{}
 		for k, v := range m {

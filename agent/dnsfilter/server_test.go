@@ -70,12 +70,31 @@ func (f *fakeUpstream) exchange(_ context.Context, query []byte, _ string) ([]by
 func newTestServer(t *testing.T, mode BlockMode) (*Server, *fakeUpstream) {
 	up := &fakeUpstream{}
 	s := NewServer(up.exchange, mode)
+	aliceRules := Rules{Child: "alice", Categories: []string{"gambling"}, Deny: []string{"example-game.com"},
+		Allow: []string{"ok.casino.example"}, SafeSearch: true, BypassPrevention: true}
 	s.Publish(NewSnapshot(
-		map[string]Rules{aliceMAC: {Child: "alice", Categories: []string{"gambling"}, Deny: []string{"example-game.com"},
-			Allow: []string{"ok.casino.example"}, SafeSearch: true, BypassPrevention: true}},
+		map[string]Rules{aliceMAC: aliceRules},
 		map[string][]netip.Addr{aliceMAC: {aliceAddr, aliceV6}, "02:00:00:00:00:31": {parent}},
-		store(t)))
+		store(t)).WithPorts(map[int]Rules{alicePort: aliceRules, openPort: {Child: "unrestricted"}}, offlinePort))
 	return s, up
+}
+
+// The test server's ports: alice's class, a class without restrictions,
+// and the offline port.
+const (
+	alicePort   = 5360
+	openPort    = 5362
+	offlinePort = 5359
+)
+
+// portOf is the port the kernel would have redirected a query from src to
+// in the tests' household: Alice's addresses to her class's, any other to
+// the unrestricted class's.
+func portOf(src netip.Addr) int {
+	if src == aliceAddr || src == aliceV6 {
+		return alicePort
+	}
+	return openPort
 }
 
 func query(name string, qtype uint16) *dns.Msg {
@@ -91,7 +110,7 @@ func ask(t *testing.T, s *Server, m *dns.Msg, src netip.Addr) *dns.Msg {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return unpack(t, s.Answer(context.Background(), wire, src, "udp"))
+	return unpack(t, s.Answer(context.Background(), wire, portOf(src), src, "udp"))
 }
 
 func unpack(t *testing.T, wire []byte) *dns.Msg {
@@ -123,8 +142,8 @@ func TestAnswers(t *testing.T) {
 		{"use-application-dns.net", dns.TypeA, aliceAddr, dns.RcodeNameError, ""},
 		{"www.google.com", dns.TypeA, aliceAddr, dns.RcodeSuccess, "forcesafesearch.google.com."},
 		{"ordinary.example", dns.TypeA, aliceAddr, dns.RcodeSuccess, "198.51.100.99"},
-		{"casino.example", dns.TypeA, parent, dns.RcodeSuccess, "198.51.100.99"},                            // not protected
-		{"casino.example", dns.TypeA, netip.MustParseAddr("192.0.2.77"), dns.RcodeSuccess, "198.51.100.99"}, // unknown source
+		{"casino.example", dns.TypeA, parent, dns.RcodeSuccess, "198.51.100.99"},                            // a class without restrictions
+		{"casino.example", dns.TypeA, netip.MustParseAddr("192.0.2.77"), dns.RcodeSuccess, "198.51.100.99"}, // the same class, another address
 		{"down.example", dns.TypeA, aliceAddr, dns.RcodeServerFailure, ""},
 	} {
 		r := query(tc.name, tc.qtype)
@@ -272,13 +291,13 @@ func TestMalformedQueries(t *testing.T) {
 		{"label length with reserved bits", append(append([]byte{}, good[:12]...), 0x80, 1, 2, 3)},
 		{"pointer loop in the question", append(append([]byte{}, good[:12]...), 0xC0, 12, 0, 1, 0, 1)},
 	} {
-		resp := unpack(t, s.Answer(context.Background(), tc.wire, aliceAddr, "udp"))
+		resp := unpack(t, s.Answer(context.Background(), tc.wire, alicePort, aliceAddr, "udp"))
 		if resp.Rcode != dns.RcodeFormatError || resp.Id != binary.BigEndian.Uint16(tc.wire) {
 			t.Errorf("%s: %s id %d, want FORMERR", tc.what, dns.RcodeToString[resp.Rcode], resp.Id)
 		}
 	}
 	for _, n := range []int{0, 1, 11} {
-		if resp := s.Answer(context.Background(), good[:n], aliceAddr, "udp"); resp != nil {
+		if resp := s.Answer(context.Background(), good[:n], alicePort, aliceAddr, "udp"); resp != nil {
 			t.Errorf("%d bytes: answered % x, want dropped", n, resp)
 		}
 	}
@@ -390,7 +409,7 @@ func TestForwardedBytesUnchanged(t *testing.T) {
 	m.SetEdns0(1232, true)
 	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
 	wire, _ := m.Pack()
-	resp := s.Answer(context.Background(), wire, aliceAddr, "udp")
+	resp := s.Answer(context.Background(), wire, alicePort, aliceAddr, "udp")
 	upq, sent := <-got, <-sentc
 	if !bytes.Equal(upq[2:], wire[2:]) {
 		t.Errorf("query changed on the way upstream:\n got % x\nwant % x", upq, wire)
@@ -474,12 +493,13 @@ func startFilterWith(t *testing.T, adjust func(*Listener)) string {
 	t.Cleanup(func() { _ = upstream.Shutdown() })
 
 	s := NewServer(UpstreamExchange(upstream.PacketConn.LocalAddr().String()), NullIP)
-	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: {Child: "alice", Categories: []string{"gambling"}}},
-		map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)))
 	l, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	alice := Rules{Child: "alice", Categories: []string{"gambling"}}
+	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: alice},
+		map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)).WithPorts(map[int]Rules{l.port: alice}, 0))
 	adjust(l)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -552,13 +572,14 @@ func TestTCPSeveralQueries(t *testing.T) {
 func TestAnswerFromQueriedAddress(t *testing.T) {
 	for _, wildcard := range []string{"0.0.0.0:0", "[::]:0"} {
 		s, _ := newTestServer(t, NullIP)
-		s.Publish(NewSnapshot(map[string]Rules{aliceMAC: {Child: "alice", Categories: []string{"gambling"}}},
-			map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)))
 		l, err := s.Listen(wildcard)
 		if err != nil {
 			t.Logf("%s: %v", wildcard, err)
 			continue
 		}
+		alice := Rules{Child: "alice", Categories: []string{"gambling"}}
+		s.Publish(NewSnapshot(map[string]Rules{aliceMAC: alice},
+			map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)).WithPorts(map[int]Rules{l.port: alice}, 0))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- l.Serve(ctx) }()
@@ -653,7 +674,7 @@ func FuzzAnswer(f *testing.F) {
 	fuzzseed.Add(f, "FuzzAnswer", fuzzseed.Bytes)
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		s, _ := newTestServer(t, NullIP)
-		resp := s.Answer(context.Background(), wire, aliceAddr, "udp")
+		resp := s.Answer(context.Background(), wire, alicePort, aliceAddr, "udp")
 		if len(wire) < headerLen {
 			if resp != nil {
 				t.Fatal("answered less than a header")

@@ -80,6 +80,49 @@ type Neighbours struct {
 	// list and subscribe are netlink calls; tests replace them.
 	list      func() ([]netlink.Neigh, error)
 	subscribe func(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error
+
+	// lan, when set, limits the table to neighbours on these interfaces
+	// (lan.go): what is seen there is the family's devices, never the WAN.
+	lan       []string
+	linkIndex func(name string) (int, error)
+	missing   map[string]bool // LAN interfaces reported missing (logged once)
+}
+
+// SetLAN limits the table to neighbours on the named interfaces (resolved
+// at every listing, so a bridge that is re-created is followed). Call it
+// before Run.
+func (n *Neighbours) SetLAN(ifaces []string) {
+	n.lan = append([]string(nil), ifaces...)
+}
+
+// onLAN filters neighs to the LAN interfaces (all of them when no LAN is set).
+func (n *Neighbours) onLAN(neighs []netlink.Neigh) []netlink.Neigh {
+	if len(n.lan) == 0 {
+		return neighs
+	}
+	idx := map[int]bool{}
+	for _, name := range n.lan {
+		i, err := n.linkIndex(name)
+		if err != nil {
+			if !n.missing[name] {
+				n.missing[name] = true
+				n.log.Warn("LAN interface not found; devices on it are not seen until it exists", "interface", name, "err", err)
+			}
+			continue
+		}
+		if n.missing[name] {
+			delete(n.missing, name)
+			n.log.Info("LAN interface found", "interface", name)
+		}
+		idx[i] = true
+	}
+	out := neighs[:0:0]
+	for _, nb := range neighs {
+		if idx[nb.LinkIndex] {
+			out = append(out, nb)
+		}
+	}
+	return out
 }
 
 // NewNeighbours watches the neighbour table of the current network namespace.
@@ -92,6 +135,14 @@ func NewNeighbours(log *slog.Logger) *Neighbours {
 		subscribe: func(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
 		},
+		linkIndex: func(name string) (int, error) {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return 0, err
+			}
+			return l.Attrs().Index, nil
+		},
+		missing: map[string]bool{},
 	}
 }
 
@@ -102,7 +153,7 @@ func (n *Neighbours) listTable() (Table, error) {
 		var neighs []netlink.Neigh
 		neighs, err = n.list()
 		if err == nil {
-			return BuildTable(neighs), nil
+			return BuildTable(n.onLAN(neighs)), nil
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break

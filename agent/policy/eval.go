@@ -19,6 +19,11 @@ type DeviceState struct {
 	Until             *time.Time `json:"until"`
 	BlockedCategories []string   `json:"blocked_categories"`
 	ActiveWindows     []string   `json:"active_windows"`
+	// Kind is "" for a child's device, KindTrusted or KindUnknown (then
+	// Child, if set, is the child whose rules apply: unknown_devices: {like:
+	// CHILD}). Randomized: the MAC is locally administered.
+	Kind       string `json:"kind,omitempty"`
+	Randomized bool   `json:"randomized,omitempty"`
 }
 
 // Evaluate computes every device's state at `at` in the family's zone,

@@ -36,7 +36,12 @@ const MaxTotalSize = 4 << 20
 // LoadDir reads every profile file in dir (not recursively) and merges them.
 // It returns Problems when the set is invalid, and a plain error when the
 // directory itself cannot be read.
-func LoadDir(dir string) (*Policy, error) {
+func LoadDir(dir string) (*Policy, error) { return loadDir(dir, nil) }
+
+// loadDir is LoadDir with overlay: file names in dir whose content is taken
+// from the map instead of the disk (new or replaced files), so a candidate
+// file is validated with the whole set before it is written (assign.go).
+func loadDir(dir string, overlay map[string][]byte) (*Policy, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -46,11 +51,27 @@ func LoadDir(dir string) (*Policy, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if IsProfileFile(e.Name()) {
+		if _, over := overlay[e.Name()]; IsProfileFile(e.Name()) && !over {
 			names = append(names, e.Name())
 		}
 	}
+	for name := range overlay {
+		names = append(names, name)
+	}
 	sort.Strings(names)
+	return loadFiles(dir, names, overlay)
+}
+
+// LoadFile reads one profile file on its own, as if it were the only file of
+// its directory (`famguard check FILE`, before copying a file into place).
+// Problems between files (a MAC in two files) show only with LoadDir.
+func LoadFile(path string) (*Policy, error) {
+	return loadFiles(filepath.Dir(path), []string{filepath.Base(path)}, nil)
+}
+
+// loadFiles reads and merges the named files of dir, taking those in
+// overlay from it instead of the disk.
+func loadFiles(dir string, names []string, overlay map[string][]byte) (*Policy, error) {
 	if len(names) == 0 {
 		// An empty directory is what a push looks like between deleting the
 		// old files and writing the new ones: never read it as "no rules".
@@ -65,7 +86,11 @@ func LoadDir(dir string) (*Policy, error) {
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		p := &parser{file: path}
-		data, err := readProfile(path)
+		data, over := overlay[name]
+		var err error
+		if !over {
+			data, err = readProfile(path)
+		}
 		total += len(data)
 		switch {
 		case err != nil:
@@ -139,12 +164,13 @@ func fileKind(m os.FileMode) string {
 }
 
 // merge combines parsed files and checks what spans files: a child defined
-// twice, a MAC listed twice, conflicting time zones.
+// twice, a MAC listed twice (for children, trusted or assigned), conflicting
+// time zones, the unknown-device policy set twice or naming a missing child,
+// an assignment to a missing child.
 func merge(parsers []*parser) (*Policy, Problems) {
 	var probs Problems
 	pol := &Policy{}
 	childAt := map[string]position{}
-	macAt := map[string]macRef{}
 	var zone *zoneRef
 	for _, p := range parsers {
 		probs = append(probs, p.problems...)
@@ -165,20 +191,10 @@ func merge(parsers []*parser) (*Policy, Problems) {
 			childAt[c.child.Name] = c.pos
 			pol.Children = append(pol.Children, c.child)
 		}
-		for _, m := range p.macs {
-			if prev, dup := macAt[m.mac]; dup {
-				who := "the same child"
-				if prev.child != m.child {
-					who = fmt.Sprintf("child %q", prev.child)
-				}
-				probs = append(probs, Problem{File: m.pos.file, Line: m.pos.line, Col: m.pos.col, Field: m.pos.field,
-					Msg: fmt.Sprintf("MAC %s is already listed for %s at %s:%d; a device belongs to one child, once", m.mac, who, prev.pos.file, prev.pos.line)})
-				continue
-			}
-			macAt[m.mac] = m
-		}
 		pol.refs = append(pol.refs, p.refs...)
 	}
+	probs = append(probs, checkMACs(parsers)...)
+	probs = append(probs, mergeDevices(pol, parsers, childAt)...)
 	if len(probs) > 0 {
 		probs.sort()
 		return nil, probs

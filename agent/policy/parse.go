@@ -20,10 +20,12 @@ import (
 // against it and a test checks the JSON Schema against it, so they cannot
 // drift apart.
 var Keys = map[string][]string{
-	"file":     {"version", "timezone", "children"},
-	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny"},
+	"file":     {"version", "timezone", "children", "unknown_devices", "randomized_devices", "trusted", "assigned"},
+	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny", "budget"},
 	"device":   {"mac", "name"},
 	"schedule": {"name", "days", "from", "to", "action", "block", "enabled"},
+	"unknown":  {"like"},              // the mapping form of unknown_devices / randomized_devices
+	"assigned": {"mac", "to", "name"}, // what famguard assign writes
 }
 
 // SupportedVersion is the profile schema version this agent reads.
@@ -69,12 +71,20 @@ type parser struct {
 	macs     []macRef
 	children []childRef
 	tz       *zoneRef
+
+	unknown, randomized *unknownRef
+	trusted             []Device
+	assigned            []assignRef
 }
 
 type macRef struct {
 	mac   string
-	child string
-	pos   position
+	owner string // the child's name, or AssignTrusted
+	// assigned: from an `assigned:` entry. Those are checked after every
+	// other MAC, so a clash blames the newer assignment, not the profile
+	// a parent wrote.
+	assigned bool
+	pos      position
 }
 
 type childRef struct {
@@ -186,6 +196,7 @@ func (p *parser) parse(data []byte) {
 	if c, ok := fields["children"]; ok {
 		p.childrenNode(c)
 	}
+	p.deviceKeys(fields)
 }
 
 // findAlias returns the first alias/anchor/merge node, depth-bounded so deep
@@ -264,24 +275,7 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 				p.problem(dn, dpath, "expected a device like {mac: \"02:00:00:00:00:11\", name: \"Alice's phone\"}, got %s", kindName(dn))
 				continue
 			}
-			df := p.mapping(dn, dpath, "device")
-			dev := Device{}
-			if m, ok := df["mac"]; !ok {
-				p.problem(dn, dpath+".mac", "missing: every device needs its MAC address")
-			} else if s, ok := p.str(m, dpath+".mac"); ok {
-				if mac, err := parseMAC(s); err != nil {
-					p.problem(m, dpath+".mac", "%v", err)
-				} else {
-					dev.MAC = mac
-					p.macs = append(p.macs, macRef{mac: mac, child: c.Name, pos: p.pos(m, dpath+".mac")})
-				}
-			}
-			if nm, ok := df["name"]; ok {
-				if s, ok := p.str(nm, dpath+".name"); ok {
-					dev.Name = s
-				}
-			}
-			c.Devices = append(c.Devices, dev)
+			c.Devices = append(c.Devices, p.macEntry(dn, dpath, p.mapping(dn, dpath, "device"), c.Name, false))
 		}
 	}
 	if b, ok := f["block"]; ok {
@@ -298,6 +292,9 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 	}
 	if d, ok := f["deny"]; ok {
 		c.Deny = p.domains(d, path+".deny")
+	}
+	if b, ok := f["budget"]; ok {
+		c.Budget = p.budget(b, path+".budget")
 	}
 	if s, ok := f["schedules"]; ok {
 		names := map[string]*yaml.Node{}

@@ -10,8 +10,9 @@
 // daemon keeps the last good policy. Problems carry FILE:LINE:COL, the field
 // path, and what to write instead.
 //
-// Compatibility: version-1 files will keep loading. Future additions (pause,
-// extra time, daily budgets, unknown-device policy, operator defaults) are new
+// Compatibility: version-1 files will keep loading. Additions (pause,
+// extra time, daily budgets, the unknown-device policy and trusted devices of
+// devices.go, operator defaults) are new
 // optional keys, so files that do not use them are unaffected; a file that
 // declares a version this agent does not know is rejected with a clear
 // message rather than half-understood.
@@ -21,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,17 @@ type Policy struct {
 	Children []Child  // sorted by name
 	Sources  []Source // the files it came from, sorted by path
 	Digest   string   // identifies the set: operators read back which push is live
+
+	// Unknown is unknown_devices as a profile set it (Action UnknownUnset:
+	// no file did; UnknownDevices resolves the default). Randomized is
+	// randomized_devices likewise (RandomizedDevices resolves it).
+	Unknown    UnknownRule
+	Randomized UnknownRule
+	// Trusted are parents' devices: never restricted, never unknown. It
+	// includes the `assigned:` entries to trusted; entries assigned to a
+	// child are in that child's Devices.
+	Trusted  []Device
+	Assigned []Assignment // every `assigned:` entry, in file order
 
 	refs []categoryRef // where each category was named (for check --categories)
 }
@@ -57,6 +70,7 @@ type Child struct {
 	Allow            []string // domains that beat any block
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
+	Budget           *Budget // daily time budget; nil: none
 }
 
 // Device is a child's device, matched by MAC.
@@ -83,6 +97,9 @@ type Problem struct {
 	Col   int
 	Field string
 	Msg   string
+	// crossFile: a reference (to a child) resolved against the whole set;
+	// a file read alone may lack what another file of the set defines.
+	crossFile bool
 }
 
 func (p Problem) String() string {
@@ -136,14 +153,16 @@ func (p *Policy) Categories() []string {
 	return sortedKeys(seen)
 }
 
-// MissingCategories reports each place that names a category without a list.
-// These are warnings: the rest of the policy applies regardless.
-func (p *Policy) MissingCategories(available map[string]bool) Problems {
+// MissingCategories reports each place that names a category without a list
+// in dir (the categories directory). These are warnings: the rest of the
+// policy applies regardless, but such a block blocks nothing, which a parent
+// must not have to guess.
+func (p *Policy) MissingCategories(dir string, available map[string]bool) Problems {
 	var out Problems
 	for _, r := range p.refs {
 		if !available[r.name] {
 			out = append(out, Problem{File: r.pos.file, Line: r.pos.line, Col: r.pos.col, Field: r.pos.field,
-				Msg: fmt.Sprintf("category %q has no list (add %s.txt to the categories directory); other rules still apply", r.name, r.name)})
+				Msg: fmt.Sprintf("nothing is blocked for %q until a list is installed at %s; other rules still apply", r.name, filepath.Join(dir, r.name+".txt"))})
 		}
 	}
 	out.sort()

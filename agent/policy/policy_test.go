@@ -87,14 +87,14 @@ func TestValidFamily(t *testing.T) {
 	if len(pol.Digest) != 12 || len(pol.Sources) != 1 {
 		t.Errorf("digest %q sources %v", pol.Digest, pol.Sources)
 	}
-	missing := pol.MissingCategories(map[string]bool{"adult": true, "gambling": true, "games": true})
+	missing := pol.MissingCategories("/etc/famguard/categories.d", map[string]bool{"adult": true, "gambling": true, "games": true})
 	var lines []string
 	for _, m := range missing {
 		lines = append(lines, strings.TrimPrefix(m.String(), filepath.Join(testdata, "valid", "family")+"/"))
 	}
 	want := []string{
-		`family.yaml:15:86: children.alice.schedules[2].block[1]: category "social" has no list (add social.txt to the categories directory); other rules still apply`,
-		`family.yaml:33:24: children.bob.schedules[1].block[1]: category "video-streaming" has no list (add video-streaming.txt to the categories directory); other rules still apply`,
+		`family.yaml:15:86: children.alice.schedules[2].block[1]: nothing is blocked for "social" until a list is installed at /etc/famguard/categories.d/social.txt; other rules still apply`,
+		`family.yaml:33:24: children.bob.schedules[1].block[1]: nothing is blocked for "video-streaming" until a list is installed at /etc/famguard/categories.d/video-streaming.txt; other rules still apply`,
 	}
 	if !reflect.DeepEqual(lines, want) {
 		t.Errorf("MissingCategories =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
@@ -279,6 +279,7 @@ func TestJSONSchemaMatchesKeys(t *testing.T) {
 	}
 	for kind, obj := range map[string]map[string]any{
 		"file": s, "child": defs["child"].(map[string]any), "device": defs["device"].(map[string]any), "schedule": defs["schedule"].(map[string]any),
+		"assigned": defs["assigned"].(map[string]any), "unknown": defs["unknown"].(map[string]any)["oneOf"].([]any)[1].(map[string]any),
 	} {
 		want := append([]string(nil), Keys[kind]...)
 		sort.Strings(want)
@@ -308,8 +309,21 @@ func FuzzParseFile(f *testing.F) {
 			}
 		}
 		if pol != nil {
-			// Whatever was accepted evaluates without panicking.
-			pol.Evaluate(time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC), time.UTC)
+			// Whatever was accepted evaluates without panicking, and every
+			// device seen gets exactly one row.
+			at := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+			pol.Evaluate(at, time.UTC)
+			seen := []string{"02:00:00:00:00:11", "00:1a:2b:3c:4d:99", "da:00:00:00:00:01"}
+			rows := map[string]int{}
+			for _, s := range pol.EvaluateSeen(seen, At(at, time.UTC)) {
+				rows[s.MAC]++
+			}
+			for _, mac := range seen {
+				if rows[mac] != 1 {
+					t.Fatalf("%s has %d rows in EvaluateSeen", mac, rows[mac])
+				}
+			}
+			pol.UnknownClasses(At(at, time.UTC))
 		}
 	})
 }
@@ -415,7 +429,8 @@ func writeT(t *testing.T, path, content string) {
 // policy or to problems, never both and never neither; every problem names
 // one of the files (or the directory) and, where it gives a position, one
 // inside that file. Loading the pair never hides a problem either file has
-// on its own, and a pair only loads when each file does.
+// on its own, and a pair only loads when each file does — except that a
+// reference to a child (like:, assigned to:) may be resolved by the other.
 func FuzzLoadDir(f *testing.F) {
 	dirs, _ := filepath.Glob(filepath.Join(testdata, "*", "*"))
 	for _, d := range dirs {
@@ -462,11 +477,22 @@ func FuzzLoadDir(f *testing.F) {
 			path string
 			data []byte
 		}{{pa, a}, {pb, b}} {
-			alone, aprobs := ParseFile(one.path, one.data)
-			if alone == nil && pol != nil {
+			_, aprobs := ParseFile(one.path, one.data)
+			// A file alone may name a child (like:, assigned to:) that
+			// the other file defines: only those problems may go away.
+			local := 0
+			for _, ap := range aprobs {
+				if !ap.crossFile {
+					local++
+				}
+			}
+			if local > 0 && pol != nil {
 				t.Fatalf("%s alone has problems %v, but the pair loads", one.path, aprobs)
 			}
 			for _, ap := range aprobs {
+				if ap.crossFile {
+					continue
+				}
 				found := false
 				for _, p := range probs {
 					found = found || p == ap

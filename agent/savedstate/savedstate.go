@@ -100,7 +100,7 @@ func (s *Store) Save(devices map[string]policy.Saved, now time.Time) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	if err := writeAtomic(s.path, append(data, '\n')); err != nil {
+	if err := WriteAtomic(s.path, append(data, '\n')); err != nil {
 		return false, fmt.Errorf("saving device states to %s: %w (the state before a reboot cannot be restored until this works)", s.path, err)
 	}
 	s.last = key
@@ -108,9 +108,9 @@ func (s *Store) Save(devices map[string]policy.Saved, now time.Time) (bool, erro
 	return true, nil
 }
 
-// writeAtomic replaces path with data: temporary file, fsync, rename, fsync
+// WriteAtomic replaces path with data: temporary file, fsync, rename, fsync
 // of the directory.
-func writeAtomic(path string, data []byte) error {
+func WriteAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

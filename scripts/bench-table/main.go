@@ -1,6 +1,7 @@
-// Command bench-table writes the README's performance tables from the
-// output of `make bench` (dist/bench-full.txt) and `make bench-peers`
-// (dist/bench-peers.txt), between the markers
+// Command bench-table writes the performance tables of scripts/bench.md
+// (which the README links) from the output of `make bench`
+// (dist/bench-full.txt) and `make bench-peers` (dist/bench-peers.txt),
+// between the markers
 //
 //	<!-- bench-table:start --> ... <!-- bench-table:end -->
 //
@@ -23,7 +24,7 @@ import (
 var (
 	full   = flag.String("bench", "dist/bench-full.txt", "output of make bench")
 	peers  = flag.String("peers", "dist/bench-peers.txt", "output of make bench-peers")
-	readme = flag.String("readme", "README.md", "the file whose marked section is rewritten")
+	readme = flag.String("out", "scripts/bench.md", "the file whose marked section is rewritten")
 )
 
 const (

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/famguard/famguard/agent/categories"
@@ -39,8 +40,14 @@ func serveFamguard(args []string) {
 	s := dnsfilter.NewServer(dnsfilter.UpstreamExchange(upstream), dnsfilter.NullIP)
 	s.SetLimits(dnsfilter.Limits{})
 	mac := "02:00:00:00:00:01"
-	s.Publish(dnsfilter.NewSnapshot(map[string]dnsfilter.Rules{mac: {Child: "bench", Categories: store.Categories()}},
-		map[string][]netip.Addr{mac: {netip.MustParseAddr("127.0.0.1")}}, store))
+	rules := dnsfilter.Rules{Child: "bench", Categories: store.Categories()}
+	_, portText, err := net.SplitHostPort(listen)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		fail("listen %q: need host:port with a fixed port (the port says whose rules answer)", listen)
+	}
+	s.Publish(dnsfilter.NewSnapshot(map[string]dnsfilter.Rules{mac: rules},
+		map[string][]netip.Addr{mac: {netip.MustParseAddr("127.0.0.1")}}, store).WithPorts(map[int]dnsfilter.Rules{port: rules}, 0))
 	fmt.Fprintf(os.Stderr, "famguard: %d domains loaded in %v\n", st.Domains, time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	// DNSBENCH_CPUPROFILE=FILE profiles the server from ready to stop

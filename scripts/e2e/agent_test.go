@@ -78,7 +78,7 @@ type agent struct {
 	command  []string      // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
 	ready    time.Duration // how long the agent may take to be ready (0: 10 s)
 	env      []string      // extra environment (PATH=..., XTABLES_LOCKFILE=...)
-	prefix   []string      // command run before `ip netns exec` (e.g. unshare -m sh -c ...)
+	prefix   []string      // command run before `nsenter --net` (lab.InNS) (e.g. unshare -m sh -c ...)
 }
 
 // startAgent runs the agent on profiles with its clock starting at clockAt
@@ -118,7 +118,11 @@ func (a *agent) launch(clockAt string) {
 	args = append(args, "run", "--profiles", a.Profiles, "--state", a.State,
 		"--categories", filepath.Join(a.Profiles, "..", "categories"), "--heal-interval", "1s", "--log-level", "debug",
 		// Never the router default under /etc: the test's own directory.
-		"--saved-state", filepath.Join(a.State, "device-state.json"))
+		"--saved-state", filepath.Join(a.State, "device-state.json"),
+		// Pauses, extra time and usage: also never under /etc. In a
+		// directory of its own beside the state directory, so a test can
+		// drop the RAM copy (in State) to stand for a reboot.
+		"--overrides", filepath.Join(a.State+"-flash", "overrides.json"))
 	if clockAt != "" {
 		args = append(args, "--clock", clockAt)
 	}

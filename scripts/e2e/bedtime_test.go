@@ -17,7 +17,8 @@ import (
 )
 
 // The lab family: Alice (bedtime 21:00) and Bob (bedtime 22:00) are
-// children; the parent's laptop is not in any profile.
+// children; the parent's laptop is trusted (with a child defined, a device
+// in no list is an unknown device, offline by default).
 const (
 	aliceMAC  = "02:00:00:00:00:11"
 	bobMAC    = "02:00:00:00:00:21"
@@ -52,6 +53,11 @@ children:
       - {mac: "02:00:00:00:00:21", name: "Bob's tablet"}
     schedules:
       - {name: bedtime, days: [daily], from: "22:00", to: "07:00", action: offline}
+` + parentTrusted
+
+// parentTrusted lists the parent's laptop as trusted.
+const parentTrusted = `trusted:
+  - {mac: "02:00:00:00:00:31", name: "Parent's laptop"}
 `
 
 // familyLab is a lab with the family's three devices, a web and stream

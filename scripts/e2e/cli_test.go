@@ -51,7 +51,7 @@ func TestCheckContract(t *testing.T) {
 	// Categories without a list are warnings, not failures.
 	cats := t.TempDir()
 	out, code = famguard(t, "check", "--categories", cats, valid)
-	if code != 0 || !strings.Contains(out, `warning: `+filepath.Join(valid, "family.yaml")+`:10:13: children.alice.block[0]: category "adult" has no list`) {
+	if code != 0 || !strings.Contains(out, `warning: `+filepath.Join(valid, "family.yaml")+`:10:13: children.alice.block[0]: nothing is blocked for "adult" until a list is installed at `+filepath.Join(cats, "adult.txt")) {
 		t.Errorf("check --categories: exit %d\n%s", code, out)
 	}
 	if _, code := famguard(t, "check"); code == 0 {
@@ -127,7 +127,7 @@ func TestStatusJSONContract(t *testing.T) {
 	}
 	var devs []map[string]json.RawMessage
 	_ = json.Unmarshal(st["devices"], &devs)
-	if len(devs) != 2 {
+	if len(devs) != 3 { // Alice, Bob and the trusted parent
 		t.Fatalf("status devices = %s", st["devices"])
 	}
 	for _, k := range []string{"mac", "child", "online", "reason", "until", "blocked_categories", "seen", "addresses"} {

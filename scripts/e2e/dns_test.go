@@ -13,7 +13,7 @@ import (
 
 // The DNS family: Alice has gambling blocked always, an allow and a deny
 // entry and safe search; Bob has games blocked during homework (Thu
-// 16:00–18:00). The parent is not in any profile.
+// 16:00–18:00). The parent's laptop is trusted.
 const dnsProfile = `version: 1
 timezone: Europe/Berlin
 children:
@@ -27,7 +27,7 @@ children:
     devices: [{mac: "02:00:00:00:00:21", name: "Bob's tablet"}]
     schedules:
       - {name: homework, days: [thu], from: "16:00", to: "18:00", block: [games]}
-`
+` + parentTrusted
 
 // Thursday, five seconds before Bob's homework starts.
 var beforeHomework = time.Date(2026, 11, 26, 15, 59, 55, 0, mustZone("Europe/Berlin"))

@@ -122,7 +122,7 @@ var summaryRE = regexp.MustCompile(`summary: (\d+) ok, (\d+) blocked`)
 func stopProbers(t *testing.T, ps []*prober, what string) (sent, ok int) {
 	t.Helper()
 	for _, p := range ps {
-		// labhost prints its summary on SIGTERM. `ip netns exec` execs the
+		// labhost prints its summary on SIGTERM. `nsenter` execs the
 		// prober, so the PID is the prober's.
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -656,8 +656,8 @@ exec "$@"`, full, f.state)
 		t.Errorf("the log does not say the control socket is unavailable:\n%s", tail(a.log.String(), 20))
 	}
 	// The state directory becomes writable (inside the agent's own mount
-	// namespace: `ip netns exec` made one of its own).
-	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "mount", "-o", "remount,bind,rw", f.state).CombinedOutput(); err != nil {
+	// namespace: the `unshare -m` of its prefix; -r: its root too, which in a chroot is not the namespace's).
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-r", "mount", "-o", "remount,bind,rw", f.state).CombinedOutput(); err != nil {
 		t.Fatalf("remount rw: %v %s", err, out)
 	}
 	rw := time.Now()
@@ -669,7 +669,7 @@ exec "$@"`, full, f.state)
 	f.expectReach(t, f.alice, false, "saved-state file system full")
 
 	// Space freed: the states are saved at the next heal tick (1 s here).
-	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "rm", full+"/fill").CombinedOutput(); err != nil {
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-r", "rm", full+"/fill").CombinedOutput(); err != nil {
 		t.Fatalf("freeing space: %v %s", err, out)
 	}
 	freed := time.Now()
@@ -677,7 +677,7 @@ exec "$@"`, full, f.state)
 		return s.SavedState.Error == "" && s.SavedState.Writes == 1
 	})
 	savedAfter := time.Since(freed)
-	content, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "cat", saved).CombinedOutput()
+	content, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-r", "cat", saved).CombinedOutput()
 	if err != nil || !strings.Contains(string(content), aliceMAC) {
 		t.Errorf("saved file: %v\n%s", err, content)
 	}

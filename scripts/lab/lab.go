@@ -77,20 +77,20 @@ func New(ctx context.Context, prefix string, devices []DeviceSpec) (_ *Lab, err 
 	}
 	r, in := l.Router.NS, l.Internet.NS
 	steps := [][]string{
-		{"ip", "-n", r, "link", "add", "br-lan", "type", "bridge"},
-		{"ip", "-n", r, "link", "set", "br-lan", "up"},
-		{"ip", "-n", r, "addr", "add", "192.0.2.1/24", "dev", "br-lan"},
-		{"ip", "-n", r, "addr", "add", "2001:db8:1::1/64", "dev", "br-lan", "nodad"},
-		{"ip", "-n", r, "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", in},
-		{"ip", "-n", r, "link", "set", "wan", "up"},
-		{"ip", "-n", r, "addr", "add", "198.51.100.1/24", "dev", "wan"},
-		{"ip", "-n", r, "addr", "add", "2001:db8:2::1/64", "dev", "wan", "nodad"},
-		{"ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
-		{"ip", "-n", in, "link", "set", "eth0", "up"},
-		{"ip", "-n", in, "addr", "add", "198.51.100.10/24", "dev", "eth0"},
-		{"ip", "-n", in, "addr", "add", "2001:db8:2::10/64", "dev", "eth0", "nodad"},
-		{"ip", "-n", in, "route", "add", "192.0.2.0/24", "via", "198.51.100.1"},
-		{"ip", "-n", in, "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:2::1"},
+		InNS(r, "ip", "link", "add", "br-lan", "type", "bridge"),
+		InNS(r, "ip", "link", "set", "br-lan", "up"),
+		InNS(r, "ip", "addr", "add", "192.0.2.1/24", "dev", "br-lan"),
+		InNS(r, "ip", "addr", "add", "2001:db8:1::1/64", "dev", "br-lan", "nodad"),
+		InNS(r, "ip", "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", in),
+		InNS(r, "ip", "link", "set", "wan", "up"),
+		InNS(r, "ip", "addr", "add", "198.51.100.1/24", "dev", "wan"),
+		InNS(r, "ip", "addr", "add", "2001:db8:2::1/64", "dev", "wan", "nodad"),
+		InNS(r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"),
+		InNS(in, "ip", "link", "set", "eth0", "up"),
+		InNS(in, "ip", "addr", "add", "198.51.100.10/24", "dev", "eth0"),
+		InNS(in, "ip", "addr", "add", "2001:db8:2::10/64", "dev", "eth0", "nodad"),
+		InNS(in, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1"),
+		InNS(in, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:2::1"),
 	}
 	if err := run(ctx, steps); err != nil {
 		return nil, err
@@ -104,15 +104,15 @@ func New(ctx context.Context, prefix string, devices []DeviceSpec) (_ *Lab, err 
 		}
 		port := fmt.Sprintf("lan%d", i)
 		steps := [][]string{
-			{"ip", "-n", r, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
-			{"ip", "-n", r, "link", "set", port, "master", "br-lan"},
-			{"ip", "-n", r, "link", "set", port, "up"},
-			{"ip", "-n", h.NS, "link", "set", "eth0", "address", h.MAC},
-			{"ip", "-n", h.NS, "link", "set", "eth0", "up"},
-			{"ip", "-n", h.NS, "addr", "add", h.IPv4.String() + "/24", "dev", "eth0"},
-			{"ip", "-n", h.NS, "addr", "add", h.IPv6.String() + "/64", "dev", "eth0", "nodad"},
-			{"ip", "-n", h.NS, "route", "add", "default", "via", "192.0.2.1"},
-			{"ip", "-n", h.NS, "-6", "route", "add", "default", "via", "2001:db8:1::1"},
+			InNS(r, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS),
+			InNS(r, "ip", "link", "set", port, "master", "br-lan"),
+			InNS(r, "ip", "link", "set", port, "up"),
+			InNS(h.NS, "ip", "link", "set", "eth0", "address", h.MAC),
+			InNS(h.NS, "ip", "link", "set", "eth0", "up"),
+			InNS(h.NS, "ip", "addr", "add", h.IPv4.String()+"/24", "dev", "eth0"),
+			InNS(h.NS, "ip", "addr", "add", h.IPv6.String()+"/64", "dev", "eth0", "nodad"),
+			InNS(h.NS, "ip", "route", "add", "default", "via", "192.0.2.1"),
+			InNS(h.NS, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1"),
 		}
 		if err := run(ctx, steps); err != nil {
 			return nil, err
@@ -136,9 +136,9 @@ func (l *Lab) addNS(ctx context.Context, ns string) error {
 	}
 	l.made = append(l.made, ns)
 	return run(ctx, [][]string{
-		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		InNS(ns, "ip", "link", "set", "lo", "up"),
 		// DAD would hold IPv6 addresses back for a second or two.
-		{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"},
+		InNS(ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"),
 	})
 }
 
@@ -181,9 +181,27 @@ func (l *Lab) Close() error {
 	return errors.Join(errs...)
 }
 
+// NetnsDir is where `ip netns add` binds the lab's namespaces.
+const NetnsDir = "/var/run/netns"
+
+// InNS is the command line that runs args inside the named network
+// namespace: `nsenter --net=/var/run/netns/NS -- args...`. Not `ip netns
+// exec NS` nor `ip -n NS`: both first make "/" a recursive slave mount
+// (`mount --make-rslave /`), which fails in a chroot or container whose "/"
+// is not a mount point, where many people run the lab first. nsenter
+// switches only the network namespace; the lab needs nothing else (sysctls
+// under /proc/sys/net follow the network namespace of the process that
+// opens them; /sys stays the caller's, so read links through netlink, e.g.
+// `ip link`), and like `ip netns exec` it execs the command, so signals
+// reach it directly.
+func InNS(ns string, args ...string) []string {
+	return append([]string{"nsenter", "--net=" + NetnsDir + "/" + ns, "--"}, args...)
+}
+
 // Cmd prepares a command inside h's namespace.
 func (l *Lab) Cmd(ctx context.Context, h *Host, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS}, args...)...)
+	argv := InNS(h.NS, args...)
+	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
 // Run runs a command inside h's namespace and returns its combined output.

@@ -36,8 +36,10 @@ func TestLabBuildsAndCleansUp(t *testing.T) {
 	if got := len(namespaces(t, prefix)); got != 4 {
 		t.Errorf("%d namespaces, want 4 (router, internet, 2 devices)", got)
 	}
-	out, err := l.Run(ctx, l.Devices["kid"], "cat", "/sys/class/net/eth0/address")
-	if err != nil || strings.TrimSpace(out) != "02:00:00:00:00:11" {
+	// Through netlink: /sys is the caller's (lab.InNS switches only the
+	// network namespace).
+	out, err := l.Run(ctx, l.Devices["kid"], "ip", "-o", "link", "show", "dev", "eth0")
+	if err != nil || !strings.Contains(out, "link/ether 02:00:00:00:00:11 ") {
 		t.Errorf("kid's MAC = %q, %v", out, err)
 	}
 	for _, target := range []string{"198.51.100.10", "2001:db8:2::10"} {

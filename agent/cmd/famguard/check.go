@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/policy"
@@ -13,16 +14,16 @@ import (
 
 func cmdCheck(args []string, out io.Writer) error {
 	fs := newFlagSet("check")
-	catDir := fs.String("categories", "", "also report categories that have no list in this directory")
+	catDir := fs.String("categories", defaultCategories, `the category lists to check the profiles' blocks against ("": do not check)`)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
-	dir, err := oneDir("check", pos)
+	path, err := oneProfileSet("check", pos)
 	if err != nil {
 		return err
 	}
-	pol, err := policy.LoadDir(dir)
+	pol, err := loadProfiles(path)
 	if err != nil {
 		var probs policy.Problems
 		if errors.As(err, &probs) {
@@ -37,18 +38,79 @@ func cmdCheck(args []string, out io.Writer) error {
 		return err
 	}
 	if *catDir != "" {
-		avail, err := categories.Available(*catDir)
-		if err != nil {
-			return fmt.Errorf("--categories: %w", err)
-		}
-		for _, p := range pol.MissingCategories(avail) {
-			fmt.Fprintln(out, "warning: "+p.String())
+		for _, w := range categoryWarnings(pol, *catDir) {
+			fmt.Fprintln(out, "warning: "+w)
 		}
 	}
 	children, devices := len(pol.Children), 0
 	for _, c := range pol.Children {
 		devices += len(c.Devices)
 	}
-	fmt.Fprintf(os.Stderr, "%s: valid (%d children, %d devices, policy %s)\n", dir, children, devices, pol.Digest)
+	fmt.Fprintf(os.Stderr, "%s: valid (%d children, %d devices, %d trusted, unknown devices: %s, policy %s)\n",
+		path, children, devices, len(pol.Trusted), unknownSummary(pol), pol.Digest)
 	return nil
+}
+
+// unknownSummary says in a few words what applies to unknown devices.
+func unknownSummary(pol *policy.Policy) string {
+	u, r := pol.UnknownDevices(), pol.RandomizedDevices()
+	s := u.String()
+	if u.Default {
+		s += " (default)"
+	}
+	if r != u {
+		s += ", randomised MACs: " + r.String()
+	}
+	return s
+}
+
+// oneProfileSet is the one positional argument of check and plan: a profile
+// directory, or a single profile file.
+func oneProfileSet(name string, pos []string) (string, error) {
+	if len(pos) != 1 {
+		return "", fmt.Errorf("expected one profile directory or file, got %d arguments (usage: famguard %s [flags] DIR|FILE)", len(pos), name)
+	}
+	return pos[0], nil
+}
+
+// loadProfiles loads a profile directory, or one file on its own (checking a
+// file before copying it into the profile directory).
+func loadProfiles(path string) (*policy.Policy, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		return policy.LoadFile(path)
+	}
+	return policy.LoadDir(path)
+}
+
+// listedCategories is the set of categories with a list in dir; a missing
+// directory is an empty set (a fresh install has none).
+func listedCategories(dir string) (map[string]bool, error) {
+	avail, err := categories.Available(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	return avail, err
+}
+
+// categoryWarnings says, loudly, where a block names a category that has no
+// list in dir — such a block blocks nothing — and how lists get there.
+func categoryWarnings(pol *policy.Policy, dir string) []string {
+	avail, err := listedCategories(dir)
+	if err != nil {
+		return []string{fmt.Sprintf("category lists in %s cannot be read (%v): category blocks are not checked", dir, err)}
+	}
+	var out []string
+	for _, p := range pol.MissingCategories(dir, avail) {
+		out = append(out, p.String())
+	}
+	if len(out) > 0 {
+		out = append(out, listsHint(dir))
+	}
+	return out
+}
+
+// listsHint is how category lists get installed.
+func listsHint(dir string) string {
+	return fmt.Sprintf("a category list is a text file of domains, one a line, named %s; "+
+		"a running agent loads it within a second (see \"Category lists\" in the README)", filepath.Join(dir, "<category>.txt"))
 }

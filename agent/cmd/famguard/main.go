@@ -1,5 +1,5 @@
 // Command famguard is the agent's single binary: the daemon (`run`) and the
-// tools around it (`check`, `plan`, `status`, `cleanup`).
+// tools around it (`check`, `plan`, `status`, `devices`, `assign`, `cleanup`).
 //
 // The sub-commands, their flags and their JSON are a contract that scripts,
 // operators' management daemons and the lab tests rely on: add to them, never
@@ -24,6 +24,9 @@ const (
 	// On flash, so it survives reboots; written only when a device's state
 	// changes (a few times a day).
 	defaultSavedState = "/etc/famguard/device-state.json"
+	// On flash too: pauses and extra time written at once (rare), today's
+	// usage at most every --usage-flush; the frequent copy is in --state.
+	defaultOverrides = "/etc/famguard/overrides.json"
 )
 
 const usage = `famguard — parental-control agent for home routers
@@ -33,18 +36,35 @@ Usage:
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
-                   [--memory-limit MiB] [--restore-timeout DURATION]
-  famguard check   [--categories DIR] DIR
-  famguard plan    [--at RFC3339] [--json] DIR
+                   [--memory-limit MiB] [--restore-timeout DURATION] [--lan IFACES] [--dhcp-leases FILE]
+  famguard check   [--categories DIR] DIR|FILE
+  famguard plan    [--at TIME] [--json] [--categories DIR] DIR|FILE
   famguard status  [--json] [--state DIR]
+  famguard devices [--json] [--state DIR]
+  famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
+  famguard pause   CHILD|DEVICE [--for DURATION | --until TIME] [--json] [--state DIR]
+  famguard resume  CHILD|DEVICE [--json] [--state DIR]
+  famguard grant   CHILD DURATION | CHILD --budget +30m | CHILD --cancel [--json] [--state DIR]
+  famguard budget  [CHILD] | CHILD +30m|-15m [--json] [--state DIR]
+  famguard rpcd    [--state DIR] [--profiles DIR] list | call METHOD
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
-check    validate a profile directory; exit 1 and one FILE:LINE:COL line per problem
-plan     show what the policy means at an instant, per device
+check    validate a profile directory or file; exit 1 and one FILE:LINE:COL line per problem;
+         warn when a blocked category has no list
+plan     show what the policy means at an instant, per device (--at "2026-11-30 16:30", "16:30",
+         "mon 16:30" in the family's zone, or RFC 3339)
 status   show the running agent's view: devices, reasons, policy, last reload
+devices  list every device seen on the LAN: MAC, randomised?, first/last seen, addresses, what applies
+assign   give a device to a child or trust it (a parent's device), in profiles.d/famguard-assigned.yaml;
+         validated with all profiles first, in force at once when the agent runs
+pause    take a child (all their devices) or one device offline now: for a while, until a time, or until resumed
+resume   lift a pause
+grant    extra time that ends by itself, even inside an offline window or past a used-up budget (category blocks still apply)
+budget   show today's budget per child (used, left, when it runs out), or change today's only
+rpcd     the rpcd plugin behind the "famguard" ubus object (the parents' page); rpcd runs it
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 `
@@ -65,6 +85,20 @@ func main() {
 		err = cmdPlan(args, os.Stdout)
 	case "status":
 		err = cmdStatus(args, os.Stdout)
+	case "devices":
+		err = cmdDevices(args, os.Stdout)
+	case "assign":
+		err = cmdAssign(args, os.Stdout)
+	case "pause":
+		err = cmdPause(args, os.Stdout)
+	case "resume":
+		err = cmdResume(args, os.Stdout)
+	case "grant":
+		err = cmdGrant(args, os.Stdout)
+	case "budget":
+		err = cmdBudget(args, os.Stdout)
+	case "rpcd":
+		err = cmdRPCD(args, os.Stdin, os.Stdout)
 	case "notify":
 		err = cmdNotify(args)
 	case "cleanup":
@@ -117,11 +151,4 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	return fs
-}
-
-func oneDir(name string, pos []string) (string, error) {
-	if len(pos) != 1 {
-		return "", fmt.Errorf("expected one profile directory, got %d arguments (usage: famguard %s [flags] DIR)", len(pos), name)
-	}
-	return pos[0], nil
 }

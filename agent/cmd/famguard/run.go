@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,7 +19,10 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/overrides"
+	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/savedstate"
 	"github.com/famguard/famguard/rules"
@@ -42,6 +47,11 @@ func cmdRun(args []string) error {
 	bootFlag := fs.String("boot-policy", "saved", "what applies until the clock is known to be right: saved (each device keeps its saved state; offline if none and it has an offline window), offline (devices with an offline window are offline), schedule (trust the clock at once)")
 	trustFlag := fs.String("clock-trust", "auto", "when the clock counts as right: auto (the kernel reports NTP sync, or `famguard notify clock-synced`; a --clock is trusted) or signal (only the notify)")
 	toolTimeout := fs.Duration("restore-timeout", rules.DefaultToolTimeout, "kill an iptables-restore or iptables-save run that takes longer, report the failure and retry with backoff (it waits up to 10 s for the xtables lock, so keep this above that)")
+	lanFlag := fs.String("lan", "", "LAN interfaces, comma separated (e.g. br-lan,wlan1): only packets coming in on them can be a device's, and only devices seen there can be unknown devices; default: the lan interface of /etc/config/network, else br-lan")
+	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
+	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
+	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -54,7 +64,7 @@ func cmdRun(args []string) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", *level)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(newSplitHandler(os.Stdout, os.Stderr, lvl))
 
 	bootPolicy, err := policy.ParseBootPolicy(*bootFlag)
 	if err != nil {
@@ -67,6 +77,16 @@ func cmdRun(args []string) error {
 		debug.SetMemoryLimit(limit)
 		log.Info("memory limit set", "MiB", limit>>20, "why", why)
 	}
+
+	lan, lanSource := netwatch.DefaultLAN(netwatch.DefaultNetworkConfig, nil)
+	if *lanFlag != "" {
+		if lan, err = netwatch.ParseLANFlag(*lanFlag); err != nil {
+			return err
+		}
+		lanSource = "--lan"
+	}
+	neighbours := netwatch.NewNeighbours(log)
+	neighbours.SetLAN(lan)
 
 	clk, simulated := clock.System(), false
 	if *clockFlag != "" {
@@ -102,22 +122,21 @@ func cmdRun(args []string) error {
 	// port is taken, DNS filtering stays off (and says so) rather than
 	// sending every child's DNS into a closed port.
 	var dns *dnsfilter.Server
+	var dnsPorts *dnsfilter.Ports
 	if *dnsPort <= 0 {
 		log.Warn("DNS filtering is off (--dns-port 0): category blocks, allow/deny lists, safe search and DNS bypass prevention are not enforced; schedules are")
 	}
 	if *dnsPort > 0 {
 		dns = dnsfilter.NewServer(dnsfilter.UpstreamExchange(*upstream), mode)
 		dns.SetLimits(dnsfilter.Limits{Rate: *clientRate, Burst: *clientBurst, InFlight: *clientInFlight})
-		ln, err := dns.Listen(fmt.Sprintf("[::]:%d", *dnsPort))
-		if err != nil {
+		// One listener per policy class and one refusing offline devices'
+		// queries: the daemon binds them (dnsPorts) before it redirects to
+		// them. The base port is bound here, so a port in use is found now.
+		dnsPorts = dns.NewPorts(ctx, "::")
+		if err := dnsPorts.Ensure([]int{*dnsPort}); err != nil {
 			log.Error("DNS filter cannot listen; category blocks, safe search and DNS bypass prevention are OFF", "port", *dnsPort, "err", err)
-			dns = nil
+			dns, dnsPorts = nil, nil
 		} else {
-			go func() {
-				if err := ln.Serve(ctx); err != nil {
-					log.Error("DNS filter stopped", "err", err)
-				}
-			}()
 			log.Info("DNS filter listening", "port", *dnsPort, "upstream", *upstream, "blocked_answer", *blockedAnswer,
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
@@ -156,6 +175,13 @@ func cmdRun(args []string) error {
 		saved = savedstate.New(*savedPath)
 	}
 
+	if *budgetThreshold < 1 || *usageFlush < time.Minute {
+		return fmt.Errorf("--budget-threshold must be at least 1 (KiB) and --usage-flush at least 1m")
+	}
+	if on, err := ctacct.Enabled(); err != nil || !on {
+		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
+	}
+
 	d := daemon.New(daemon.Config{
 		ProfilesDir:      *profiles,
 		CategoriesDir:    *categories,
@@ -170,10 +196,14 @@ func cmdRun(args []string) error {
 		StateDir:         *state,
 		Dataplane:        dp,
 		DNS:              dns,
+		DNSPorts:         portsOrNil(dnsPorts),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
-		Neighbours:       netwatch.NewNeighbours(log),
-		DeleteFlows:      netwatch.DeleteFlows,
+		Neighbours:       neighbours,
+		LAN:              lan,
+		LANSource:        lanSource,
+		Leases:           *leases,
+		Conntrack:        rules.NetlinkConntrack{},
 		WallJumps:        clock.WallJumps(ctx),
 		RulesChanged:     rulesChanged,
 		Reload:           reload,
@@ -181,8 +211,11 @@ func cmdRun(args []string) error {
 		HealInterval:     *heal,
 		EventHealing:     events,
 		WatchFiles:       true,
+		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
+		Accounting:       ctacct.New(nil),
+		BudgetThreshold:  uint64(*budgetThreshold) << 10,
 	})
-	srv, err := control.Listen(*state, d.Handle)
+	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
 	case errors.Is(err, control.ErrAlreadyRunning):
 		return err // two agents would fight over the same chains
@@ -191,7 +224,7 @@ func cmdRun(args []string) error {
 		// the rules are applied and kept up to date anyway; only status and
 		// notify are unavailable until the socket can be created.
 		log.Error("control socket unavailable: enforcing anyway, without status or notify, until it can be created; retrying", "err", err)
-		go serveControlWhenPossible(ctx, *state, d.Handle, log)
+		go serveControlWhenPossible(ctx, *state, d.HandleRequest, log)
 	default:
 		go srv.Serve(ctx)
 	}
@@ -283,4 +316,44 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// portsOrNil keeps a nil *Ports a nil interface.
+func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// splitHandler writes debug and info lines to one stream (stdout) and warn
+// and error lines to another (stderr). procd logs a service's stdout at
+// info and its stderr at err, so on OpenWrt each line reaches the system log
+// (`logread`) with its real severity instead of every routine line showing
+// as daemon.err. Each line is one write, so the two never interleave within
+// a line; their relative order holds for a reader of both, like a terminal.
+type splitHandler struct {
+	low, high slog.Handler
+}
+
+func newSplitHandler(low, high io.Writer, lvl slog.Level) splitHandler {
+	opts := &slog.HandlerOptions{Level: lvl}
+	return splitHandler{low: slog.NewTextHandler(low, opts), high: slog.NewTextHandler(high, opts)}
+}
+
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.low.Enabled(ctx, l) }
+
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.high.Handle(ctx, r)
+	}
+	return h.low.Handle(ctx, r)
+}
+
+func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return splitHandler{low: h.low.WithAttrs(as), high: h.high.WithAttrs(as)}
+}
+
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }

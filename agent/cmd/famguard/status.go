@@ -62,10 +62,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 	} else {
 		fmt.Fprintln(out, "Policy:   none loaded yet — rules in the kernel were left as they were")
 	}
-	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", st.LastReload.Message, st.LastReload.At.Format(time.RFC3339), st.LastReload.Trigger)
-	for _, p := range st.LastReload.Problems {
-		fmt.Fprintf(out, "          %s\n", p)
-	}
+	printReload(out, st.LastReload, st.LastChange)
 	fw := fmt.Sprintf("%s, %d applies, %d heals", st.Dataplane.Backend, st.Dataplane.Applies, st.Dataplane.Heals)
 	if st.Dataplane.LastError != "" {
 		fw += ", last error: " + st.Dataplane.LastError
@@ -96,6 +93,20 @@ func printStatus(out io.Writer, st daemon.Status) {
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
 	}
+	if o := st.Overrides; o != nil {
+		acct := "usage accounting off"
+		if o.Accounting {
+			acct = fmt.Sprintf("a minute counts above %d KiB, %d passes", o.Threshold>>10, o.Passes)
+			if o.LastPass != "" {
+				acct += ", last took " + o.LastPass
+			}
+		}
+		fmt.Fprintf(out, "Controls: kept in %s (%d writes; usage at most every %s, a power cut loses at most %d min) and %s; %s\n",
+			o.FlashPath, o.FlashWrites, o.FlushEvery, o.MaxLossMinutes, o.RAMPath, acct)
+		if o.Error != "" {
+			fmt.Fprintf(out, "          %s\n", o.Error)
+		}
+	}
 	for _, w := range st.Warnings {
 		fmt.Fprintf(out, "Warning:  %s\n", w)
 	}
@@ -109,4 +120,25 @@ func printStatus(out io.Writer, st daemon.Status) {
 		addrs[d.MAC] = a
 	}
 	printDevices(out, states, addrs, loc, now)
+	if len(st.Children) > 0 {
+		fmt.Fprintln(out)
+		printChildren(out, st.Children, now)
+	}
+}
+
+// printReload shows the last change of policy (or failed reload) first, so a
+// re-read that found the profiles unchanged (every SIGHUP, every `reload`)
+// does not hide it, then that re-read.
+func printReload(out io.Writer, last, change daemon.ReloadResult) {
+	shown := last
+	if !change.At.IsZero() {
+		shown = change
+	}
+	fmt.Fprintf(out, "Reload:   %s at %s (%s)\n", shown.Message, shown.At.Format(time.RFC3339), shown.Trigger)
+	for _, p := range shown.Problems {
+		fmt.Fprintf(out, "          %s\n", p)
+	}
+	if !last.At.Equal(shown.At) {
+		fmt.Fprintf(out, "          since then re-read at %s (%s): %s\n", last.At.Format(time.RFC3339), last.Trigger, last.Message)
+	}
 }
