@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -132,7 +133,7 @@ func delta(prev, next, base string) (out string, exp expectation, ok bool) {
 				return "", nil, false // the read-back does not match prev
 			}
 			ops := diff(old, cur, min(maxEdits, len(cur)/2+8))
-			if ops == nil && !equal(old, cur) {
+			if ops == nil && !slices.Equal(old, cur) {
 				// Too different: rewrite the chain (the declaration flushes it).
 				fmt.Fprintf(&decl, ":%s - [0:0]\n", chain)
 				for _, r := range cur {
@@ -164,18 +165,6 @@ func delta(prev, next, base string) (out string, exp expectation, ok bool) {
 		}
 	}
 	return b.String(), exp, true
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 type opKind uint8
@@ -261,7 +250,7 @@ func myers(a, b []string, maxD int) []op {
 			}
 			v[off+k] = x
 			if x >= n && y >= m {
-				return backtrack(trace, v, off, d, n, m)
+				return backtrack(trace, off, d, n, m)
 			}
 		}
 	}
@@ -269,7 +258,7 @@ func myers(a, b []string, maxD int) []op {
 }
 
 // backtrack walks the saved frontiers from (n, m) back to (0, 0).
-func backtrack(trace [][]int, last []int, off, d, n, m int) []op {
+func backtrack(trace [][]int, off, d, n, m int) []op {
 	var rev []op
 	x, y := n, m
 	for ; d > 0; d-- {
@@ -298,7 +287,6 @@ func backtrack(trace [][]int, last []int, off, d, n, m int) []op {
 		rev = append(rev, op{keep, y - 1})
 		x, y = x-1, y-1
 	}
-	_ = last
 	ops := make([]op, len(rev))
 	for i, o := range rev {
 		ops[len(rev)-1-i] = o

@@ -54,23 +54,7 @@ func TestDeltaReachesNext(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			prev, err := Render(c.prev, IPv4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			next, err := Render(c.next, IPv4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f := NewFake()
-			if err := f.Apply(IPv4, prev); err != nil {
-				t.Fatal(err)
-			}
-			base, _ := f.Snapshot(IPv4)
-			d, exp, ok := delta(prev, next, base)
-			if !ok {
-				t.Fatalf("no delta between two states with the same chains")
-			}
+			f, next, d, exp := deltaOnFake(t, c.prev, c.next)
 			if err := f.t[IPv4].restore(d); err != nil {
 				t.Fatalf("delta does not apply: %v\n%s", err, d)
 			}
@@ -94,6 +78,30 @@ func TestDeltaReachesNext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deltaOnFake writes prev to a fake in full and returns it with next's
+// restore input and the delta from prev to next (not yet applied).
+func deltaOnFake(t *testing.T, prev, next Desired) (*Fake, string, string, expectation) {
+	t.Helper()
+	p, err := Render(prev, IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Render(next, IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFake()
+	if err := f.Apply(IPv4, p); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := f.Snapshot(IPv4)
+	d, exp, ok := delta(p, n, base)
+	if !ok {
+		t.Fatalf("no delta between two states with the same chains")
+	}
+	return f, n, d, exp
 }
 
 func allOf(n int) map[int]bool {
@@ -133,17 +141,7 @@ func TestDeltaRefused(t *testing.T) {
 // program replaced just before the delta ran fails the read-back check (the
 // Kernel then marks the read-back, and the daemon's next heal writes all).
 func TestExpectationCatchesForeignChange(t *testing.T) {
-	prev, _ := Render(deltaState(10, nil), IPv4)
-	next, _ := Render(deltaState(10, map[int]bool{2: true}), IPv4)
-	f := NewFake()
-	if err := f.Apply(IPv4, prev); err != nil {
-		t.Fatal(err)
-	}
-	base, _ := f.Snapshot(IPv4)
-	d, exp, ok := delta(prev, next, base)
-	if !ok {
-		t.Fatal("no delta")
-	}
+	f, _, d, exp := deltaOnFake(t, deltaState(10, nil), deltaState(10, map[int]bool{2: true}))
 	// Another program replaces a rule the delta keeps, then the delta runs.
 	for _, cmd := range []string{"-D FAMGUARD-DNS53 1", "-I FAMGUARD-DNS53 1 -p udp -j ACCEPT"} {
 		if err := f.runIn(IPv4, "nat", cmd); err != nil {
