@@ -16,8 +16,9 @@
 // the peak during the query load, and the RSS after it.
 //
 // Every run checks sanity bounds and exits 1 when a figure is absurd (a
-// server that did not become ready, fewer than -min-qps queries a second,
-// more than 1 % lost or wrong answers, a served mix off 50/50): the bench
+// server that did not become ready, fewer than -min-qps queries a second
+// from famguard or echo or -min-qps-peers from a peer, more than 1 % lost
+// or wrong answers, a served mix off 50/50): the bench
 // then measures something other than the filter, as it once measured the
 // per-client limiter. `make bench-smoke` runs it for a second per phase.
 //
@@ -45,17 +46,18 @@ import (
 )
 
 var (
-	data     = flag.String("data", "../shared/data", "the shared data directory")
-	sizes    = flag.String("sizes", "100000,all", "list sizes to compare (a number of domains, or all); a run with no lists is always first (the baseline for bytes per domain)")
-	names    = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, famguard, dnsmasq, blocky, adguardhome")
-	peers    = flag.String("peers", "bin/peers", "where scripts/bench-peers/build.sh put blocky and adguardhome")
-	duration = flag.Duration("duration", 4*time.Second, "throughput phase per measurement")
-	latency  = flag.Duration("latency", 2*time.Second, "latency phase (one query in flight) per measurement")
-	inflight = flag.Int("inflight", 64, "queries in flight in the throughput phase")
-	ready    = flag.Duration("ready", 180*time.Second, "how long a server may take to load the lists and answer")
-	minQPS   = flag.Float64("min-qps", 1000, "sanity bound: a server answering fewer queries a second fails the run")
-	maxErr   = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
-	cpus     = flag.String("cpus", "0,1", "the generator's and upstream's core, and the server's core")
+	data        = flag.String("data", "../shared/data", "the shared data directory")
+	sizes       = flag.String("sizes", "100000,all", "list sizes to compare (a number of domains, or all); a run with no lists is always first (the baseline for bytes per domain)")
+	names       = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, famguard, dnsmasq, blocky, adguardhome")
+	peers       = flag.String("peers", "bin/peers", "where scripts/bench-peers/build.sh put blocky and adguardhome")
+	duration    = flag.Duration("duration", 4*time.Second, "throughput phase per measurement")
+	latency     = flag.Duration("latency", 2*time.Second, "latency phase (one query in flight) per measurement")
+	inflight    = flag.Int("inflight", 64, "queries in flight in the throughput phase")
+	ready       = flag.Duration("ready", 180*time.Second, "how long a server may take to load the lists and answer")
+	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard or echo answering fewer queries a second fails the run")
+	minQPSPeers = flag.Float64("min-qps-peers", 100, "sanity bound for dnsmasq, blocky and AdGuard Home with the 50/50 mix (their rate is bound by the scheduler on a loaded machine)")
+	maxErr      = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
+	cpus        = flag.String("cpus", "0,1", "the generator's and upstream's core, and the server's core")
 )
 
 const (
@@ -199,7 +201,7 @@ func run(srvCPU string) error {
 		}
 		return fmt.Errorf("%d sanity bound(s) failed: the figures above do not measure the filters", len(failures))
 	}
-	fmt.Println("\nsanity bounds: every server became ready, answered at least", *minQPS, "q/s, lost or got wrong at most", *maxErr*100, "% and served a 50/50 mix")
+	fmt.Printf("\nsanity bounds: every server became ready; famguard and echo answered at least %.0f q/s, the peers %.0f; at most %.0f %% lost or wrong; a 50/50 mix served\n", *minQPS, *minQPSPeers, *maxErr*100)
 	return nil
 }
 
@@ -243,12 +245,23 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 func sanity(r result) []string {
 	var out []string
 	what := fmt.Sprintf("%s at %d domains", r.name, r.domains)
-	// The q/s bound holds for the 50/50 mix and for echo. The baseline with
-	// no lists forwards every query, and blocky dials a TCP and a UDP
-	// socket for each one it forwards (a few hundred a second on a loaded
-	// 2-core machine): that is blocky's real cost, not an absurd figure.
-	if r.thr.qps < *minQPS && (r.domains > 0 || r.name == "echo" || r.name == "famguard") {
-		out = append(out, fmt.Sprintf("%s: %.0f q/s, under the bound of %.0f", what, r.thr.qps, *minQPS))
+	// famguard and echo must answer -min-qps; the peers -min-qps-peers,
+	// and only with the 50/50 mix. On this 2-core machine shared by eight
+	// sessions (load average 27) dnsmasq answered 742-983 q/s, AdGuard Home
+	// 447-940 and blocky 485 (500 k domains): real figures of servers that
+	// wait on the scheduler, not absurd ones. A misconfigured peer lands far
+	// lower (AdGuard Home's default rate limit is 20 q/s a client). The
+	// baseline with no lists forwards every query, and blocky dials a TCP
+	// and a UDP socket for each: a few hundred a second is its real cost.
+	bound := *minQPS
+	if r.name != "echo" && r.name != "famguard" {
+		bound = *minQPSPeers
+		if r.domains == 0 {
+			bound = 0
+		}
+	}
+	if r.thr.qps < bound {
+		out = append(out, fmt.Sprintf("%s: %.0f q/s, under the bound of %.0f", what, r.thr.qps, bound))
 	}
 	for _, p := range []struct {
 		phase string
