@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench / make bench-smoke / make bench-peers: every benchmark side by
-# side in one run, with the ratios the README quotes. Root is needed (each
+# side in one run, with the ratios scripts/bench.md quotes. Root is needed (each
 # part builds its own network namespaces; nothing touches the host's
 # network). What each part measures: scripts/dns-bench/README.md.
 #
