@@ -14,7 +14,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
 
-.PHONY: all build deps demo test unit e2e bench lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
+.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
 all: build
 
@@ -64,7 +64,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck scripts/*.sh scripts/reliability/*.sh .ci/run $(OPENWRT_SCRIPTS) && \
+		shellcheck scripts/*.sh scripts/reliability/*.sh scripts/bench-peers/*.sh .ci/run $(OPENWRT_SCRIPTS) && \
 		tmp=$$(mktemp -d) && bash scripts/ipk.sh maintainer-scripts $$tmp && shellcheck $$tmp/*; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
 	else echo "shellcheck not installed; skipped"; fi
 
@@ -85,8 +85,26 @@ reliability-faults: build
 reliability-load: build
 	FAMGUARD_LOAD_FULL=1 $(GO) test -count=1 -timeout 60m -v -run 'TestDNSFloodFairness|TestReloadSoak' ./scripts/e2e/
 
+# Benchmarks (scripts/bench.sh; what each measures: scripts/dns-bench/README.md).
+# bench: the figures of scripts/bench.md, about 15 minutes. bench-smoke: every benchmark
+# for a few seconds, failing on absurd figures (zero throughput, under 1000
+# queries/s, over 1 % errors, a server or peer that did not start) — sanity
+# bounds, not performance assertions; CI runs it. bench-peers: famguard,
+# dnsmasq, blocky and AdGuard Home (built at pinned versions into bin/peers
+# by scripts/bench-peers/build.sh) at 100 k, 500 k and 1.42 M domains.
 bench: deps build
-	bash scripts/bench.sh
+	bash scripts/bench.sh full
+
+bench-smoke: deps build
+	bash scripts/bench.sh smoke
+
+bench-peers: deps build
+	bash scripts/bench.sh peers
+
+# The performance tables of scripts/bench.md (the README links it), from the last outputs of
+# make bench and make bench-peers (dist/bench-full.txt, dist/bench-peers.txt).
+bench-table:
+	$(GO) run ./scripts/bench-table
 
 # Every fuzz target of the module, as package:Function (scripts/fuzzseed's
 # test fails if one is missing). `make fuzz` runs each for FUZZTIME, one

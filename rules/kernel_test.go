@@ -252,9 +252,18 @@ func TestKernelForeignRuleReadingLikeOurJump(t *testing.T) {
 // BenchmarkApply compares, side by side in one run, writing a household's
 // rules as one iptables-restore transaction with one go-iptables call per
 // rule. Each op changes every device's state, so the kernel really changes.
+//
+// Most of a per-rule call's time is starting the iptables process (exec,
+// dynamic loading, parsing the extensions); the rest is iptables' own work
+// on the rule: it reads the whole table from the kernel, changes it and
+// writes it back, so that part grows with the table. spawn/calls=N starts
+// `iptables -V` N times (no kernel access) — the same number of processes
+// as per-rule/devices=D runs (its calls/op metric) — so that
+// scripts/bench.sh can split per-rule time into process start and rule work.
 func BenchmarkApply(b *testing.B) {
 	k := kernel(b)
 	r := k.Runner(IPv4)
+	calls := map[int]int{}
 	for _, n := range []int{1, 10, 100, 250} {
 		states := [2]Desired{household(n, true), household(n, true)}
 		for i := range states[1].Devices {
@@ -273,10 +282,23 @@ func BenchmarkApply(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("per-rule/devices=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if err := r.ApplyOneByOne(states[i%2]); err != nil {
+				c, err := r.ApplyOneByOne(states[i%2])
+				if err != nil {
 					b.Fatal(err)
 				}
+				calls[n] = c
 			}
+			b.ReportMetric(float64(calls[n]), "calls/op")
+		})
+		b.Run(fmt.Sprintf("spawn/devices=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				for j := 0; j < calls[n]; j++ {
+					if out, err := exec.Command("iptables", "-V").CombinedOutput(); err != nil {
+						b.Fatalf("iptables -V: %v %s", err, out)
+					}
+				}
+			}
+			b.ReportMetric(float64(calls[n]), "calls/op")
 		})
 	}
 	_ = k.Cleanup(IPv4)

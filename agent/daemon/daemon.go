@@ -777,6 +777,18 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			ok = false
 		}
 	}
+	if ok && len(written) > 0 {
+		// The write announced itself on the nf_tables event channel, and
+		// the read-back just taken already covers it (and whatever else
+		// changed before it). The heal that event would start reads both
+		// families back again for nothing: at 1000 devices that is some
+		// 200 ms during which the next change waits. A change after the
+		// read-back signals anew (or the periodic check sees it).
+		select {
+		case <-d.cfg.RulesChanged:
+		default:
+		}
+	}
 	return ok
 }
 

@@ -266,18 +266,26 @@ func waitRules(ctx context.Context, l *lab.Lab, want int) error {
 
 func iperf(ctx context.Context, l *lab.Lab, h *lab.Host) (float64, error) {
 	out, err := l.Cmd(ctx, h, "iperf3", "-c", lab.InternetIPv4.String(), "-t", fmt.Sprint(*secs), "-J").Output()
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v", err)
-	}
 	var res struct {
-		End struct {
+		Error string `json:"error"` // set (with exit status 0 or not) when the test did not run
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, err
+	if jerr := json.Unmarshal(out, &res); jerr != nil && err == nil {
+		err = jerr
+	}
+	switch {
+	case res.Error != "":
+		return 0, fmt.Errorf("iperf3: %s", res.Error)
+	case err != nil:
+		return 0, fmt.Errorf("iperf3: %v", err)
+	case res.End.SumReceived.BitsPerSecond <= 0:
+		// No error and no bytes: the path is blocked or the test never
+		// ran. A throughput figure of 0 is never a measurement.
+		return 0, fmt.Errorf("iperf3 received nothing in %d s (is the tester offline?)", *secs)
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e9, nil
 }
