@@ -362,7 +362,7 @@ func saveLines(text string) []string {
 
 // Cleanup removes every jump to our chains, then the chains, in every table.
 func (r *Runner) Cleanup() error {
-	return r.cleanupTables("filter", "nat")
+	return r.cleanupTables("filter", "nat", "mangle")
 }
 
 // cleanupTables removes famguard's jumps and chains from the given tables,

@@ -403,4 +403,11 @@ func TestKernelStrictSets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Cleanup leaves nothing of famguard's in any table (mangle included).
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(bin).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "FAMGUARD") {
+			t.Errorf("%s after cleanup (%v):\n%s", bin, err, out)
+		}
+	}
 }
