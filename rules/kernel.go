@@ -514,7 +514,7 @@ func Tokenize(line string) ([]string, error) {
 // duplicated: the daemon reads a snapshot before every heal, so this saves
 // an exec on every ordinary change without ever trusting a stale belief.
 type Kernel struct {
-	sets   Sets // the ipsets a restore refers to are created first
+	sets   Sets // the ipsets a restore refers to are created first (nil: none is)
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
@@ -530,8 +530,12 @@ func NewKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{r: [2]*Runner{v4, v6}, sets: NetlinkSets{}}, nil
+	return &Kernel{r: [2]*Runner{v4, v6}}, nil
 }
+
+// SetSets makes Apply create the ipsets a restore refers to first (strict
+// egress); without it a restore naming a set that does not exist fails.
+func (k *Kernel) SetSets(s Sets) { k.sets = s }
 
 // SetTimeout bounds each iptables-restore / iptables-save run of both
 // families (DefaultToolTimeout).
@@ -546,8 +550,10 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 
 // Apply restores, and checks the jump only when it is not known to be good.
 func (k *Kernel) Apply(fam Family, restore string) error {
-	if err := ensureSets(k.sets, fam, restore); err != nil {
-		return err
+	if k.sets != nil {
+		if err := ensureSets(k.sets, fam, restore); err != nil {
+			return err
+		}
 	}
 	if err := k.r[fam].Apply(restore); err != nil {
 		// Whatever made it fail (often another program flushing the
