@@ -20,6 +20,7 @@ all: build
 
 build:
 	$(BUILD) -o bin/famguard ./agent/cmd/famguard
+	$(BUILD) -o bin/famguard-bundle ./agent/cmd/famguard-bundle
 	$(BUILD) -o bin/labhost ./scripts/labhost
 	$(BUILD) -o bin/famguard-demo ./scripts/demo
 	$(BUILD) -o bin/ubusemu ./scripts/ubusemu
@@ -99,11 +100,14 @@ FUZZ_TARGETS := \
 	./agent/netwatch:FuzzParseUCINetwork \
 	./agent/schedule:FuzzParseDaysAndClock \
 	./agent/categories:FuzzParseLine \
+	./agent/bundle:FuzzImport \
+	./agent/bundle:FuzzSignedManifest \
 	./agent/dnsfilter:FuzzAnswer \
 	./agent/dnsfilter:FuzzWalkAnswers \
 	./agent/dnsfilter:FuzzForwardedAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
+	./agent/cmd/famguard:FuzzParseAt \
 	./rules:FuzzTokenize \
 	./rules:FuzzRender \
 	./rules:FuzzSnapshot \

@@ -39,3 +39,8 @@ go run ./scripts/dns-bench --data ../shared/data
 echo
 echo "== Packet path: forwarded TCP throughput with 250 protected devices"
 go run ./scripts/iperf-bench --agent bin/famguard
+
+echo
+echo "== Daily-budget accounting: CPU of one pass (conntrack dump, 250 devices × 4/20/40 connections) and flash writes per hour"
+go test -count=1 -run 'TestKernelCost' -v ./agent/overrides/ctacct/ | grep -E 'accounting pass' | sed 's/.*kernel_test.go:[0-9]*: //' || true
+go test -count=1 -run 'TestFlashWritesPerHour' -v ./agent/overrides/ | grep -E 'flash writes' | sed 's/.*overrides_test.go:[0-9]*: //' || true

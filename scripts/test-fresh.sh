@@ -110,7 +110,7 @@ fi
 step "2. Go $(/usr/local/go/bin/go env GOVERSION) (this machine's /usr/local/go, read-only) and the modules"
 mkdir -p "$root/usr/local/go"
 in_root -- 'bash scripts/install-deps.sh && go version'
-if in_root -- 'timeout 300 go mod download all' >"$work/mod.log" 2>&1; then
+if in_root -- 'timeout 300 go mod download' >"$work/mod.log" 2>&1; then
 	echo "modules: fetched from the module proxy ($(go env GOPROXY)) inside the fresh root"
 	export GOPROXY_FRESH=off
 else
@@ -122,7 +122,7 @@ else
 	# Go copies from it into the root's own module cache; only what this
 	# machine's cache holds can be built.
 	export GOPROXY_FRESH=file:///var/cache/modcache/cache/download
-	in_root -- 'go mod download all'
+	in_root -- 'go mod download && go list -deps -test ./... >/dev/null'
 fi
 
 # --- 3. the README's two commands, offline -------------------------------------

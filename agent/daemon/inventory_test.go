@@ -86,6 +86,14 @@ func TestUnknownDevicesOnTheLAN(t *testing.T) {
 	eventually(t, "the unknown-device class in the rules", func() bool {
 		return strings.Contains(dp.get(rules.IPv4), "famguard: unknown device")
 	})
+	eventually(t, "the unknown device seen on the LAN", func() bool {
+		for _, s := range statusOf(t, d).Devices {
+			if s.MAC == "da:a1:19:00:00:01" {
+				return true
+			}
+		}
+		return false
+	})
 	v4 := dp.get(rules.IPv4)
 	// Every listed device is in the mangle chain (its connections carry its
 	// ID); neither the trusted device nor Alice (online at noon) is rejected.

@@ -22,6 +22,7 @@ import (
 	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
@@ -32,6 +33,7 @@ import (
 func cmdRun(args []string) error {
 	fs := newFlagSet("run")
 	profiles := fs.String("profiles", defaultProfiles, "directory of YAML profiles")
+	operator := operatorFlag(fs)
 	categories := fs.String("categories", defaultCategories, "directory of category lists (<category>.txt)")
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
@@ -198,8 +200,11 @@ func cmdRun(args []string) error {
 		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
 	}
 
+	report := &opstatus.Writer{Path: filepath.Join(*state, opstatus.FileName), StateDir: *state, CategoriesDir: *categories}
 	d := daemon.New(daemon.Config{
+		StatusSink:       func(st daemon.Status) { report.Update(st, time.Now()) },
 		ProfilesDir:      *profiles,
+		OperatorDir:      operatorDir(*operator, *profiles),
 		CategoriesDir:    *categories,
 		Version:          version,
 		Clock:            clk,
