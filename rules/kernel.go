@@ -362,7 +362,7 @@ func saveLines(text string) []string {
 
 // Cleanup removes every jump to our chains, then the chains, in every table.
 func (r *Runner) Cleanup() error {
-	return r.cleanupTables("filter", "nat")
+	return r.cleanupTables("filter", "nat", "mangle")
 }
 
 // cleanupTables removes famguard's jumps and chains from the given tables,
@@ -528,7 +528,7 @@ func Tokenize(line string) ([]string, error) {
 // read-back that showed it, pending what the read-back after a delta must
 // show.
 type Kernel struct {
-	sets   Sets // the ipsets a restore refers to are created first
+	sets   Sets // the ipsets a restore refers to are created first (nil: none is)
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
@@ -549,8 +549,12 @@ func NewKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{r: [2]*Runner{v4, v6}, sets: NetlinkSets{}}, nil
+	return &Kernel{r: [2]*Runner{v4, v6}}, nil
 }
+
+// SetSets makes Apply create the ipsets a restore refers to first (strict
+// egress); without it a restore naming a set that does not exist fails.
+func (k *Kernel) SetSets(s Sets) { k.sets = s }
 
 // SetTimeout bounds each iptables-restore / iptables-save run of both
 // families (DefaultToolTimeout).
@@ -567,8 +571,10 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 // known to hold that), and checks the jump only when it is not known to be
 // good.
 func (k *Kernel) Apply(fam Family, restore string) error {
-	if err := ensureSets(k.sets, fam, restore); err != nil {
-		return err
+	if k.sets != nil {
+		if err := ensureSets(k.sets, fam, restore); err != nil {
+			return err
+		}
 	}
 	var exp expectation
 	err := errNoDelta

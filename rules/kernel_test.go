@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -395,9 +396,16 @@ func TestKernelReplacesAnOlderJump(t *testing.T) {
 // TestKernelStrictSets: the identity rules — mangle attribution, per-class
 // redirects, trusted, unknown devices, strict egress with ipsets — are
 // accepted by the real kernel, and the strict sets are created over netlink
-// first (hash:ip, inet and inet6, with a timeout), once per family.
+// first (hash:ip, inet and inet6, with a timeout), once per family, by
+// agent/egress's netlink sets as the agent wires them.
 func TestKernelStrictSets(t *testing.T) {
 	k := kernel(t)
+	n, err := egress.NewNetlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	k.SetSets(egressSets{n})
 	for _, fam := range []Family{IPv4, IPv6} {
 		text, err := Render(identityDesired(), fam)
 		if err != nil {
@@ -425,4 +433,18 @@ func TestKernelStrictSets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Cleanup leaves nothing of famguard's in any table (mangle included).
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(bin).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "FAMGUARD") {
+			t.Errorf("%s after cleanup (%v):\n%s", bin, err, out)
+		}
+	}
+}
+
+// egressSets is the agent's rules.Sets (agent/cmd/famguard: kernelSets).
+type egressSets struct{ n *egress.Netlink }
+
+func (s egressSets) Ensure(name string, fam Family) error {
+	return s.n.Create(name, fam == IPv6, egress.MaxElem)
 }

@@ -156,6 +156,7 @@ func cmdRun(args []string) error {
 			defer k.Close()
 			strictSets = egress.New(k)
 			dns.SetOpener(strictSets)
+			dp.SetSets(kernelSets{k}) // created before a restore names them
 		}
 	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
@@ -386,4 +387,12 @@ func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h splitHandler) WithGroup(name string) slog.Handler {
 	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
+}
+
+// kernelSets creates the strict sets a restore names (rules.Sets) through
+// egress's netlink socket.
+type kernelSets struct{ n *egress.Netlink }
+
+func (s kernelSets) Ensure(name string, fam rules.Family) error {
+	return s.n.Create(name, fam == rules.IPv6, egress.MaxElem)
 }
