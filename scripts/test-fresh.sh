@@ -20,7 +20,8 @@
 #     and PID namespaces, offline (a module that step 2 did not fetch fails
 #     the run).
 #
-# Any failing step fails the run. The root's "/" is not a mount point, as in
+# Any failing step fails the run. FRESH_STOP_AFTER=2 stops after step 2
+# (to check the installation steps alone). The root's "/" is not a mount point, as in
 # many chroots and containers (the lab must work there). Nothing outside the
 # namespaces is changed; the work directory is removed at the end.
 set -euo pipefail
@@ -123,6 +124,27 @@ else
 	# machine's cache holds can be built.
 	export GOPROXY_FRESH=file:///var/cache/modcache/cache/download
 	in_root -- 'go mod download && go list -deps -test ./... >/dev/null'
+fi
+# The parents' page test drives Chromium with playwright-core from npm
+# (scripts/pagetest): fetched here, like the modules, while there is a
+# network; from this machine's npm cache (a copy) when the registry cannot
+# be used from the root.
+if [ -f "$root/root/famguard/scripts/pagetest/package-lock.json" ]; then
+	if in_root -- 'cd scripts/pagetest && timeout 300 npm ci --no-audit --no-fund' >"$work/npm.log" 2>&1; then
+		echo "npm: scripts/pagetest's packages fetched from the registry inside the fresh root"
+	else
+		echo "npm: the registry cannot be used from the fresh root:"
+		grep -m1 -i 'err' "$work/npm.log" || tail -n 1 "$work/npm.log"
+		[ -d "$HOME/.npm/_cacache" ] || { echo "test-fresh: and this machine has no npm cache ($HOME/.npm/_cacache) to copy" >&2; exit 1; }
+		echo "npm: using a copy of this machine's npm cache ($HOME/.npm/_cacache), offline"
+		mkdir -p "$root/root/.npm"
+		cp -a "$HOME/.npm/_cacache" "$root/root/.npm/_cacache"
+		in_root -- 'cd scripts/pagetest && npm ci --offline --no-audit --no-fund'
+	fi
+fi
+if [ "${FRESH_STOP_AFTER:-}" = 2 ]; then
+	step "FRESH_STOP_AFTER=2: stopping before the two commands"
+	exit 0
 fi
 
 # --- 3. the README's two commands, offline -------------------------------------
