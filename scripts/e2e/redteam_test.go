@@ -68,14 +68,13 @@ func init() {
 // each on (one line) when its branch merges; until then the lab's profile
 // loads on main, and the techniques they close are in rtOpen.
 const (
-	rtHaveIdentityKeys = true  // unknown_devices, randomized_devices, trusted (helper "identity")
-	rtHaveStrictKeys   = false // strict, allow_ips (helper "dns")
+	rtHaveIdentityKeys = true // unknown_devices, randomized_devices, trusted (helper "identity")
+	rtHaveStrictKeys   = true // strict, allow_ips (helper "dns")
 )
 
 // Features of issue 9 that close techniques (the names the table shows).
-// Kernel, unknown, flush and offline have landed (every technique they
-// closed now must hold); they stay named so a bypass that reopens can be
-// listed against them.
+// All but featStart have landed (every technique they closed now must
+// hold); they stay named so a bypass that reopens can be listed again.
 const (
 	featUnknown = "unknown devices quarantined (unknown_devices)"
 	featKernel  = "DNS rules chosen by the kernel-matched MAC (a port per class)"
@@ -83,6 +82,7 @@ const (
 	featFlush   = "a device's DNS redirect removes its older port-53 flows"
 	featAnswers = "answers checked (CNAME, HTTPS/SVCB targets)"
 	featStrict  = "strict egress (strict: true)"
+	featStart   = "an intermittent strict-egress gap to one IPv4 address (1 run in 5), not yet explained"
 )
 
 // rtOpen: techniques that still get through on this branch, and the feature
@@ -91,19 +91,14 @@ const (
 // listed technique that already holds is reported in the log, not failed,
 // because some of today's bypasses are races the agent sometimes wins.
 var rtOpen = map[string]string{
-	"CNAME to a blocked name":                             featAnswers,
-	"HTTPS record pointing at a blocked name":             featAnswers,
-	"DNS to an outside resolver on UDP 5353":              featStrict,
-	"DNS to an outside resolver on UDP 443":               featStrict,
-	"DNS to an outside resolver on TCP 443":               featStrict,
-	"DNS over HTTPS on port 8443 to an unlisted resolver": featStrict,
-	"DNS over HTTPS to an unlisted resolver":              featStrict,
-	"a VPN by address (WireGuard's UDP 51820)":            featStrict,
-	"QUIC (UDP 443) to an unlisted server":                featStrict,
-	"IP literal of a blocked site (IPv4)":                 featStrict,
-	"IP literal of a blocked site (IPv6)":                 featStrict,
-	"HTTP proxy by address":                               featStrict,
-	"ping an IP literal":                                  featStrict,
+	// With strict on, 1 run in 5 (on main after wip-dns merged) let these
+	// through over IPv4 only, while IPv4 to the proxy and the unlisted
+	// resolvers was refused in the same run: most likely the blocked
+	// site's address was open in Alice's strict set (a guess: an answer
+	// while the agent was starting, to the query that straddles it). The
+	// test now logs the set when it happens. Listed until explained.
+	"IP literal of a blocked site (IPv4)": featStart,
+	"ping an IP literal":                  featStart,
 }
 
 // The lab's internet addresses (all on the internet host).
@@ -514,6 +509,16 @@ func (r *rtLab) become(mac string, n int) (src4, src6 string, undo func()) {
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
 		_, _ = exec.Command("ip", "-n", r.Router.NS, "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
 	}
+}
+
+// strictSetHas logs, when a strict technique got through, whether the
+// address was open in Alice's strict set (and so which part let it in).
+func (r *rtLab) strictSetHas(o redteam.Outcome, addr string) {
+	if o.Kind() != "connected" && o.Kind() != "reply" || !rtHaveStrictKeys {
+		return
+	}
+	out, err := r.Run(context.Background(), r.Router, "ipset", "list", "fg-alice4")
+	r.t.Logf("%s got through to %s; Alice's strict set (%v):\n%s", o, addr, err, out)
 }
 
 // waitOffline waits until the agent's status says Alice is offline, and
@@ -1026,7 +1031,9 @@ var rtTechniques = []technique{
 	{name: "IP literal of a blocked site (IPv4)", phase: "daytime",
 		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
-			return one(r.tool(r.alice, "tcp", "--to", rtSite4+":8080", "--http"))
+			o := r.tool(r.alice, "tcp", "--to", rtSite4+":8080", "--http")
+			r.strictSetHas(o, rtSite4)
+			return one(o)
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv6)", phase: "daytime",
@@ -1045,7 +1052,9 @@ var rtTechniques = []technique{
 	{name: "ping an IP literal", phase: "daytime",
 		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ping(r.alice, rtSite4), r.ping(r.alice, rtSite6)}
+			o4 := r.ping(r.alice, rtSite4)
+			r.strictSetHas(o4, rtSite4)
+			return []redteam.Outcome{o4, r.ping(r.alice, rtSite6)}
 		},
 		verdict: reach},
 	{name: "flood the DNS filter, then ask for a blocked name", phase: "daytime",
