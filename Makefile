@@ -98,6 +98,7 @@ FUZZ_TARGETS := \
 	./agent/categories:FuzzParseLine \
 	./agent/bundle:FuzzImport \
 	./agent/bundle:FuzzSignedManifest \
+	./agent/tr181:FuzzTR181Import \
 	./agent/dnsfilter:FuzzAnswer \
 	./agent/control:FuzzControlRequest \
 	./agent/overrides:FuzzParseUntil \
