@@ -120,6 +120,7 @@ FUZZ_TARGETS := \
 	./agent/categories:FuzzParseLine \
 	./agent/bundle:FuzzImport \
 	./agent/bundle:FuzzSignedManifest \
+	./agent/tr181:FuzzTR181Import \
 	./agent/dnsfilter:FuzzAnswer \
 	./agent/dnsfilter:FuzzWalkAnswers \
 	./agent/dnsfilter:FuzzForwardedAnswer \

@@ -56,9 +56,11 @@ type Report struct {
 	LastPull   *bundle.PullResult `json:"last_pull"`
 	Health     Health             `json:"enforcement"`
 	Children   []Child            `json:"children"`
-	Warnings   []string           `json:"warnings"`
-	Floors     policy.Settings    `json:"floors"`
-	Layers     []policy.LayerInfo `json:"layers"`
+	// Devices that are no child\'s, by kind (trusted, unknown): counts only.
+	OtherDevices map[string]int     `json:"other_devices"`
+	Warnings     []string           `json:"warnings"`
+	Floors       policy.Settings    `json:"floors"`
+	Layers       []policy.LayerInfo `json:"layers"`
 }
 
 // Clock is whether schedules run on a trusted clock.
@@ -157,7 +159,12 @@ func Build(st daemon.Status, stateDir, categoriesDir string) Report {
 		r.LastPull = &pull
 	}
 	byChild := map[string]*Child{}
+	r.OtherDevices = map[string]int{}
 	for _, d := range st.Devices {
+		if d.Kind != policy.KindChild || d.Child == "" {
+			r.OtherDevices[d.Kind]++
+			continue
+		}
 		c := byChild[d.Child]
 		if c == nil {
 			r.Children = append(r.Children, Child{Name: d.Child, Online: d.Online, Reason: d.Reason, Until: d.Until,

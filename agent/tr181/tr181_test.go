@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 func export(t *testing.T, pol *policy.Policy) []Param {
@@ -146,4 +147,40 @@ func TestImportQuotesNames(t *testing.T) {
 	if len(probs) > 0 || len(pol.Children) != 1 || pol.Children[0].Devices[0].Name != name {
 		t.Errorf("%v %+v\n%s", probs, pol, profile)
 	}
+}
+
+// FuzzTR181Import: any parameter list is either refused with a reason or
+// becomes a profile the loader reads without panicking; an accepted profile
+// that loads exports and imports again to the same parameters.
+func FuzzTR181Import(f *testing.F) {
+	fuzzseed.Add(f, "FuzzTR181Import", fuzzseed.Bytes)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		params, err := Parse(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		profile, err := Import(params)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("refusal without a reason")
+			}
+			return
+		}
+		pol, probs := policy.ParseFile("tr181.yaml", profile)
+		if len(probs) > 0 {
+			return // e.g. a bad MAC or category: the loader says why
+		}
+		first := export(t, pol)
+		again, err := Import(first)
+		if err != nil {
+			t.Fatalf("re-import of an export: %v", err)
+		}
+		pol2, probs := policy.ParseFile("tr181.yaml", again)
+		if len(probs) > 0 {
+			t.Fatalf("re-imported profile invalid: %v\n%s", probs, again)
+		}
+		if second := export(t, pol2); !reflect.DeepEqual(first, second) {
+			t.Fatalf("round trip differs\n%s\n%s", profile, again)
+		}
+	})
 }
