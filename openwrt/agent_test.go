@@ -18,7 +18,10 @@ import (
 // the options it was given. The stand-in tests above prove what the script
 // declares; this proves the agent understands it. The router's paths are
 // moved into a temporary directory and the agent runs in a private network
-// namespace (unshare -n): nothing of the host is touched.
+// namespace (unshare -n): nothing of the host is touched. procd logs the
+// agent's stdout at info and its stderr at err (the init script sets both):
+// routine lines must go to the first and warnings and errors to the second,
+// or every line shows as daemon.err in logread.
 func TestInitCommandLineRunsTheRealAgent(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -37,9 +40,10 @@ func TestInitCommandLineRunsTheRealAgent(t *testing.T) {
 		name    string
 		command string
 		logs    []string // what the agent's log must show it took from the flags
+		errs    []string // warnings it must give (on stderr: procd's err)
 	}{
-		{"defaults", defaultCommand, []string{"boot_policy=saved", "DNS filter listening", "port=5354", "memory limit set"}},
-		{"changed options", changedCommand, []string{"boot_policy=offline", "DNS filtering is off", "MiB=48"}},
+		{"defaults", defaultCommand, []string{"boot_policy=saved", "DNS filter listening", "port=5354", "memory limit set"}, nil},
+		{"changed options", changedCommand, []string{"boot_policy=offline", "DNS filtering is off", "MiB=48"}, []string{"DNS filtering is off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -73,9 +77,9 @@ func TestInitCommandLineRunsTheRealAgent(t *testing.T) {
 			}
 			cmd := exec.Command("unshare", append([]string{"-n", "--"}, argv...)...)
 			var mu sync.Mutex
-			var log bytes.Buffer
-			cmd.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) })
-			cmd.Stderr = cmd.Stdout
+			var log, info, errs bytes.Buffer // both streams; stdout (procd: info); stderr (procd: err)
+			cmd.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); info.Write(p); return log.Write(p) })
+			cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); errs.Write(p); return log.Write(p) })
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -107,6 +111,27 @@ func TestInitCommandLineRunsTheRealAgent(t *testing.T) {
 			for _, want := range tc.logs {
 				if !strings.Contains(text(), want) {
 					t.Errorf("the agent's log does not show %q:\n%s", want, text())
+				}
+			}
+			mu.Lock()
+			infoText, errText := info.String(), errs.String()
+			mu.Unlock()
+			if !strings.Contains(infoText, " loaded: ") {
+				t.Errorf("the policy load (info) is not on stdout, which procd logs at info:\n%s", infoText)
+			}
+			for _, l := range strings.Split(strings.TrimSpace(infoText), "\n") {
+				if !strings.Contains(l, "level=INFO") && !strings.Contains(l, "level=DEBUG") {
+					t.Errorf("stdout (procd: info) has a line that is not info or debug: %q", l)
+				}
+			}
+			for _, l := range strings.Split(strings.TrimSpace(errText), "\n") {
+				if l != "" && !strings.Contains(l, "level=WARN") && !strings.Contains(l, "level=ERROR") {
+					t.Errorf("stderr (procd: err) has a routine line: %q", l)
+				}
+			}
+			for _, want := range tc.errs {
+				if !strings.Contains(errText, want) {
+					t.Errorf("the warning %q is not on stderr (procd: err):\nstderr:\n%s", want, errText)
 				}
 			}
 		})

@@ -291,6 +291,18 @@ func TestInitHeader(t *testing.T) {
 	}
 }
 
+// TestInitLAN: the lan option becomes --lan; unset, no flag (the agent
+// reads /etc/config/network itself).
+func TestInitLAN(t *testing.T) {
+	for _, sh := range shells(t) {
+		got := runInit(t, sh, "main.lan=br-lan,wlan1\n", false, "start").log
+		want := strings.Replace(startLog(defaultCommand), defaultCommand, defaultCommand+"\nprocd_append_param [command][--lan][br-lan,wlan1]", 1)
+		if got != want {
+			t.Errorf("%s, lan set:\n got: %s\nwant: %s", sh.name, got, want)
+		}
+	}
+}
+
 // TestInitPullInstance: pull_url adds a second instance polling the
 // operator's server with the agent's directories; without it, none.
 func TestInitPullInstance(t *testing.T) {

@@ -398,7 +398,7 @@ func TestDefaultProfile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the uncommented example:\n%s\n%v", b.String(), err)
 	}
-	if len(pol.Children) != 1 || pol.Children[0].Name != "alice" {
-		t.Errorf("the uncommented example: %+v", pol.Children)
+	if len(pol.Children) != 1 || pol.Children[0].Name != "alice" || len(pol.Trusted) != 1 {
+		t.Errorf("the uncommented example: %+v, trusted %+v", pol.Children, pol.Trusted)
 	}
 }

@@ -49,6 +49,11 @@ declare -A need=(
   [qemu-mipsel-static]=qemu-user-static
   [qemu-arm-static]=qemu-user-static
   [qemu-aarch64-static]=qemu-user-static
+  # The parents' page runs in a real browser (scripts/e2e/page_test.go):
+  # Debian's Chromium, driven by playwright-core from npm (scripts/pagetest).
+  [/usr/bin/chromium]=chromium
+  [node]=nodejs
+  [npm]=npm
   # Signed bundles: the interop test signs with OpenBSD's signify.
   [signify-openbsd]=signify-openbsd
 )

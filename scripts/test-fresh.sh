@@ -20,7 +20,8 @@
 #     and PID namespaces, offline (a module that step 2 did not fetch fails
 #     the run).
 #
-# Any failing step fails the run. The root's "/" is not a mount point, as in
+# Any failing step fails the run. FRESH_STOP_AFTER=2 stops after step 2
+# (to check the installation steps alone). The root's "/" is not a mount point, as in
 # many chroots and containers (the lab must work there). Nothing outside the
 # namespaces is changed; the work directory is removed at the end.
 set -euo pipefail
@@ -110,7 +111,7 @@ fi
 step "2. Go $(/usr/local/go/bin/go env GOVERSION) (this machine's /usr/local/go, read-only) and the modules"
 mkdir -p "$root/usr/local/go"
 in_root -- 'bash scripts/install-deps.sh && go version'
-if in_root -- 'timeout 300 go mod download all' >"$work/mod.log" 2>&1; then
+if in_root -- 'timeout 300 go mod download' >"$work/mod.log" 2>&1; then
 	echo "modules: fetched from the module proxy ($(go env GOPROXY)) inside the fresh root"
 	export GOPROXY_FRESH=off
 else
@@ -122,7 +123,28 @@ else
 	# Go copies from it into the root's own module cache; only what this
 	# machine's cache holds can be built.
 	export GOPROXY_FRESH=file:///var/cache/modcache/cache/download
-	in_root -- 'go mod download all'
+	in_root -- 'go mod download && go list -deps -test ./... >/dev/null'
+fi
+# The parents' page test drives Chromium with playwright-core from npm
+# (scripts/pagetest): fetched here, like the modules, while there is a
+# network; from this machine's npm cache (a copy) when the registry cannot
+# be used from the root.
+if [ -f "$root/root/famguard/scripts/pagetest/package-lock.json" ]; then
+	if in_root -- 'cd scripts/pagetest && timeout 300 npm ci --no-audit --no-fund' >"$work/npm.log" 2>&1; then
+		echo "npm: scripts/pagetest's packages fetched from the registry inside the fresh root"
+	else
+		echo "npm: the registry cannot be used from the fresh root:"
+		grep -m1 -i 'err' "$work/npm.log" || tail -n 1 "$work/npm.log"
+		[ -d "$HOME/.npm/_cacache" ] || { echo "test-fresh: and this machine has no npm cache ($HOME/.npm/_cacache) to copy" >&2; exit 1; }
+		echo "npm: using a copy of this machine's npm cache ($HOME/.npm/_cacache), offline"
+		mkdir -p "$root/root/.npm"
+		cp -a "$HOME/.npm/_cacache" "$root/root/.npm/_cacache"
+		in_root -- 'cd scripts/pagetest && npm ci --offline --no-audit --no-fund'
+	fi
+fi
+if [ "${FRESH_STOP_AFTER:-}" = 2 ]; then
+	step "FRESH_STOP_AFTER=2: stopping before the two commands"
+	exit 0
 fi
 
 # --- 3. the README's two commands, offline -------------------------------------

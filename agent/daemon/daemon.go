@@ -96,7 +96,10 @@ type Config struct {
 	// DNSPorts binds the DNS filter's listeners of the class ports (and
 	// the offline port) before the rules redirect to them; nil: only
 	// DNSPort is listened on (tests without a network).
-	DNSPorts     DNSPorts
+	DNSPorts DNSPorts
+	// StrictSets reports the strict-egress sets for status (egress.Sets,
+	// which the DNS filter also opens addresses in); nil: not reported.
+	StrictSets   StrictSets
 	Neighbours   Neighbours      // nil: addresses unknown
 	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
 	WallJumps    <-chan struct{} // nil: none
@@ -447,7 +450,7 @@ func (d *Daemon) publishDNS() {
 		c := children[s.Child]
 		perMAC[s.MAC] = dnsfilter.Rules{Child: s.Child, Device: s.Device, Categories: s.BlockedCategories,
 			Allow: c.Allow, Deny: c.Deny, SafeSearch: c.SafeSearch, BypassPrevention: c.BypassPrevention,
-			DoHNames: d.cfg.DoH.Names}
+			DoHNames: d.cfg.DoH.Names, Strict: c.Strict, StrictSet: strictSet(c)}
 	}
 	offline := 0
 	if d.cfg.DNSPort > 0 {
@@ -772,6 +775,18 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			d.applied[fam] = ""
 			d.dp.Heals++ // another program's change, repaired like any other
 			ok = false
+		}
+	}
+	if ok && len(written) > 0 {
+		// The write announced itself on the nf_tables event channel, and
+		// the read-back just taken already covers it (and whatever else
+		// changed before it). The heal that event would start reads both
+		// families back again for nothing: at 1000 devices that is some
+		// 200 ms during which the next change waits. A change after the
+		// read-back signals anew (or the periodic check sees it).
+		select {
+		case <-d.cfg.RulesChanged:
+		default:
 		}
 	}
 	return ok

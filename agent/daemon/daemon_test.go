@@ -514,13 +514,7 @@ func runDaemon(t *testing.T, cfg Config) *Daemon {
 // statusOf is what `famguard status` would show of d.
 func statusOf(t *testing.T, d *Daemon) Status {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v, err := d.Handle(ctx, "status", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.(Status)
+	return ask(t, d, "status").(Status)
 }
 
 // TestReloadsStayFlat: a thousand reloads that each really change the

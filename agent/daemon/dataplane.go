@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/rules"
 )
@@ -66,8 +67,10 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 		d.kid.ids = ids
 	}
 	bypass := map[string]bool{}
+	children := map[string]policy.Child{}
 	for _, c := range d.pol.Children {
 		bypass[c.Name] = c.BypassPrevention
+		children[c.Name] = c
 	}
 	desired := rules.Desired{LAN: d.cfg.LAN}
 	dns := d.cfg.DNS != nil && d.cfg.DNSPort > 0
@@ -117,6 +120,7 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			}
 			c.DNSPort, classPorts[class.Child] = port, port
 			c.Name = "any other device, like " + class.Child
+			setStrict(&c, children[class.Child])
 		}
 		desired.Unknown = rules.UnknownPolicy{Class: c}
 	}
@@ -136,6 +140,7 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 				return desired, err
 			}
 			dev.DNSPort, classPorts[s.Child] = port, port
+			setStrict(&dev, children[s.Child])
 		}
 		desired.Devices = append(desired.Devices, dev)
 	}
@@ -153,6 +158,30 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 	}
 	d.kid.classPorts = classPorts
 	return desired, nil
+}
+
+// strictSet is the base name of a strict child's sets ("" when the child
+// is not strict): the same for its devices and for unknown devices like it,
+// since they share the child's DNS port and so its answers.
+func strictSet(c policy.Child) string {
+	if !c.Strict {
+		return ""
+	}
+	return egress.SetBase(c.Name)
+}
+
+// setStrict makes dev strict when its child is. Only with DNS filtering on
+// (the caller's condition): strict admits only what the filter answered,
+// so without the filter it would admit nothing but the LAN.
+func setStrict(dev *rules.Device, c policy.Child) {
+	if c.Strict {
+		dev.Strict, dev.StrictSet, dev.StrictAllow = true, strictSet(c), c.AllowIPs
+	}
+}
+
+// StrictSets is what status reads of the strict-egress sets (egress.Sets).
+type StrictSets interface {
+	Stats(base string) (egress.Stats, error)
 }
 
 // closeStalePorts closes the listeners no rule redirects to any more.

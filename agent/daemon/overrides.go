@@ -37,7 +37,7 @@ type overridesState struct {
 	loaded   bool
 	digest   string            // policy the state was last pruned against
 	trusted  bool              // the clock was trusted at the last evaluation
-	ids      map[uint16]string // device ID → MAC, from the last desired state
+	ids      map[uint16]string // device ID → child, from the last desired state
 	children []overrides.ChildStatus
 	saveErr  string
 	minutes  int // accounting passes
@@ -113,12 +113,13 @@ func (d *Daemon) applyOverrides(states []policy.DeviceState) []policy.DeviceStat
 }
 
 // noteDesired records the device IDs the dataplane was given, so the
-// accounting can map a conntrack mark back to a device.
+// accounting can map a conntrack mark back to a child. (The unknown class's
+// shared ID is no child's: unknown devices do not use a child's budget.)
 func (d *Daemon) noteDesired(desired rules.Desired) {
 	ids := make(map[uint16]string, len(desired.Devices))
 	for _, dev := range desired.Devices {
-		if dev.ID != 0 {
-			ids[dev.ID] = dev.MAC
+		if dev.ID != 0 && dev.Child != "" {
+			ids[dev.ID] = dev.Child
 		}
 	}
 	d.ov.ids = ids
@@ -183,12 +184,8 @@ func (d *Daemon) countMinute(bytesByID map[uint16]uint64, took time.Duration) {
 	now := d.ovNow()
 	byChild := map[string]uint64{}
 	for id, b := range bytesByID {
-		if mac, ok := d.ov.ids[id]; ok {
-			for _, s := range d.states {
-				if s.MAC == mac {
-					byChild[s.Child] += b
-				}
-			}
+		if child, ok := d.ov.ids[id]; ok {
+			byChild[child] += b
 		}
 	}
 	// A minute may count when the child was online by its schedule (no
@@ -484,6 +481,14 @@ func (d *Daemon) grant(raw json.RawMessage) (any, error) {
 	if g, ok := v.(overrides.Grant); ok {
 		res.Grant = &g
 		res.Message = fmt.Sprintf("%s has extra time until %s", a.Child, g.Until.In(d.zone.Loc).Format("Mon 15:04"))
+		for _, s := range d.states {
+			if s.Child == a.Child && !s.Online {
+				// A pause beats extra time: say so rather than let the
+				// parent wonder why nothing changed.
+				res.Message += fmt.Sprintf("; but still offline: %s", s.Reason)
+				break
+			}
+		}
 	}
 	for _, c := range d.pol.Children {
 		if c.Name == a.Child {

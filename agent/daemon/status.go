@@ -10,6 +10,7 @@ import (
 
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
 )
@@ -78,6 +79,12 @@ type DNSStatus struct {
 	ListsLoadedAt time.Time `json:"lists_loaded_at"`
 	ListsError    string    `json:"lists_error,omitempty"`
 	dnsfilter.Stats
+	// Strict is each strict child's egress sets: how many addresses its
+	// devices may open connections to now, and the sets' kernel memory.
+	// Answers that could not open their addresses are the "strict-failed"
+	// counters of blocked_by_device; connections refused are counted by
+	// the firewall's reject rule.
+	Strict map[string]egress.Stats `json:"strict,omitempty"`
 }
 
 // ClockStatus says which time the agent evaluates schedules at, and whether
@@ -251,6 +258,7 @@ func (d *Daemon) status() Status {
 		if d.cats.err != nil {
 			st.DNS.ListsError = d.cats.err.Error()
 		}
+		st.DNS.Strict = d.strictStats()
 	}
 	if d.pol != nil {
 		st.Policy = &PolicyStatus{Digest: d.pol.Digest, Dir: d.cfg.ProfilesDir, LoadedAt: d.polLoadedAt, Sources: d.pol.Sources,
@@ -289,4 +297,28 @@ func (d *Daemon) stepClock(args []string) (any, error) {
 	d.log.Info("simulated clock stepped; re-evaluating schedules", "by", by, "now", d.cfg.Clock.Now().Format(time.RFC3339))
 	d.reconcile("clock step")
 	return d.status().Clock, nil
+}
+
+// strictStats reads every strict child's sets (nil when there are none).
+func (d *Daemon) strictStats() map[string]egress.Stats {
+	if d.cfg.StrictSets == nil || d.pol == nil {
+		return nil
+	}
+	var out map[string]egress.Stats
+	for _, c := range d.pol.Children {
+		if !c.Strict {
+			continue
+		}
+		st, err := d.cfg.StrictSets.Stats(strictSet(c))
+		if err != nil {
+			// Not created yet (no device of the child seen), or gone: the
+			// firewall's rules would fail without it, so it shows there.
+			continue
+		}
+		if out == nil {
+			out = map[string]egress.Stats{}
+		}
+		out[c.Name] = st
+	}
+	return out
 }

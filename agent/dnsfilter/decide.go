@@ -38,6 +38,12 @@ type Rules struct {
 	SafeSearch       bool
 	BypassPrevention bool
 	DoHNames         []string // DNS-over-HTTPS resolver names refused with bypass prevention
+	// Strict: every address answered to the class is opened in its strict
+	// sets (StrictSet+"4", StrictSet+"6", see agent/egress) before the
+	// answer leaves; an answer whose addresses cannot be opened is not sent
+	// (SERVFAIL). strict.go.
+	Strict    bool
+	StrictSet string
 }
 
 // Action is what to do with a query.

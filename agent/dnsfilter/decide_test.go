@@ -9,7 +9,7 @@ import (
 	"github.com/famguard/famguard/agent/categories"
 )
 
-func store(t *testing.T) *categories.Store {
+func store(t testing.TB) *categories.Store {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range map[string]string{

@@ -81,6 +81,8 @@ type Server struct {
 	limit   *limiter     // per-client limits, applied by the listener
 	refused portCounters // queries refused by their port (ports.go)
 
+	opener atomic.Pointer[openerBox] // strict egress: where answered addresses are opened (strict.go)
+
 	mu       sync.Mutex
 	counters map[string]map[string]uint64 // MAC → category (or "deny", "safe-search", "bypass") → count
 	recent   []Recent
@@ -186,9 +188,9 @@ func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.A
 		return s.nxdomain(r)
 	case Rewrite:
 		s.count(mac, "safe-search")
-		return s.rewrite(ctx, r, d.SafeHost, network)
+		return s.open(r, s.rewrite(ctx, r, d.SafeHost, network), mac, rules)
 	}
-	return s.forward(ctx, query, r, network)
+	return s.forwardChecked(ctx, query, r, network, mac, rules, snap)
 }
 
 const (
@@ -196,6 +198,10 @@ const (
 	// ourUDPSize is the UDP payload size our own answers advertise to EDNS
 	// clients (the DNS flag day 2020 value).
 	ourUDPSize = 1232
+	// compressAbove is the question name length from which our own answers
+	// are compressed: below it, an uncompressed blocked or NXDOMAIN answer
+	// (the name twice, a SOA, an OPT record) stays well under 512 bytes.
+	compressAbove = 80
 )
 
 // request is a parsed query: its header and, when it has one, its question;
@@ -251,7 +257,14 @@ func (s *Server) reply(r *request, rcode dnsmessage.RCode, add ...func(b *dnsmes
 	rh := dnsmessage.Header{ID: r.h.ID, Response: true, OpCode: r.h.OpCode, RecursionDesired: r.h.RecursionDesired,
 		CheckingDisabled: r.h.CheckingDisabled, RecursionAvailable: true, Truncated: r.tc, RCode: rcode}
 	b := dnsmessage.NewBuilder(make([]byte, 0, 128), rh)
-	b.EnableCompression()
+	// Compression costs a map and a lookup per label of every name, on
+	// every answer; in a blocked or NXDOMAIN answer it saves one copy of the
+	// question's name. So it is on only for a long name (to keep such an
+	// answer within 512 bytes for clients without EDNS) and for answers
+	// carrying an upstream's records (safe search), whose names repeat.
+	if len(add) > 1 || (r.hasQ && r.q.Name.Length > compressAbove) {
+		b.EnableCompression()
+	}
 	err := b.StartQuestions()
 	if r.hasQ && err == nil {
 		err = b.Question(r.q)

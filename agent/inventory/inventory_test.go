@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 func addrs(s ...string) []netip.Addr {
@@ -111,4 +115,21 @@ func TestLeaseNameIsSanitised(t *testing.T) {
 	if want := map[string]string{"02:00:00:00:00:01": "evil2Jname"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// FuzzParseLeases: the lease file is written by dnsmasq from what DHCP
+// clients send; whatever it holds, every key is a canonical MAC and every
+// name is short and printable.
+func FuzzParseLeases(f *testing.F) {
+	fuzzseed.Add(f, "FuzzParseLeases", fuzzseed.Bytes)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for mac, name := range ParseLeases(bytes.NewReader(data)) {
+			if c, err := policy.NormalizeMAC(mac); err != nil || c != mac {
+				t.Fatalf("key %q is not a canonical MAC", mac)
+			}
+			if name == "" || len(name) > 63 || hostName(name) != name {
+				t.Fatalf("name %q for %s", name, mac)
+			}
+		}
+	})
 }

@@ -112,11 +112,11 @@ func ParseUCINetwork(r io.Reader) []string {
 	case !found:
 		return nil
 	case device != "":
-		return []string{device}
+		ifnames = []string{device}
 	case bridge:
 		return []string{"br-lan"}
 	}
-	var out []string
+	var out []string // only what can be an interface name: the file is hand-edited
 	for _, n := range ifnames {
 		if ifaceName.MatchString(n) {
 			out = append(out, n)

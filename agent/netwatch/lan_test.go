@@ -1,6 +1,7 @@
 package netwatch
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/famguard/famguard/scripts/fuzzseed"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -125,4 +127,17 @@ func TestNeighboursOnlyOnLAN(t *testing.T) {
 	if _, ok := tab["00:1a:2b:00:02:01"]; ok {
 		t.Errorf("the WAN neighbour is in the LAN table: %v", tab)
 	}
+}
+
+// FuzzParseUCINetwork: whatever /etc/config/network holds, the LAN it
+// yields is a list of valid interface names.
+func FuzzParseUCINetwork(f *testing.F) {
+	fuzzseed.Add(f, "FuzzParseUCINetwork", fuzzseed.Bytes)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, name := range ParseUCINetwork(bytes.NewReader(data)) {
+			if !ifaceName.MatchString(name) {
+				t.Fatalf("interface name %q", name)
+			}
+		}
+	})
 }

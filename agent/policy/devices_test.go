@@ -243,3 +243,14 @@ func TestUnknownClassesAndRestricted(t *testing.T) {
 		t.Errorf("Restricted =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestSavedOfKeepsOnlyChildren(t *testing.T) {
+	saved := SavedOf([]DeviceState{
+		{MAC: "02:00:00:00:00:11", Child: "alice"},
+		{MAC: "00:1a:2b:3c:4d:31", Kind: KindTrusted, Online: true},
+		{MAC: "da:00:00:00:00:01", Kind: KindUnknown, Child: "alice"},
+	})
+	if len(saved) != 1 {
+		t.Errorf("saved %v, want only Alice's device", saved)
+	}
+}

@@ -21,7 +21,7 @@ import (
 // drift apart.
 var Keys = map[string][]string{
 	"file":     {"version", "timezone", "children", "unknown_devices", "randomized_devices", "trusted", "assigned"},
-	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny", "budget"},
+	"child":    {"devices", "block", "safe_search", "bypass_prevention", "schedules", "allow", "deny", "budget", "strict", "allow_ips"},
 	"device":   {"mac", "name"},
 	"schedule": {"name", "days", "from", "to", "action", "block", "enabled"},
 	"unknown":  {"like"},              // the mapping form of unknown_devices / randomized_devices
@@ -299,6 +299,7 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 	if b, ok := f["budget"]; ok {
 		c.Budget = p.budget(b, path+".budget")
 	}
+	p.strict(&c, f, path)
 	if s, ok := f["schedules"]; ok {
 		names := map[string]*yaml.Node{}
 		for i, sn := range p.seq(s, path+".schedules") {

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -79,6 +80,11 @@ type Child struct {
 	Deny             []string // domains blocked at all times
 	Schedules        []schedule.Window
 	Budget           *Budget // daily time budget; nil: none
+	// Strict (opt-in) lets the child's devices open new connections only to
+	// addresses famguard's DNS filter answered them recently, the LAN, and
+	// AllowIPs (strict.go).
+	Strict   bool
+	AllowIPs []netip.Prefix // sorted, masked
 	// Decided says which layer decided each setting ("parents",
 	// "operator", "operator default", "operator floor", ...), for status
 	// and plan. Empty in a policy without an operator layer, defaults or

@@ -48,10 +48,16 @@ type Saved struct {
 	Reason     string   `json:"reason"`
 }
 
-// SavedOf extracts what is persisted from evaluated states.
+// SavedOf extracts what is persisted from evaluated states: the children's
+// devices only. Trusted and unknown devices are not written (the file is on
+// flash: guests coming and going must not wear it, nor leave their MACs
+// there); an unknown device "like" a child gets the child's boot policy.
 func SavedOf(states []DeviceState) map[string]Saved {
 	out := make(map[string]Saved, len(states))
 	for _, s := range states {
+		if s.Kind != KindChild {
+			continue
+		}
 		out[s.MAC] = Saved{Online: s.Online, Categories: s.BlockedCategories, Reason: s.Reason}
 	}
 	return out

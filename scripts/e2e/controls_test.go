@@ -32,6 +32,22 @@ func waitFor(limit time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 }
 
+// expectCut asserts that a stream (startStream) delivered nothing more
+// than 1 s after at, and ended within 5 s of it.
+func expectCut(t *testing.T, lastChunk <-chan time.Time, at time.Time, what string) {
+	t.Helper()
+	select {
+	case last := <-lastChunk:
+		if cut := last.Sub(at); cut > time.Second {
+			t.Errorf("the stream delivered data %v after %s; want cut within 1 s", cut, what)
+		} else {
+			t.Logf("stream's last data %v after %s", cut.Round(time.Millisecond), what)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("the stream is still running 5 s after %s", what)
+	}
+}
+
 // childStatus is the status view of one child's overrides.
 func (a *agent) child(name string) overrides.ChildStatus {
 	a.t.Helper()
@@ -69,16 +85,7 @@ func TestPauseAndResume(t *testing.T) {
 	} else {
 		t.Logf("Alice offline %v after the pause command returned", took.Round(time.Millisecond))
 	}
-	select {
-	case last := <-lastChunk:
-		if cut := last.Sub(paused); cut > time.Second {
-			t.Errorf("the stream delivered data %v after the pause; want cut within 1 s", cut)
-		} else {
-			t.Logf("stream's last data %v after the pause", cut.Round(time.Millisecond))
-		}
-	case <-time.After(3 * time.Second):
-		t.Error("the stream opened before the pause is still running 3 s after it")
-	}
+	expectCut(t, lastChunk, paused, "the pause")
 	f.expectReach(t, f.alice, false, "paused")
 	f.expectReach(t, f.bob, true, "Alice paused")
 	f.expectReach(t, f.parent, true, "Alice paused")
@@ -88,6 +95,12 @@ func TestPauseAndResume(t *testing.T) {
 	}
 	if c := a.child("alice"); c.Paused == nil || !c.Offline || c.Paused.By != "famguard pause alice --for 30m" {
 		t.Errorf("status children: %+v", c)
+	}
+	if out, err := cli(t, f.Lab, "status", "--state", f.state); err != nil || !strings.Contains(out, "until 18:30 by famguard pause alice --for 30m") {
+		t.Errorf("famguard status does not show the pause: %v\n%s", err, out)
+	}
+	if out, err := cli(t, f.Lab, "budget", "--state", f.state); err != nil || !strings.Contains(out, "alice  until 18:30 by famguard pause alice --for 30m") {
+		t.Errorf("famguard budget does not show the pause: %v\n%s", err, out)
 	}
 
 	out, err = cli(t, f.Lab, "resume", "alice", "--state", f.state)
@@ -241,4 +254,108 @@ func TestControlsBadInput(t *testing.T) {
 		}
 	}
 	f.expectReach(t, f.alice, true, "after refused requests")
+}
+
+const budgetFamily = `version: 1
+timezone: Europe/Berlin
+children:
+  alice:
+    devices:
+      - {mac: "02:00:00:00:00:11", name: "Alice's phone"}
+    budget: 3m
+    schedules:
+      - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
+  bob:
+    devices:
+      - {mac: "02:00:00:00:00:21", name: "Bob's tablet"}
+    budget: 3m
+trusted:
+  - {mac: "02:00:00:00:00:31", name: "Parent's laptop"}
+`
+
+// TestBudgetRunsOut: on the real kernel, with the kernel's device identity
+// (conntrack marks) and byte counters: Alice's steady download uses her
+// 3-minute budget in exactly three counted minutes and she goes offline
+// (the download cut); Bob's background pings never count. The agent samples
+// every 2 s, each sample counting as a minute (--account-every), so the
+// minutes run in seconds. The usage survives kill -9.
+func TestBudgetRunsOut(t *testing.T) {
+	f := newFamilyLab(t)
+	ctx := context.Background()
+	if out, err := f.Run(ctx, f.Router, "sysctl", "-w", "net.netfilter.nf_conntrack_acct=1"); err != nil {
+		t.Fatalf("turning on conntrack accounting in the lab router: %v %s", err, out)
+	}
+	writeFile(t, filepath.Join(f.profiles, "family.yaml"), budgetFamily)
+	a := startAgent(t, f.Lab, f.profiles, f.state, "2026-11-26T18:00:00+01:00", "--account-every", "2s")
+
+	srv := f.Cmd(ctx, f.Internet, "iperf3", "-s", "-p", "5201")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	// The download must find the server listening (a loaded machine may
+	// take a while to start it).
+	if _, ok := waitFor(10*time.Second, func() bool {
+		out, _ := f.Run(ctx, f.Internet, "ss", "-Hltn", "sport = :5201")
+		return strings.Contains(out, "5201")
+	}); !ok {
+		t.Fatal("iperf3 server not listening after 10 s")
+	}
+	ping := f.Cmd(ctx, f.bob, "ping", "-i", "1", inet4)
+	if err := ping.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ping.Process.Kill(); _ = ping.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	// 2 Mbit/s: 500 KB per 2-second sample, far over 20 KiB.
+	dl := f.Cmd(ctx, f.alice, "iperf3", "-c", inet4, "-p", "5201", "-R", "-b", "2M", "-t", "60", "-i", "1", "--connect-timeout", "2000")
+	var dlOut syncBuffer
+	dl.Stdout, dl.Stderr = &dlOut, &dlOut
+	if err := dl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Process.Kill(); _ = dl.Wait() })
+	// A live stream beside the download, to see the cut when the budget
+	// runs out (iperf3 itself waits out its -t on a dead connection).
+	lastChunk := f.startStream(t, f.alice, inet4+":9000")
+
+	budget := func(child string) *overrides.BudgetStatus { return a.child(child).Budget }
+	// Before the third minute counts she is online.
+	if _, ok := waitFor(20*time.Second, func() bool { b := budget("alice"); return b != nil && b.Used == 2 }); !ok {
+		t.Fatalf("Alice's download never counted 2 minutes: %+v\niperf: %s", budget("alice"), dlOut.String())
+	}
+	if d := a.device(aliceMAC); !d.Online {
+		t.Errorf("Alice offline with a minute of budget left: %s", d.Reason)
+	}
+	if _, ok := waitFor(20*time.Second, func() bool { return !a.device(aliceMAC).Online }); !ok {
+		t.Fatalf("Alice never went offline: %+v", budget("alice"))
+	}
+	exhaustedAt := time.Now()
+	b := budget("alice")
+	if b.Used != 3 || !b.Exhausted || b.Left != 0 {
+		t.Errorf("Alice's budget when offline: %+v; want exactly 3 of 3 minutes used", b)
+	}
+	if d := a.device(aliceMAC); !strings.Contains(d.Reason, "daily budget used up: 3m of 3m used today (daily: 3m); online again at Fri 00:00") {
+		t.Errorf("reason %q", d.Reason)
+	}
+	expectCut(t, lastChunk, exhaustedAt, "the budget ran out (seen by status polling)")
+	f.expectReach(t, f.alice, false, "budget used up")
+	if bb := budget("bob"); bb == nil || bb.Used != 0 {
+		t.Errorf("Bob's background pings counted: %+v", bb)
+	}
+	f.expectReach(t, f.bob, true, "Bob's budget untouched")
+
+	a.kill9()
+	a.start("2026-11-26T18:10:00+01:00")
+	if b := budget("alice"); b == nil || b.Used != 3 || !b.Exhausted {
+		t.Errorf("after kill -9 Alice's budget: %+v", b)
+	}
+	f.expectReach(t, f.alice, false, "after kill -9, budget used up")
+	// Extra time (a budget change) brings her back.
+	if out, err := cli(t, f.Lab, "budget", "alice", "+30m", "--state", f.state); err != nil || !strings.Contains(out, "alice's budget today is now 33m (30m left)") {
+		t.Errorf("budget +30m: %v %s", err, out)
+	}
+	if _, ok := waitFor(3*time.Second, func() bool { return f.reaches(f.alice, inet4) }); !ok {
+		t.Error("Alice not back online after +30m")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,8 +46,8 @@ func TestAgentNetworkSurface(t *testing.T) {
 		switch {
 		case state == "LISTEN" || (netid == "udp" && state == "UNCONN"):
 			listening = append(listening, netid+" "+local)
-			if !strings.HasSuffix(local, ":5354") {
-				t.Errorf("the agent listens on %s %s; only the DNS filter port 5354 is allowed", netid, local)
+			if !dnsFilterPort(local) {
+				t.Errorf("the agent listens on %s %s; only the DNS filter ports (5354, the offline port 5355, one per class from 5356) are allowed", netid, local)
 			}
 		case netid == "udp" && state == "ESTAB":
 			other = append(other, netid+" "+local+" → "+peer)
@@ -55,15 +56,25 @@ func TestAgentNetworkSurface(t *testing.T) {
 			}
 		case netid == "tcp":
 			other = append(other, netid+" "+state+" "+local+" → "+peer) // a client's TCP query being answered
-			if !strings.HasSuffix(local, ":5354") && peer != "127.0.0.1:53" {
+			if !dnsFilterPort(local) && peer != "127.0.0.1:53" {
 				t.Errorf("unexpected TCP socket %s %s → %s", state, local, peer)
 			}
 		default:
 			t.Errorf("unexpected socket: %s", line)
 		}
 	}
-	if len(listening) != 2 {
-		t.Errorf("listening sockets %v; want exactly the DNS port over UDP and TCP", listening)
+	// The base port, the offline port and one per child (alice, bob), over
+	// UDP and TCP.
+	if len(listening) != 8 {
+		t.Errorf("listening sockets %v; want exactly the DNS filter's four ports over UDP and TCP", listening)
 	}
 	reliability(t, "attack surface", "sockets of the running agent (ss)", "listening: %s; others: %s", strings.Join(listening, ", "), strings.Join(other, ", "))
+}
+
+// dnsFilterPort: an address on one of the DNS filter's ports (the base
+// 5354, the offline port, the class ports after it).
+func dnsFilterPort(local string) bool {
+	i := strings.LastIndexByte(local, ':')
+	port, err := strconv.Atoi(local[i+1:])
+	return err == nil && port >= 5354 && port < 5354+2+1000
 }

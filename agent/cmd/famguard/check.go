@@ -129,5 +129,5 @@ func categoryWarnings(pol *policy.Policy, dir string) []string {
 // listsHint is how category lists get installed.
 func listsHint(dir string) string {
 	return fmt.Sprintf("a category list is a text file of domains, one a line, named %s; "+
-		"a running agent loads it within a second (see \"Category lists\" in the README)", filepath.Join(dir, "<category>.txt"))
+		"a running agent loads it within a second (README: \"A parent's quick start\", step 4)", filepath.Join(dir, "<category>.txt"))
 }

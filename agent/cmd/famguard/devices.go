@@ -22,22 +22,29 @@ func cmdDevices(args []string, out io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var raw json.RawMessage
-	if err := control.Call(ctx, *state, "devices", &raw); err != nil {
-		return err
-	}
-	if *asJSON {
-		_, err := out.Write(append(raw, '\n'))
-		return err
-	}
 	var st daemon.DevicesStatus
-	if err := json.Unmarshal(raw, &st); err != nil {
+	if done, err := askAgent(*state, "devices", *asJSON, out, &st); done || err != nil {
 		return err
 	}
 	printDevicesSeen(out, st, time.Now())
 	return nil
+}
+
+// askAgent sends a request to the running agent. With asJSON it prints the
+// agent's JSON answer as it is and reports done; otherwise it decodes the
+// answer into v for the caller to print.
+func askAgent(state, command string, asJSON bool, out io.Writer, v any) (done bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var raw json.RawMessage
+	if err := control.Call(ctx, state, command, &raw); err != nil {
+		return false, err
+	}
+	if asJSON {
+		_, err := out.Write(append(raw, '\n'))
+		return true, err
+	}
+	return false, json.Unmarshal(raw, v)
 }
 
 func printDevicesSeen(out io.Writer, st daemon.DevicesStatus, now time.Time) {

@@ -46,6 +46,7 @@ Usage:
   famguard resume  CHILD|DEVICE [--json] [--state DIR]
   famguard grant   CHILD DURATION | CHILD --budget +30m | CHILD --cancel [--json] [--state DIR]
   famguard budget  [CHILD] | CHILD +30m|-15m [--json] [--state DIR]
+  famguard rpcd    [--state DIR] [--profiles DIR] list | call METHOD
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
   famguard import  [--force] [--json] [--operator DIR] [--categories DIR] [--profiles DIR] [--keys DIR] [--max-size BYTES] BUNDLE|-
@@ -66,6 +67,7 @@ pause    take a child (all their devices) or one device offline now: for a while
 resume   lift a pause
 grant    extra time that ends by itself, even inside an offline window or past a used-up budget (category blocks still apply)
 budget   show today's budget per child (used, left, when it runs out), or change today's only
+rpcd     the rpcd plugin behind the "famguard" ubus object (the parents' page); rpcd runs it
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
 import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
@@ -102,6 +104,8 @@ func main() {
 		err = cmdGrant(args, os.Stdout)
 	case "budget":
 		err = cmdBudget(args, os.Stdout)
+	case "rpcd":
+		err = cmdRPCD(args, os.Stdin, os.Stdout)
 	case "notify":
 		err = cmdNotify(args)
 	case "cleanup":

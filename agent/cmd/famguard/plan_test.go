@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/famguard/famguard/scripts/fuzzseed"
 )
 
 func TestParseAt(t *testing.T) {
@@ -158,4 +160,40 @@ func TestPlanAcceptsAFile(t *testing.T) {
 	if !strings.Contains(out.String(), `"mac": "02:00:00:00:00:21"`) {
 		t.Errorf("plan FILE:\n%s", out.String())
 	}
+}
+
+// FuzzParseAt: plan's --at never panics; an accepted time without an offset
+// of its own is in the family's zone, within a week of now, and a parent's
+// "HH:MM" comes back as that wall-clock time (or, in the hour skipped when
+// clocks go forward, the instant the clock jumps over it).
+func FuzzParseAt(f *testing.F) {
+	for _, s := range []string{"2026-11-30 16:30", "16:30", "mon 16:30", "Monday 16:30", "2026-11-26T21:30:00+01:00", "24:00", "sun 02:30", "2026-03-29 02:30"} {
+		f.Add(s)
+	}
+	fuzzseed.AddLines(f, "FuzzParseAt")
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		f.Skip("no zone data:", err)
+	}
+	now := time.Date(2026, 11, 26, 21, 30, 0, 0, berlin)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseAt(s, now, berlin)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--at ") {
+				t.Fatalf("parseAt(%q): error %q does not name the flag", s, err)
+			}
+			return
+		}
+		if _, rfcErr := time.Parse(time.RFC3339, strings.TrimSpace(s)); rfcErr == nil {
+			return // its own offset
+		}
+		if got.Location() != berlin {
+			t.Fatalf("parseAt(%q) = %v, not in the family's zone", s, got)
+		}
+		if w := strings.Fields(s); len(w) >= 1 && len(w) <= 2 && !strings.Contains(w[0], "-") {
+			if d := got.Sub(now); d < -24*time.Hour || d > 7*24*time.Hour {
+				t.Fatalf("parseAt(%q) = %v, more than a week from %v", s, got, now)
+			}
+		}
+	})
 }

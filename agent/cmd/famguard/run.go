@@ -19,6 +19,7 @@ import (
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
 	"github.com/famguard/famguard/agent/opstatus"
@@ -53,6 +54,7 @@ func cmdRun(args []string) error {
 	leases := fs.String("dhcp-leases", inventory.DefaultLeases, "dnsmasq's DHCP lease file, for device names in famguard devices; empty: none")
 	overridesPath := fs.String("overrides", defaultOverrides, "file keeping pauses, extra time and today's usage across reboots (on flash; usage written at most every --usage-flush); empty: kept only until a reboot")
 	usageFlush := fs.Duration("usage-flush", overrides.DefaultFlushEvery, "how often at most today's usage is written to the --overrides file (a power cut loses at most this much counted use)")
+	accountEvery := fs.Duration("account-every", time.Minute, "how often use is sampled for daily budgets; each sample counts as one minute (labs shorten it to run minutes in seconds)")
 	budgetThreshold := fs.Int("budget-threshold", overrides.DefaultThreshold>>10, "KiB a child's devices must move (both ways) in a minute for it to count against a daily budget; below it is background chatter")
 	memLimit := fs.Int("memory-limit", 0, "Go soft memory limit in MiB; 0: a quarter of the router's RAM, between 32 and 256 MiB (GOMEMLIMIT, when set, wins)")
 	pos, err := parseInterleaved(fs, args)
@@ -143,6 +145,20 @@ func cmdRun(args []string) error {
 				"client_rate", *clientRate, "client_burst", *clientBurst, "client_inflight", *clientInFlight)
 		}
 	}
+	// Strict egress: the filter opens every address it answers a strict
+	// child in the child's sets before the answer leaves. Without the
+	// netlink socket, strict children's answers fail closed (SERVFAIL).
+	var strictSets *egress.Sets
+	if dns != nil {
+		if k, err := egress.NewNetlink(); err != nil {
+			log.Error("strict egress sets unusable: strict children get no DNS answers", "err", err)
+		} else {
+			defer k.Close()
+			strictSets = egress.New(k)
+			dns.SetOpener(strictSets)
+			dp.SetSets(kernelSets{k}) // created before a restore names them
+		}
+	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
 	if err != nil {
 		log.Error("DoH list unusable; using the built-in list", "err", err)
@@ -202,6 +218,7 @@ func cmdRun(args []string) error {
 		Dataplane:        dp,
 		DNS:              dns,
 		DNSPorts:         portsOrNil(dnsPorts),
+		StrictSets:       strictOrNil(strictSets),
 		DNSPort:          *dnsPort,
 		DoH:              doh,
 		Neighbours:       neighbours,
@@ -219,6 +236,7 @@ func cmdRun(args []string) error {
 		Overrides:        overrides.NewStore(*overridesPath, filepath.Join(*state, "overrides.json"), *usageFlush),
 		Accounting:       ctacct.New(nil),
 		BudgetThreshold:  uint64(*budgetThreshold) << 10,
+		AccountEvery:     *accountEvery,
 	})
 	srv, err := control.Listen(*state, d.HandleRequest)
 	switch {
@@ -324,6 +342,14 @@ func memTotal() int64 {
 }
 
 // portsOrNil keeps a nil *Ports a nil interface.
+// strictOrNil keeps a nil *egress.Sets a nil interface.
+func strictOrNil(s *egress.Sets) daemon.StrictSets {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
 func portsOrNil(p *dnsfilter.Ports) daemon.DNSPorts {
 	if p == nil {
 		return nil
@@ -361,4 +387,12 @@ func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h splitHandler) WithGroup(name string) slog.Handler {
 	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
+}
+
+// kernelSets creates the strict sets a restore names (rules.Sets) through
+// egress's netlink socket.
+type kernelSets struct{ n *egress.Netlink }
+
+func (s kernelSets) Ensure(name string, fam rules.Family) error {
+	return s.n.Create(name, fam == rules.IPv6, egress.MaxElem)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/daemon"
 	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/policy"
@@ -25,18 +23,8 @@ func cmdStatus(args []string, out io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var raw json.RawMessage
-	if err := control.Call(ctx, *state, "status", &raw); err != nil {
-		return err
-	}
-	if *asJSON && !*report {
-		_, err := out.Write(append(raw, '\n'))
-		return err
-	}
 	var st daemon.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
+	if done, err := askAgent(*state, "status", *asJSON && !*report, out, &st); done || err != nil {
 		return err
 	}
 	if *report {
@@ -100,6 +88,16 @@ func printStatus(out io.Writer, st daemon.Status) {
 		}
 		for _, r := range st.DNS.Recent {
 			fmt.Fprintf(out, "          blocked %s for %s: %s\n", r.At.In(loc).Format("15:04:05"), r.Child, r.Reason)
+		}
+		strict := make([]string, 0, len(st.DNS.Strict))
+		for child := range st.DNS.Strict {
+			strict = append(strict, child)
+		}
+		sort.Strings(strict)
+		for _, child := range strict {
+			e := st.DNS.Strict[child]
+			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)\n",
+				child, e.Open4, e.Open6, float64(e.MemBytes)/1024)
 		}
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")

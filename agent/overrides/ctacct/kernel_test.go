@@ -93,7 +93,7 @@ func kernelCost(t *testing.T) {
 			}
 			t.Fatalf("Sample saw %d marked entries, inserted %d", r.Entries, n)
 		}
-		const passes = 20
+		const passes = 5
 		var ru0, ru1 unix.Rusage
 		runtime.GC()
 		unix.Getrusage(unix.RUSAGE_SELF, &ru0)

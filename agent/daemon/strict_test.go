@@ -1,0 +1,146 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/famguard/famguard/agent/clock"
+	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
+	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/tz"
+	"github.com/famguard/famguard/rules"
+)
+
+const strictProfile = `version: 1
+timezone: Europe/Berlin
+unknown_devices: {like: alice}
+children:
+  alice:
+    devices:
+      - {mac: "02:00:00:00:00:11", name: "Alice's phone"}
+    strict: true
+    allow_ips: [203.0.113.0/24, "2001:db8:42::/48"]
+  bob:
+    devices:
+      - {mac: "02:00:00:00:00:21", name: "Bob's tablet"}
+`
+
+// dnsDaemonConfig is the configuration of a daemon with DNS filtering on
+// port 5354 (class ports from 5356) and a LAN, starting at start.
+func dnsDaemonConfig(t *testing.T, dir, state string, start time.Time, dp *fakeDataplane, srv *dnsfilter.Server, ports DNSPorts) Config {
+	return Config{
+		ProfilesDir: dir, StateDir: state,
+		Clock:     clock.StartingAt(start),
+		Env:       tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
+		Dataplane: dp, DNS: srv, DNSPort: 5354, DNSPorts: ports, LAN: []string{"br-lan"},
+		Neighbours:   fakeNeighbours{netwatch.Table{}},
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HealInterval: 50 * time.Millisecond,
+	}
+}
+
+// recordingOpener is the DNS filter's Opener in the test: what was opened.
+type recordingOpener struct {
+	mu     sync.Mutex
+	opened []string
+}
+
+func (o *recordingOpener) Add(set string, addr netip.Addr, _ time.Duration) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.opened = append(o.opened, set+" "+addr.String())
+	return nil
+}
+
+// TestStrictChild: a strict child's devices (and unknown devices like the
+// child) get the strict rules with the child's sets and allow_ips; its
+// class port answers with strict rules (answered addresses opened in its
+// set), the other child's does not; status reports the child's sets.
+func TestStrictChild(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(strictProfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	upstream := func(_ context.Context, q []byte, _ string) ([]byte, error) {
+		m := new(dns.Msg)
+		_ = m.Unpack(q)
+		r := new(dns.Msg)
+		r.SetReply(m)
+		rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
+		r.Answer = []dns.RR{rr}
+		return r.Pack()
+	}
+	srv := dnsfilter.NewServer(upstream, dnsfilter.NullIP)
+	opener := &recordingOpener{}
+	srv.SetOpener(opener)
+	fake := &egress.Fake{}
+	sets := egress.New(fake)
+	if err := sets.EnsureSets(egress.SetBase("alice")); err != nil {
+		t.Fatal(err)
+	}
+	_ = sets.Add(egress.SetBase("alice"), netip.MustParseAddr("198.51.100.9"), time.Minute)
+	dp, ports := newFakeDataplane(), &fakePorts{}
+	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), dp, srv, ports)
+	cfg.StrictSets = sets
+	d := runDaemon(t, cfg)
+
+	eventually(t, "strict rules applied", func() bool {
+		return strings.Contains(dp.get(rules.IPv4), "--match-set fg-alice4 dst") && strings.Contains(dp.get(rules.IPv6), "--match-set fg-alice6 dst")
+	})
+	v4, v6 := dp.get(rules.IPv4), dp.get(rules.IPv6)
+	for _, want := range []string{"-d 203.0.113.0/24 -j RETURN", "alice/Alices phone: strict", "unknown/any other device, like alice: strict"} {
+		if !strings.Contains(v4, want) {
+			t.Errorf("IPv4 rules lack %q:\n%s", want, v4)
+		}
+	}
+	if !strings.Contains(v6, "-d 2001:db8:42::/48 -j RETURN") {
+		t.Errorf("IPv6 rules lack alice's allow_ips:\n%s", v6)
+	}
+	if strings.Contains(v4, "bob/Bobs tablet: strict") {
+		t.Errorf("bob is not strict:\n%s", v4)
+	}
+
+	// The class ports: ask each what it answers for a name.
+	portOf := func(child string) int {
+		data, err := os.ReadFile(filepath.Join(state, identityFile))
+		m := regexp.MustCompile(`"` + child + `": (\d+)`).FindSubmatch(data)
+		if err != nil || m == nil {
+			t.Fatalf("no port of %s in the identity file: %v\n%s", child, err, data)
+		}
+		p, _ := strconv.Atoi(string(m[1]))
+		return p
+	}
+	q, _ := (&dns.Msg{Question: []dns.Question{{Name: "www.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}}).Pack()
+	for _, child := range []string{"alice", "bob"} {
+		if resp := srv.Answer(context.Background(), q, portOf(child), netip.MustParseAddr("192.0.2.99"), "udp"); len(resp) == 0 {
+			t.Fatalf("%s's port answered nothing", child)
+		}
+	}
+	opener.mu.Lock()
+	if got := strings.Join(opener.opened, ","); got != "fg-alice 198.51.100.7" {
+		t.Errorf("opened %q, want alice's answer only, in her set", got)
+	}
+	opener.mu.Unlock()
+
+	v, err := d.Handle(context.Background(), "status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := v.(Status)
+	if st.DNS == nil || st.DNS.Strict["alice"].Open4 != 1 || len(st.DNS.Strict) != 1 {
+		t.Errorf("status strict = %+v", st.DNS)
+	}
+}

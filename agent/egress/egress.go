@@ -1,0 +1,281 @@
+// Package egress keeps the strict-egress address sets: for each strict
+// policy class, the addresses famguard's DNS filter answered that class
+// recently. The firewall (rules/, the dataplane) lets a strict device open
+// new forwarded connections only to an address in its class's sets, the LAN,
+// or the child's allow_ips; everything else is rejected. So IP literals,
+// DNS-over-HTTPS or a proxy reached by address, and VPN endpoints fail,
+// while every name the filter allowed works.
+//
+// The sets are kernel ipsets, two per class: Names(base) gives
+// base+"4" (hash:ip family inet) and base+"6" (hash:ip family inet6), both
+// with per-entry timeouts, so an address leaves the set by itself TTL+Grace
+// after the last answer that named it: nothing has to sweep them, and a
+// crashed agent leaves sets that empty themselves.
+//
+// Who calls what:
+//   - the dataplane (daemon loop) calls EnsureSets(base) for every strict
+//     class before an iptables-restore that references the sets (a rule
+//     naming a missing set fails the whole restore), and Destroy(base) after
+//     a restore that no longer does;
+//   - the DNS filter calls Add(base, addr, ttl) for every address of an
+//     answer to a strict class, and sends the answer only once every Add
+//     returned nil (agent/dnsfilter/strict.go): when Add returns, the
+//     address is in the kernel;
+//   - status calls Stats(base).
+//
+// Why netlink rather than the ipset binary: an exec per answered address
+// would cost milliseconds per query; one netlink message on a kept socket
+// costs microseconds (README.md beside this file has the figures).
+//
+// Sets remembers until when it last put each address in the kernel, so
+// the many answers that name the same popular address cost no syscall at
+// all — but it refreshes an address at least every RefreshEvery, so a set
+// flushed behind its back (ipset flush, a recreated set) is repaired by the
+// next answer after that at the latest.
+package egress
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Defaults. See README.md for what they cost.
+const (
+	// DefaultGrace is added to every answer's TTL: a client that resolved
+	// at the end of a TTL still connects (and retries) within it.
+	DefaultGrace = 60 * time.Second
+	// MinTimeout is the least time an address stays open: answers with TTL
+	// 0 (common behind load balancers) must still reach the connect.
+	MinTimeout = 30 * time.Second
+	// MaxTimeout bounds one answer's hold on an address (the DNS filter
+	// caps TTLs answered to strict classes at one day, StrictMaxTTL).
+	MaxTimeout = 24*time.Hour + DefaultGrace
+	// MaxElem bounds each set. Why 65536: a child's devices resolve a few
+	// thousand addresses a day (measured figures in README.md), so this is
+	// far above real use, while the kernel memory of a full set stays near
+	// 2.5 MiB (hash:ip with timeouts, measured). A full set makes Add fail,
+	// and the DNS filter then fails closed (SERVFAIL) for new addresses
+	// until entries time out: a flood of answers cannot eat router memory.
+	MaxElem = 65536
+	// RefreshEvery: an address already in a set is put there again by the
+	// first answer after this long, even when the set should still hold it.
+	RefreshEvery = 30 * time.Second
+	// maxNameLen is the kernel's ipset name limit (IPSET_MAXNAMELEN 32,
+	// with the terminating NUL).
+	maxNameLen = 31
+	// cacheMax bounds the per-set memory of what Sets remembers (about 40
+	// bytes an entry); beyond it addresses are added without being
+	// remembered (each answer then costs its syscall).
+	cacheMax = 16384
+)
+
+// Kernel is the ipset side Sets needs: Netlink in the agent, Fake in tests.
+type Kernel interface {
+	// Create makes a hash:ip set with per-entry timeouts (family inet6 when
+	// v6) holding at most maxElem entries. A set of that name that already
+	// has this type, family and timeouts is kept as it is (entries too);
+	// any other set of that name is an error that says what to do.
+	Create(name string, v6 bool, maxElem uint32) error
+	// Add puts addr in the set with this timeout in seconds, replacing the
+	// timeout if it is there already; it returns once the kernel holds it.
+	Add(name string, addr netip.Addr, timeout uint32) error
+	// Info reads the set's header.
+	Info(name string) (SetInfo, error)
+	// Destroy removes the set; a set that does not exist is no error.
+	Destroy(name string) error
+}
+
+// SetInfo is one kernel set's header.
+type SetInfo struct {
+	Name     string `json:"name"`
+	Entries  int    `json:"entries"`
+	MaxElem  int    `json:"max_entries"`
+	MemBytes int    `json:"memory_bytes"`
+}
+
+// ErrFull is what Add returns when a set holds MaxElem entries.
+var ErrFull = errors.New("strict set is full (entries leave it when their TTL ends)")
+
+// Sets keeps the strict sets of every class. Safe for concurrent use.
+type Sets struct {
+	k     Kernel
+	grace time.Duration
+	now   func() time.Time
+
+	mu    sync.Mutex
+	known map[string]*heldSet // set name → what Sets put there
+}
+
+// heldSet is what Sets remembers of one kernel set.
+type heldSet struct {
+	m     map[netip.Addr]held
+	swept uint32 // when expired entries were last dropped (unix seconds)
+}
+
+// held is until when the kernel holds an address (by Sets' last Add), and
+// when that Add was: unix seconds, to keep the table small.
+type held struct{ until, added uint32 }
+
+// New returns Sets over k with DefaultGrace.
+func New(k Kernel) *Sets {
+	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[string]*heldSet{}}
+}
+
+// SetGrace changes the grace added to every TTL (DefaultGrace until called).
+func (s *Sets) SetGrace(g time.Duration) {
+	s.mu.Lock()
+	s.grace = max(g, 0)
+	s.mu.Unlock()
+}
+
+// SetBase is the base set name of a policy class (a child's name, or the
+// unknown-device class): "fg-"+class, or, when that would not fit the
+// kernel's name limit with its family suffix, a prefix of it plus a short
+// hash (so two long names never share a set).
+func SetBase(class string) string {
+	base := "fg-" + class
+	if len(base)+1 <= maxNameLen {
+		return base
+	}
+	sum := sha256.Sum256([]byte(class))
+	h := hex.EncodeToString(sum[:4])
+	return base[:maxNameLen-1-1-len(h)] + "-" + h
+}
+
+// Names are the two kernel sets of a base name: IPv4 and IPv6.
+func Names(base string) (v4, v6 string) { return base + "4", base + "6" }
+
+func checkBase(base string) error {
+	if base == "" || len(base)+1 > maxNameLen {
+		return fmt.Errorf("strict set base name %q: must be 1 to %d characters (use egress.SetBase)", base, maxNameLen-1)
+	}
+	return nil
+}
+
+// EnsureSets creates the class's two sets if they are missing (existing
+// ones keep their entries). Call it before any firewall restore whose rules
+// match the sets.
+func (s *Sets) EnsureSets(base string) error {
+	if err := checkBase(base); err != nil {
+		return err
+	}
+	v4, v6 := Names(base)
+	// What Sets remembers may be stale if the sets were recreated.
+	s.mu.Lock()
+	delete(s.known, v4)
+	delete(s.known, v6)
+	s.mu.Unlock()
+	for _, n := range []struct {
+		name string
+		v6   bool
+	}{{v4, false}, {v6, true}} {
+		if err := s.k.Create(n.name, n.v6, MaxElem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeout is how long one answer with this TTL keeps an address open.
+func (s *Sets) timeout(ttl time.Duration) time.Duration {
+	return min(max(ttl, 0)+s.grace, MaxTimeout)
+}
+
+// Add opens addr for the class base for ttl plus the grace (at least
+// MinTimeout, at most MaxTimeout). It never shortens what an earlier answer
+// opened. When it returns nil, the kernel holds the address.
+func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
+	addr = addr.Unmap()
+	if !addr.IsValid() {
+		return fmt.Errorf("strict set %s: invalid address", base)
+	}
+	v4, v6 := Names(base)
+	name := v4
+	if addr.Is6() {
+		name = v6
+	}
+	now := s.now()
+	nowS := uint32(now.Unix())
+	// Held through the syscall: two answers racing for one address must not
+	// let the shorter one overwrite the longer one's timeout in the kernel.
+	// (The netlink socket serialises the adds anyway.)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	need := nowS + uint32(max(s.timeout(ttl), MinTimeout)/time.Second)
+	hs := s.known[name]
+	if hs == nil {
+		hs = &heldSet{m: map[netip.Addr]held{}, swept: nowS}
+		s.known[name] = hs
+	}
+	h, ok := hs.m[addr]
+	if ok && h.until >= need && nowS-h.added < uint32(RefreshEvery/time.Second) {
+		return nil // held long enough, and put there recently
+	}
+	if ok && h.until > need {
+		need = h.until // never shorten
+	}
+	if err := s.k.Add(name, addr, need-nowS); err != nil {
+		return fmt.Errorf("strict set %s: add %s: %w", name, addr, err)
+	}
+	// When the table is full, expired entries are dropped — at most once
+	// per RefreshEvery, so a full table of live entries costs no sweep per
+	// answer; until then new addresses are simply not remembered.
+	if !ok && len(hs.m) >= cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
+		hs.swept = nowS
+		for a, h := range hs.m {
+			if h.until <= nowS {
+				delete(hs.m, a)
+			}
+		}
+	}
+	if ok || len(hs.m) < cacheMax {
+		hs.m[addr] = held{until: need, added: nowS}
+	}
+	return nil
+}
+
+// Stats is what status shows for one class: how many addresses are open
+// now, and the sets' kernel memory.
+type Stats struct {
+	Open4    int       `json:"open_ipv4"`
+	Open6    int       `json:"open_ipv6"`
+	MemBytes int       `json:"memory_bytes"`
+	Sets     []SetInfo `json:"sets"`
+}
+
+// Stats reads the class's two sets from the kernel.
+func (s *Sets) Stats(base string) (Stats, error) {
+	var st Stats
+	v4, v6 := Names(base)
+	for i, n := range []string{v4, v6} {
+		info, err := s.k.Info(n)
+		if err != nil {
+			return st, err
+		}
+		st.Sets = append(st.Sets, info)
+		st.MemBytes += info.MemBytes
+		if i == 0 {
+			st.Open4 = info.Entries
+		} else {
+			st.Open6 = info.Entries
+		}
+	}
+	return st, nil
+}
+
+// Destroy removes the class's sets (and what Sets remembers of them). Call
+// it only after a restore that no longer references them: the kernel
+// refuses to destroy a set a rule still uses.
+func (s *Sets) Destroy(base string) error {
+	v4, v6 := Names(base)
+	s.mu.Lock()
+	delete(s.known, v4)
+	delete(s.known, v6)
+	s.mu.Unlock()
+	return errors.Join(s.k.Destroy(v4), s.k.Destroy(v6))
+}

@@ -1,0 +1,382 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/famguard/famguard/scripts/lab"
+)
+
+// inNetns runs f on a thread that is inside the named lab namespace: the
+// sockets f opens stay in that namespace after it returns. If the thread
+// cannot be moved back, it stays locked and dies with its goroutine.
+func inNetns(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		err = f()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// TestStrictSetsBeforeAnswer: with strict egress, every address of an
+// answer is in the child's kernel set by the time the child has the answer.
+// The DNS filter (dns-bench serve: the real filter, the real netlink sets)
+// runs in the router namespace, strict for the child; the upstream
+// (dnsmasq in the internet namespace) answers every name with a fresh
+// address; the test asks from the child's namespace and, as soon as each
+// answer arrives, asks the router namespace's kernel whether the set holds
+// every address in it. Until the dataplane's FORWARD rules match the sets,
+// "in the set" is the whole of the guarantee the DNS side gives.
+func TestStrictSetsBeforeAnswer(t *testing.T) {
+	lab.RequireRoot(t)
+	ctx := context.Background()
+	l, err := lab.New(ctx, fmt.Sprintf("fgs%d%d", os.Getpid()%1000, labSeq.Add(1)), []lab.DeviceSpec{{Name: "kid", MAC: aliceMAC}})
+	if err != nil {
+		t.Fatalf("building the lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("removing the lab: %v", err)
+		}
+	})
+	kid := l.Devices["kid"]
+
+	up := l.Cmd(ctx, l.Internet, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--bind-interfaces", "--listen-address="+lab.InternetIPv4.String(), "--pid-file=", "--user=root", "--local-ttl=600",
+		"--synth-domain=lab.example,10.0.0.0/8,h-", "--synth-domain=lab.example,2001:db8:3::/64,h-", "--address=/casino.example/198.51.100.66")
+	upOut := &syncBuffer{}
+	up.Stdout, up.Stderr = upOut, upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Process.Kill(); _ = up.Wait() })
+
+	lists := t.TempDir()
+	writeFile(t, filepath.Join(lists, "gambling.txt"), "casino.example\n")
+	filterAddr := lab.RouterLAN4.String() + ":5399"
+	filter := l.Cmd(ctx, l.Router, binary(t, "dns-bench"), "serve", "--client", kid.IPv4.String(), "--strict", "fg-kid", "--fresh-sets",
+		lists, filterAddr, lab.InternetIPv4.String()+":53")
+	filterOut := &syncBuffer{}
+	filter.Stdout, filter.Stderr = filterOut, filterOut
+	if err := filter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = filter.Process.Signal(unix.SIGTERM)
+		_ = filter.Wait()
+		t.Logf("filter:\n%s", filterOut.String())
+		if t.Failed() {
+			t.Logf("upstream:\n%s", upOut.String())
+		}
+	})
+
+	// The child's socket, in the child's namespace; the kernel's sets,
+	// read over netlink in the router's.
+	var conn net.Conn
+	if err := inNetns(kid.NS, func() (err error) { conn, err = net.Dial("udp", filterAddr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var h *netlink.Handle
+	if err := inNetns(l.Router.NS, func() (err error) { h, err = netlink.NewHandle(unix.NETLINK_NETFILTER); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c := &dns.Conn{Conn: conn}
+	ask := func(name string, qtype uint16) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qtype)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMsg(m); err != nil {
+			return nil, err
+		}
+		for {
+			r, err := c.ReadMsg()
+			if err != nil || r.Id == m.Id {
+				return r, err
+			}
+		}
+	}
+	inSet := func(a netip.Addr) (bool, error) {
+		set := "fg-kid4"
+		if a.Is6() {
+			set = "fg-kid6"
+		}
+		return h.IpsetTest(set, &netlink.IPSetEntry{IP: a.AsSlice()})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r, err := ask("h-10-0-0-1.lab.example", dns.TypeA); err == nil && r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the filter never answered:\n%s", filterOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	const tries = 10000
+	misses, answered := 0, 0
+	start := time.Now()
+	for i := 1; i <= tries; i++ {
+		name, qtype := fmt.Sprintf("h-10-1-%d-%d.lab.example", i>>8, i&255), dns.TypeA
+		want := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if i%2 == 1 {
+			name, qtype = fmt.Sprintf("h-2001-db8-3--%x.lab.example", i), dns.TypeAAAA
+			want = netip.MustParseAddr(fmt.Sprintf("2001:db8:3::%x", i))
+		}
+		r, err := ask(name, qtype)
+		if err != nil {
+			t.Fatalf("try %d (%s): %v", i, name, err)
+		}
+		var got []netip.Addr
+		for _, rr := range r.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				got = append(got, netip.AddrFrom4([4]byte(rr.A.To4())))
+			case *dns.AAAA:
+				got = append(got, netip.AddrFrom16([16]byte(rr.AAAA.To16())))
+			}
+		}
+		if r.Rcode != dns.RcodeSuccess || len(got) != 1 || got[0] != want {
+			t.Fatalf("try %d: %s %s answered %s %v, want %v", i, name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode], got, want)
+		}
+		answered++
+		for _, a := range got {
+			ok, err := inSet(a)
+			if err != nil {
+				t.Fatalf("ipset test %v: %v", a, err)
+			}
+			if !ok {
+				misses++
+				t.Errorf("try %d: %v answered but not in the set", i, a)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("%d resolve-then-check tries (half A, half AAAA, each a new address) in %v: %d misses", answered, elapsed.Round(time.Millisecond), misses)
+	reliability(t, "strict egress", fmt.Sprintf("%d resolve-then-check tries, each answer's address looked up in the child's kernel set the moment the answer arrived", tries),
+		"%d misses", misses)
+
+	// ipset's own view, inside the router namespace.
+	for set, want := range map[string]int{"fg-kid4": tries/2 + 1, "fg-kid6": tries / 2} {
+		out, err := l.Run(ctx, l.Router, "ipset", "list", set, "-terse")
+		if err != nil {
+			t.Fatalf("ipset list %s: %v\n%s", set, err, out)
+		}
+		if !strings.Contains(out, fmt.Sprintf("Number of entries: %d\n", want)) {
+			t.Errorf("ipset list %s: want %d entries:\n%s", set, want, out)
+		}
+		t.Logf("ipset list %s -terse:\n%s", set, out)
+	}
+
+	t.Run("blocked answers open nothing", func(t *testing.T) {
+		r, err := ask("casino.example", dns.TypeA)
+		if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "0.0.0.0" {
+			t.Fatalf("casino.example: %v %v", r, err)
+		}
+		if ok, err := inSet(netip.MustParseAddr("198.51.100.66")); ok || err != nil {
+			t.Errorf("the blocked name's real address is in the set (%v)", err)
+		}
+	})
+	t.Run("a set that cannot take the address fails closed", func(t *testing.T) {
+		// Removed behind the filter's back: its next new IPv6 address
+		// cannot be opened, so the answer is not sent.
+		if out, err := l.Run(ctx, l.Router, "ipset", "destroy", "fg-kid6"); err != nil {
+			t.Fatalf("ipset destroy: %v %s", err, out)
+		}
+		r, err := ask("h-2001-db8-3--ffff.lab.example", dns.TypeAAAA)
+		if err != nil || r.Rcode != dns.RcodeServerFailure || len(r.Answer) != 0 {
+			t.Errorf("answer with its set gone: %v %v, want SERVFAIL without records", r, err)
+		}
+		if r, err := ask("h-10-2-0-1.lab.example", dns.TypeA); err != nil || r.Rcode != dns.RcodeSuccess {
+			t.Errorf("IPv4 with its set still there: %v %v", r, err)
+		}
+	})
+}
+
+const strictFamily = `version: 1
+timezone: Europe/Berlin
+children:
+  alice:
+    devices: [{mac: "02:00:00:00:00:11", name: "Alice's phone"}]
+    strict: true
+    allow_ips: [198.51.100.0/24]
+  bob:
+    devices: [{mac: "02:00:00:00:00:21", name: "Bob's tablet"}]
+`
+
+// TestStrictResolveThenConnect is strict egress end to end: the agent with
+// its firewall rules and DNS filter; Alice (strict) resolves a name that
+// answers an address no one asked for before and at once opens a TCP
+// connection to it — 10,000 times, IPv4 and IPv6 — and none may fail. An
+// address she was never answered is REJECTed (connection refused, a real
+// answer), while Bob (not strict) reaches it.
+func TestStrictResolveThenConnect(t *testing.T) {
+	f := newFamilyLab(t)
+	ctx := context.Background()
+	// The internet host answers on every address of 10.0.0.0/8 and
+	// 2001:db8:3::/64 (local routes), the router routes them there.
+	for _, step := range [][]string{
+		{"ip", "-n", f.Internet.NS, "route", "add", "local", "10.0.0.0/8", "dev", "lo"},
+		{"ip", "-n", f.Internet.NS, "-6", "route", "add", "local", "2001:db8:3::/64", "dev", "lo"},
+		{"ip", "-n", f.Router.NS, "route", "add", "10.0.0.0/8", "via", inet4},
+		{"ip", "-n", f.Router.NS, "-6", "route", "add", "2001:db8:3::/64", "via", inet6},
+	} {
+		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", step, err, out)
+		}
+	}
+	// The router's resolver: every h-… name answers the address it spells.
+	up := f.Cmd(ctx, f.Router, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--bind-interfaces", "--listen-address=127.0.0.1", "--pid-file=", "--user=root", "--local-ttl=600",
+		"--synth-domain=lab.example,10.0.0.0/8,h-", "--synth-domain=lab.example,2001:db8:3::/64,h-")
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Process.Kill(); _ = up.Wait() })
+	writeFile(t, filepath.Join(f.profiles, "family.yaml"), strictFamily)
+	// One child asking 10,000 names in a row is far over the per-device
+	// DNS limits (200/s): they are not what this test measures.
+	a := startAgent(t, f.Lab, f.profiles, f.state, "2026-11-26T12:00:00+01:00", "--dns-client-rate", "0")
+
+	dial := func(h *lab.Host, network, addr string) error {
+		return inNetns(h.NS, func() error {
+			c, err := net.DialTimeout(network, addr, 3*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	var conn net.Conn
+	if err := inNetns(f.alice.NS, func() (err error) { conn, err = net.Dial("udp", lab.RouterLAN4.String()+":53"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &dns.Conn{Conn: conn}
+	resolve := func(name string, qtype uint16) (netip.Addr, error) {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), qtype)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMsg(m); err != nil {
+			return netip.Addr{}, err
+		}
+		for {
+			r, err := c.ReadMsg()
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if r.Id != m.Id {
+				continue
+			}
+			for _, rr := range r.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					return netip.AddrFrom4([4]byte(rr.A.To4())), nil
+				case *dns.AAAA:
+					return netip.AddrFrom16([16]byte(rr.AAAA.To16())), nil
+				}
+			}
+			return netip.Addr{}, fmt.Errorf("%s: %s without an address", name, dns.RcodeToString[r.Rcode])
+		}
+	}
+	// Ready: Alice's strict rule refuses an address she was not answered,
+	// and her answered names connect.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		addr, err := resolve("h-10-9-0-1.lab.example", dns.TypeA)
+		if err == nil && dial(f.alice, "tcp", netip.AddrPortFrom(addr, 8080).String()) == nil &&
+			dial(f.alice, "tcp", "10.9.255.1:8080") != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strict egress not in force for alice (last: %v)\n%s", err, a.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	const tries = 10000
+	failed := 0
+	start := time.Now()
+	for i := 1; i <= tries; i++ {
+		name, qtype, network := fmt.Sprintf("h-10-1-%d-%d.lab.example", i>>8, i&255), dns.TypeA, "tcp4"
+		if i%2 == 1 {
+			name, qtype, network = fmt.Sprintf("h-2001-db8-3--%x.lab.example", i), dns.TypeAAAA, "tcp6"
+		}
+		addr, err := resolve(name, qtype)
+		if err != nil {
+			t.Fatalf("try %d: %v", i, err)
+		}
+		if err := dial(f.alice, network, netip.AddrPortFrom(addr, 8080).String()); err != nil {
+			failed++
+			if failed <= 5 {
+				t.Errorf("try %d: %s answered %v, first connection failed: %v", i, name, addr, err)
+			}
+		}
+	}
+	t.Logf("%d resolve-then-connect tries (half IPv4, half IPv6, each a new address) in %v: %d first connections failed",
+		tries, time.Since(start).Round(time.Millisecond), failed)
+	reliability(t, "strict egress", fmt.Sprintf("%d resolve-then-connect tries by a strict child (TCP, IPv4 and IPv6, each answer a new address)", tries),
+		"%d failed first connections", failed)
+
+	t.Run("not answered: refused for the strict child only", func(t *testing.T) {
+		for _, to := range []string{"10.200.0.1:8080", "[2001:db8:3::dead]:8080"} {
+			err := dial(f.alice, "tcp", to)
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Errorf("alice → %s (never answered): %v, want connection refused (REJECT)", to, err)
+			}
+			if err := dial(f.bob, "tcp", to); err != nil {
+				t.Errorf("bob (not strict) → %s: %v", to, err)
+			}
+		}
+		// allow_ips: the internet host's own address was never answered.
+		if err := dial(f.alice, "tcp", inet4+":8080"); err != nil {
+			t.Errorf("alice → %s (allow_ips): %v", inet4, err)
+		}
+	})
+	t.Run("status shows the open addresses", func(t *testing.T) {
+		st := a.status()
+		if st.DNS == nil || st.DNS.Strict["alice"].Open4 < tries/2 || st.DNS.Strict["alice"].Open6 < tries/2 {
+			t.Errorf("status dns.strict = %+v", st.DNS)
+		}
+		human, _ := famguard(t, "status", "--state", f.state)
+		if !strings.Contains(human, "strict egress for alice:") {
+			t.Errorf("human status does not show strict egress:\n%s", human)
+		}
+	})
+}
