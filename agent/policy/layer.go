@@ -14,7 +14,8 @@ package policy
 //	    minimums for every child that no file can lower
 //
 // Precedence, for each child and each key (block, safe_search,
-// bypass_prevention, allow, deny, schedules), first match wins:
+// bypass_prevention, allow, deny, schedules, budget, strict, allow_ips),
+// first match wins:
 //
 //  1. the child's own key in a parents' file            ("parents")
 //  2. the child's own key in an operator file           ("operator")
@@ -90,7 +91,7 @@ func init() {
 
 // layeredKeys are the child keys that merge by precedence (devices merge
 // by union).
-var layeredKeys = []string{"block", "safe_search", "bypass_prevention", "allow", "deny", "schedules", "budget"}
+var layeredKeys = []string{"block", "safe_search", "bypass_prevention", "allow", "deny", "schedules", "budget", "strict", "allow_ips"}
 
 // Settings is a defaults: or floors: mapping.
 type Settings struct {
@@ -423,6 +424,10 @@ func copyKey(dst *Child, src Child, k string) {
 		dst.Schedules = src.Schedules
 	case "budget":
 		dst.Budget = src.Budget
+	case "strict":
+		dst.Strict = src.Strict
+	case "allow_ips":
+		dst.AllowIPs = src.AllowIPs
 	}
 }
 
