@@ -302,3 +302,16 @@ func TestInitLAN(t *testing.T) {
 		}
 	}
 }
+
+// TestInitPullInstance: pull_url adds a second instance polling the
+// operator's server with the agent's directories; without it, none.
+func TestInitPullInstance(t *testing.T) {
+	for _, sh := range shells(t) {
+		got := runInit(t, sh, "main.pull_url=https://cpe.example.net/fg/default\nmain.pull_interval=2h\n", false, "start").log
+		want := argvLine("/usr/sbin/famguard", "pull", "--url", "https://cpe.example.net/fg/default", "--interval", "2h",
+			"--profiles", "/etc/famguard/profiles.d", "--categories", "/etc/famguard/categories.d", "--state", "/var/run/famguard")
+		if !strings.Contains(got, "procd_open_instance [pull]\n"+want+"\nprocd_set_param [respawn][3600][60][0]") {
+			t.Errorf("%s: no pull instance:\n%s\nwant:\n%s", sh.name, got, want)
+		}
+	}
+}

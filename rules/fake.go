@@ -296,6 +296,16 @@ func (ts tables) restore(input string) error {
 				}
 				c.rules = append(c.rules[:pos], append([]string{rule}, c.rules[pos:]...)...)
 			case "-D":
+				if len(rest) == 1 {
+					if p, err := strconv.Atoi(rest[0]); err == nil {
+						// -D CHAIN N: by position, as iptables does.
+						if p < 1 || p > len(c.rules) {
+							return fail("index of deletion too big")
+						}
+						c.rules = append(c.rules[:p-1], c.rules[p:]...)
+						break
+					}
+				}
 				found := false
 				for j, r := range c.rules {
 					if r == rule {

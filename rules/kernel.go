@@ -362,7 +362,7 @@ func saveLines(text string) []string {
 
 // Cleanup removes every jump to our chains, then the chains, in every table.
 func (r *Runner) Cleanup() error {
-	return r.cleanupTables("filter", "nat")
+	return r.cleanupTables("filter", "nat", "mangle")
 }
 
 // cleanupTables removes famguard's jumps and chains from the given tables,
@@ -438,17 +438,19 @@ func (r *Runner) dropIfEmpty(tbl string) {
 }
 
 // ApplyOneByOne writes the desired state with one go-iptables call per rule,
-// the way tools without a restore path do. Only the benchmark uses it, to
-// show what the single transaction saves.
-func (r *Runner) ApplyOneByOne(d Desired) error {
+// the way tools without a restore path do, and returns how many iptables
+// processes it ran (each clear, append and jump check is one). Only the
+// benchmark uses it, to show what the single transaction saves.
+func (r *Runner) ApplyOneByOne(d Desired) (calls int, err error) {
 	text, err := Render(d, r.fam)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for tbl, chains := range ourChains {
 		for _, c := range chains {
+			calls += 2 // go-iptables' ClearChain: -N, and -F when it exists
 			if err := r.ipt.ClearChain(tbl, c); err != nil {
-				return err
+				return calls, err
 			}
 		}
 	}
@@ -462,13 +464,20 @@ func (r *Runner) ApplyOneByOne(d Desired) error {
 		}
 		args, err := Tokenize(line)
 		if err != nil {
-			return err
+			return calls, err
 		}
+		calls++
 		if err := r.ipt.Append(tbl, args[1], args[2:]...); err != nil {
-			return err
+			return calls, err
 		}
 	}
-	return r.EnsureJumps(tablesIn(text))
+	tables := tablesIn(text)
+	for _, h := range hooks {
+		if tables[h.table] {
+			calls++ // listing the built-in chain; it is in place after the first op
+		}
+	}
+	return calls, r.EnsureJumps(tables)
 }
 
 // Tokenize splits a rule line like iptables-restore does (double quotes,
@@ -513,11 +522,21 @@ func Tokenize(line string) ([]string, error) {
 // Apply and again only after a Snapshot showed it missing, misplaced or
 // duplicated: the daemon reads a snapshot before every heal, so this saves
 // an exec on every ordinary change without ever trusting a stale belief.
+//
+// After the first write of a family the Kernel writes only what changed
+// (delta.go): last is the input the kernel is known to hold, base the
+// read-back that showed it, pending what the read-back after a delta must
+// show.
 type Kernel struct {
-	sets   Sets // the ipsets a restore refers to are created first
+	sets   Sets // the ipsets a restore refers to are created first (nil: none is)
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
+
+	last    [2]string
+	base    [2]string
+	fresh   [2]bool        // written since the last read-back
+	pending [2]expectation // non-nil: the last write was a delta
 }
 
 // NewKernel prepares both families.
@@ -530,8 +549,12 @@ func NewKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{r: [2]*Runner{v4, v6}, sets: NetlinkSets{}}, nil
+	return &Kernel{r: [2]*Runner{v4, v6}}, nil
 }
+
+// SetSets makes Apply create the ipsets a restore refers to first (strict
+// egress); without it a restore naming a set that does not exist fails.
+func (k *Kernel) SetSets(s Sets) { k.sets = s }
 
 // SetTimeout bounds each iptables-restore / iptables-save run of both
 // families (DefaultToolTimeout).
@@ -544,18 +567,41 @@ func (k *Kernel) SetTimeout(d time.Duration) {
 // Runner returns the runner of a family (benchmarks use it directly).
 func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 
-// Apply restores, and checks the jump only when it is not known to be good.
+// Apply restores (only the difference to the last write when the kernel is
+// known to hold that), and checks the jump only when it is not known to be
+// good.
 func (k *Kernel) Apply(fam Family, restore string) error {
-	if err := ensureSets(k.sets, fam, restore); err != nil {
-		return err
+	if k.sets != nil {
+		if err := ensureSets(k.sets, fam, restore); err != nil {
+			return err
+		}
 	}
-	if err := k.r[fam].Apply(restore); err != nil {
+	var exp expectation
+	err := errNoDelta
+	if k.last[fam] != "" && !k.fresh[fam] {
+		if d, e, ok := delta(k.last[fam], restore, k.base[fam]); ok {
+			exp, err = e, nil
+			if d != "" {
+				err = k.r[fam].Apply(d)
+			}
+		}
+	}
+	if err != nil {
+		// A full write: the first, after a read-back showed another
+		// program's change, or when a delta was refused (the positions
+		// it edits were not where it expected them).
+		exp = nil
+		err = k.r[fam].Apply(restore)
+	}
+	k.last[fam], k.fresh[fam], k.pending[fam] = "", true, exp
+	if err != nil {
 		// Whatever made it fail (often another program flushing the
 		// tables at that moment) may have taken the jumps too: check them
 		// on the next try instead of trusting the last read-back.
 		k.jumpOK[fam] = false
 		return err
 	}
+	k.last[fam] = restore
 	used := tablesIn(restore)
 	// A table famguard wrote before but not now (DNS interception switched
 	// off) loses famguard's jump and chain.
@@ -592,19 +638,45 @@ func mapsEqual(a, b map[string]bool) bool {
 	return true
 }
 
+// errNoDelta: a full write is due.
+var errNoDelta = errors.New("no delta")
+
+// divergedMark is added to a read-back that does not show what the last
+// delta promised: the daemon takes it as its baseline, so its next heal
+// check (a clean read-back) differs and rewrites everything.
+const divergedMark = "# famguard: rules differ from the last write; a full write follows\n"
+
 // Snapshot reads our rules back and, from them, whether the jump is still
-// first and single.
+// first and single, and whether the next write may be a delta: only while
+// the kernel holds exactly what was written.
 func (k *Kernel) Snapshot(fam Family) (string, error) {
 	snap, err := k.r[fam].Snapshot()
-	if err == nil {
-		k.jumpOK[fam] = jumpFirstOnce(snap, k.used[fam])
+	switch {
+	case err != nil:
+		k.last[fam] = ""
+		return snap, err
+	case k.fresh[fam]:
+		// The read-back right after a write: the new baseline, if it
+		// shows that write.
+		k.fresh[fam] = false
+		if k.pending[fam] != nil && !k.pending[fam].holds(snap) {
+			k.last[fam] = ""
+			snap += divergedMark
+		} else if !Holds(k.last[fam], snap) {
+			k.last[fam] = ""
+		}
+		k.base[fam], k.pending[fam] = snap, nil
+	case snap != k.base[fam]:
+		k.last[fam] = "" // another program changed our rules
 	}
+	k.jumpOK[fam] = jumpFirstOnce(snap, k.used[fam])
 	return snap, err
 }
 
 // Cleanup removes the jump and the chains of a family.
 func (k *Kernel) Cleanup(fam Family) error {
 	k.jumpOK[fam] = false
+	k.last[fam], k.fresh[fam], k.pending[fam] = "", false, nil
 	k.used[fam] = nil
 	return k.r[fam].Cleanup()
 }

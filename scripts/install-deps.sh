@@ -54,6 +54,8 @@ declare -A need=(
   [/usr/bin/chromium]=chromium
   [node]=nodejs
   [npm]=npm
+  # Signed bundles: the interop test signs with OpenBSD's signify.
+  [signify-openbsd]=signify-openbsd
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -62,6 +64,9 @@ for tool in "${!need[@]}"; do
   *) command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${need[$tool]}") ;;
   esac
 done
+# The schema test validates with an independent implementation: Debian's
+# python3-jsonschema (and python3-yaml to read the profiles).
+/usr/bin/python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || missing+=(python3-jsonschema python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ]; then

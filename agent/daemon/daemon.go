@@ -66,6 +66,7 @@ type Neighbours interface {
 // Config wires the loop to its collaborators.
 type Config struct {
 	ProfilesDir   string
+	OperatorDir   string // the operator layer (policy.Load); "" or absent: none
 	CategoriesDir string // may be empty
 	Version       string
 
@@ -104,7 +105,10 @@ type Config struct {
 	WallJumps    <-chan struct{} // nil: none
 	RulesChanged <-chan struct{} // the ruleset changed (nf_tables events); nil: rely on HealInterval
 	Reload       <-chan struct{} // SIGHUP
-	Log          *slog.Logger
+	// StatusSink, when set, receives the status after every event the loop
+	// handles (agent/opstatus keeps status.json current with it).
+	StatusSink func(Status)
+	Log        *slog.Logger
 
 	HealInterval time.Duration // how often the kernel state is compared with what was written; default 2s
 	// A failed apply is retried after RetryBase, then after twice as long
@@ -281,6 +285,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ready := make(chan struct{})
 		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged, ready)
 		<-ready
+		if d.cfg.OperatorDir != "" {
+			opReady := make(chan struct{})
+			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, d.log, fsChanged, opReady)
+			<-opReady
+		}
 	}
 	neighCh := make(chan netwatch.Table, 1)
 	if d.cfg.Neighbours != nil {
@@ -318,6 +327,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	clockSynced := d.cfg.ClockSynced
 
 	for {
+		if d.cfg.StatusSink != nil {
+			d.cfg.StatusSink(d.status())
+		}
 		d.armTimer(schedTimer)
 		var retry <-chan time.Time
 		if !d.retryAt.IsZero() {
@@ -479,7 +491,7 @@ func resetTimer(t *time.Timer, wait time.Duration) {
 // the policy in force.
 func (d *Daemon) reload(why string) {
 	now := time.Now()
-	pol, err := policy.LoadDir(d.cfg.ProfilesDir)
+	pol, err := policy.Load(d.cfg.OperatorDir, d.cfg.ProfilesDir)
 	res := ReloadResult{At: now, Trigger: why}
 	if err != nil {
 		res.OK = false
@@ -530,6 +542,9 @@ func (d *Daemon) reload(why string) {
 	res.Message = fmt.Sprintf("policy %s loaded: %d children, %d devices, zone %s (%s)", pol.Digest, children, devices, zone.Name, zone.Source)
 	d.lastReload, d.lastChange = res, res
 	d.log.Info(res.Message, "trigger", why, "files", len(pol.Sources))
+	for _, w := range pol.Warnings {
+		d.log.Warn(w.String())
+	}
 	for _, m := range d.missingCats {
 		d.log.Warn(m)
 	}
@@ -760,6 +775,18 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			d.applied[fam] = ""
 			d.dp.Heals++ // another program's change, repaired like any other
 			ok = false
+		}
+	}
+	if ok && len(written) > 0 {
+		// The write announced itself on the nf_tables event channel, and
+		// the read-back just taken already covers it (and whatever else
+		// changed before it). The heal that event would start reads both
+		// families back again for nothing: at 1000 devices that is some
+		// 200 ms during which the next change waits. A change after the
+		// read-back signals anew (or the periodic check sees it).
+		select {
+		case <-d.cfg.RulesChanged:
+		default:
 		}
 	}
 	return ok

@@ -1,9 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/famguard/famguard/agent/clock"
 	"github.com/famguard/famguard/agent/dnsfilter"
 	"github.com/famguard/famguard/agent/netwatch"
-	"github.com/famguard/famguard/agent/tz"
 	"github.com/famguard/famguard/rules"
 )
 
@@ -100,20 +95,10 @@ func TestRedirectsByClassAndCuts(t *testing.T) {
 	}
 	dp, ports, cut := newFakeDataplane(), &fakePorts{}, make(chan cutCall, 10)
 	srv := dnsfilter.NewServer(nil, dnsfilter.NullIP)
-	d := New(Config{
-		ProfilesDir: dir, StateDir: state,
-		Clock:     clock.StartingAt(bed.Add(-300 * time.Millisecond)),
-		Env:       tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
-		Dataplane: dp, DNS: srv, DNSPort: 5354, DNSPorts: ports, LAN: []string{"br-lan"},
-		Neighbours:   fakeNeighbours{netwatch.Table{"02:00:00:00:00:11": {netip.MustParseAddr("192.0.2.11")}}},
-		Conntrack:    chanConntrack(cut),
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		HealInterval: 50 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
+	cfg := dnsDaemonConfig(t, dir, state, bed.Add(-300*time.Millisecond), dp, srv, ports)
+	cfg.Neighbours = fakeNeighbours{netwatch.Table{"02:00:00:00:00:11": {netip.MustParseAddr("192.0.2.11")}}}
+	cfg.Conntrack = chanConntrack(cut)
+	runDaemon(t, cfg)
 
 	next := func(what string) cutCall {
 		t.Helper()

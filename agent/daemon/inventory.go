@@ -121,11 +121,11 @@ func (d *Daemon) readLeases() {
 		return // no DHCP server here, or not yet: names are optional
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.ModTime().Equal(d.devs.leasesMod) {
-		return
-	} else {
-		d.devs.leasesMod = fi.ModTime()
+	fi, err := f.Stat()
+	if err != nil || fi.ModTime().Equal(d.devs.leasesMod) {
+		return // unchanged since the last read
 	}
+	d.devs.leasesMod = fi.ModTime()
 	d.devs.inv.SetNames(inventory.ParseLeases(f))
 }
 

@@ -86,6 +86,14 @@ func TestUnknownDevicesOnTheLAN(t *testing.T) {
 	eventually(t, "the unknown-device class in the rules", func() bool {
 		return strings.Contains(dp.get(rules.IPv4), "famguard: unknown device")
 	})
+	eventually(t, "the unknown device seen on the LAN", func() bool {
+		for _, s := range statusOf(t, d).Devices {
+			if s.MAC == "da:a1:19:00:00:01" {
+				return true
+			}
+		}
+		return false
+	})
 	v4 := dp.get(rules.IPv4)
 	// Every listed device is in the mangle chain (its connections carry its
 	// ID); neither the trusted device nor Alice (online at noon) is rejected.
@@ -97,6 +105,16 @@ func TestUnknownDevicesOnTheLAN(t *testing.T) {
 	if !strings.Contains(v4, "--mac-source 00:1a:2b:3c:4d:31 -m comment --comment \"famguard: trusted\" -j RETURN") {
 		t.Errorf("the trusted device does not skip famguard's checks:\n%s", v4)
 	}
+	// The class is in the rules from the first pass; the seen device comes
+	// with the neighbour table, a moment later.
+	eventually(t, "the unknown device in status", func() bool {
+		for _, s := range statusOf(t, d).Devices {
+			if s.MAC == "da:a1:19:00:00:01" {
+				return true
+			}
+		}
+		return false
+	})
 	st := statusOf(t, d)
 	kinds := map[string]string{}
 	for _, s := range st.Devices {

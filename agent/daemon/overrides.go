@@ -481,6 +481,14 @@ func (d *Daemon) grant(raw json.RawMessage) (any, error) {
 	if g, ok := v.(overrides.Grant); ok {
 		res.Grant = &g
 		res.Message = fmt.Sprintf("%s has extra time until %s", a.Child, g.Until.In(d.zone.Loc).Format("Mon 15:04"))
+		for _, s := range d.states {
+			if s.Child == a.Child && !s.Online {
+				// A pause beats extra time: say so rather than let the
+				// parent wonder why nothing changed.
+				res.Message += fmt.Sprintf("; but still offline: %s", s.Reason)
+				break
+			}
+		}
 	}
 	for _, c := range d.pol.Children {
 		if c.Name == a.Child {

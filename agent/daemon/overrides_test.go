@@ -209,4 +209,34 @@ func TestBudgetRunsOut(t *testing.T) {
 	if rejected("02:00:00:00:00:11") {
 		t.Error("Alice still blocked after +1m")
 	}
+
+	// Grant, budget and window interplay: minutes while she is paused, in
+	// bedtime, and in extra time inside bedtime never count; the next day
+	// starts afresh (and today's +1m is gone).
+	do := func(cmd, args string) {
+		t.Helper()
+		if _, err := d.HandleRequest(ctx, control.Request{V: 1, Cmd: cmd, Args: json.RawMessage(args)}); err != nil {
+			t.Fatalf("%s %s: %v", cmd, args, err)
+		}
+	}
+	do("pause", `{"child":"alice"}`)
+	feed(map[uint16]uint64{alice: 5 << 20})
+	do("resume", `{"child":"alice"}`)
+	do("clock-step", `{"by":"2h30m"}`) // 21:30, bedtime
+	feed(map[uint16]uint64{alice: 5 << 20})
+	do("grant", `{"child":"alice","for":"30m"}`)
+	if rejected("02:00:00:00:00:11") {
+		t.Error("Alice blocked during extra time in bedtime")
+	}
+	feed(map[uint16]uint64{alice: 5 << 20})
+	if u := used(); u != 2 {
+		t.Errorf("used %d min after minutes paused, in bedtime and in extra time inside bedtime; want still 2", u)
+	}
+	do("clock-step", `{"by":"10h"}`) // Friday 07:30
+	feed(map[uint16]uint64{alice: 5 << 20})
+	for _, c := range statusOf(t, d).Children {
+		if b := c.Budget; c.Child == "alice" && (b == nil || b.Day != "2026-11-27" || b.Used != 1 || b.Extra != 0 || b.Left != 1) {
+			t.Errorf("Friday's budget %+v; want 1 of 2 minutes used, no extra", b)
+		}
+	}
 }

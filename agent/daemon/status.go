@@ -123,6 +123,12 @@ type PolicyStatus struct {
 	Dir      string          `json:"dir"`
 	LoadedAt time.Time       `json:"loaded_at"`
 	Sources  []policy.Source `json:"sources"`
+	// Layers: each layer's directory and digest (operator, parents);
+	// Floors: what no parent can lower; Warnings: cross-layer conflicts
+	// resolved in the parents' favour.
+	Layers   []policy.LayerInfo `json:"layers"`
+	Floors   policy.Settings    `json:"floors"`
+	Warnings []string           `json:"warnings,omitempty"`
 }
 
 // ReloadResult is the outcome of the last attempt to load the profiles.
@@ -255,7 +261,11 @@ func (d *Daemon) status() Status {
 		st.DNS.Strict = d.strictStats()
 	}
 	if d.pol != nil {
-		st.Policy = &PolicyStatus{Digest: d.pol.Digest, Dir: d.cfg.ProfilesDir, LoadedAt: d.polLoadedAt, Sources: d.pol.Sources}
+		st.Policy = &PolicyStatus{Digest: d.pol.Digest, Dir: d.cfg.ProfilesDir, LoadedAt: d.polLoadedAt, Sources: d.pol.Sources,
+			Layers: d.pol.Layers, Floors: d.pol.Floors}
+		for _, w := range d.pol.Warnings {
+			st.Policy.Warnings = append(st.Policy.Warnings, w.String())
+		}
 	}
 	for _, s := range d.states {
 		ds := DeviceStatus{DeviceState: s, Addresses: []string{}}

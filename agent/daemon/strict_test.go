@@ -38,6 +38,20 @@ children:
       - {mac: "02:00:00:00:00:21", name: "Bob's tablet"}
 `
 
+// dnsDaemonConfig is the configuration of a daemon with DNS filtering on
+// port 5354 (class ports from 5356) and a LAN, starting at start.
+func dnsDaemonConfig(t *testing.T, dir, state string, start time.Time, dp *fakeDataplane, srv *dnsfilter.Server, ports DNSPorts) Config {
+	return Config{
+		ProfilesDir: dir, StateDir: state,
+		Clock:     clock.StartingAt(start),
+		Env:       tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
+		Dataplane: dp, DNS: srv, DNSPort: 5354, DNSPorts: ports, LAN: []string{"br-lan"},
+		Neighbours:   fakeNeighbours{netwatch.Table{}},
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HealInterval: 50 * time.Millisecond,
+	}
+}
+
 // recordingOpener is the DNS filter's Opener in the test: what was opened.
 type recordingOpener struct {
 	mu     sync.Mutex
@@ -79,19 +93,9 @@ func TestStrictChild(t *testing.T) {
 	}
 	_ = sets.Add(egress.SetBase("alice"), netip.MustParseAddr("198.51.100.9"), time.Minute)
 	dp, ports := newFakeDataplane(), &fakePorts{}
-	d := New(Config{
-		ProfilesDir: dir, StateDir: state,
-		Clock:     clock.StartingAt(time.Date(2026, 11, 26, 12, 0, 0, 0, berlin)),
-		Env:       tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
-		Dataplane: dp, DNS: srv, DNSPort: 5354, DNSPorts: ports, StrictSets: sets, LAN: []string{"br-lan"},
-		Neighbours:   fakeNeighbours{netwatch.Table{}},
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		HealInterval: 50 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
+	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), dp, srv, ports)
+	cfg.StrictSets = sets
+	d := runDaemon(t, cfg)
 
 	eventually(t, "strict rules applied", func() bool {
 		return strings.Contains(dp.get(rules.IPv4), "--match-set fg-alice4 dst") && strings.Contains(dp.get(rules.IPv6), "--match-set fg-alice6 dst")

@@ -1,6 +1,7 @@
 package dnsfilter
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -104,6 +106,9 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 	buf := make([]byte, udpReadBuf)
 	oob := make([]byte, 128)
 	sem := make(chan struct{}, maxUDPInFlight)
+	jobs := make(chan udpJob) // to an idle worker, if one waits
+	var idle atomic.Int32
+	var lastOOB, replyOOB []byte
 	for {
 		n, oobn, flags, from, err := l.udp.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
@@ -126,15 +131,57 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		query := append([]byte(nil), buf[:n]...)
-		replyOOB := sourceFor(oob[:oobn])
+		// Datagrams to one address carry the same control message: its
+		// reply form is worked out once, not parsed anew per query.
+		if !bytes.Equal(oob[:oobn], lastOOB) {
+			lastOOB = append(lastOOB[:0], oob[:oobn]...)
+			replyOOB = sourceFor(lastOOB)
+		}
+		j := udpJob{query: append([]byte(nil), buf[:n]...), src: src, from: from, oob: replyOOB, tk: tk}
 		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; l.s.done(tk) }()
-			if resp := l.s.Answer(ctx, query, l.port, src, "udp"); resp != nil {
-				_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, replyOOB, from)
-			}
-		}()
+		select {
+		case jobs <- j:
+		default:
+			go l.udpWorker(ctx, j, jobs, sem, &idle)
+		}
+	}
+}
+
+// udpJob is one admitted UDP query on its way to a worker.
+type udpJob struct {
+	query []byte
+	src   netip.Addr
+	from  netip.AddrPort
+	oob   []byte // the reply's control message (shared, read only)
+	tk    ticket
+}
+
+// udpIdleWorkers is how many answering goroutines wait for the next query
+// once a burst is over. A goroutine per query cost about a tenth of the
+// filter's CPU time (starting it, and growing its stack on every query);
+// long-lived workers keep their grown stacks. Beyond these, a burst's extra
+// workers end, so a flood leaves no memory behind.
+const udpIdleWorkers = 16
+
+// udpWorker answers j, then further queries from jobs while it is one of
+// the few idle workers.
+func (l *Listener) udpWorker(ctx context.Context, j udpJob, jobs <-chan udpJob, sem <-chan struct{}, idle *atomic.Int32) {
+	for {
+		if resp := l.s.Answer(ctx, j.query, l.port, j.src, "udp"); resp != nil {
+			_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, j.oob, j.from)
+		}
+		l.s.done(j.tk)
+		<-sem
+		if idle.Add(1) > udpIdleWorkers {
+			idle.Add(-1)
+			return
+		}
+		select {
+		case j = <-jobs:
+			idle.Add(-1)
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

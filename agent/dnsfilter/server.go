@@ -198,6 +198,10 @@ const (
 	// ourUDPSize is the UDP payload size our own answers advertise to EDNS
 	// clients (the DNS flag day 2020 value).
 	ourUDPSize = 1232
+	// compressAbove is the question name length from which our own answers
+	// are compressed: below it, an uncompressed blocked or NXDOMAIN answer
+	// (the name twice, a SOA, an OPT record) stays well under 512 bytes.
+	compressAbove = 80
 )
 
 // request is a parsed query: its header and, when it has one, its question;
@@ -253,7 +257,14 @@ func (s *Server) reply(r *request, rcode dnsmessage.RCode, add ...func(b *dnsmes
 	rh := dnsmessage.Header{ID: r.h.ID, Response: true, OpCode: r.h.OpCode, RecursionDesired: r.h.RecursionDesired,
 		CheckingDisabled: r.h.CheckingDisabled, RecursionAvailable: true, Truncated: r.tc, RCode: rcode}
 	b := dnsmessage.NewBuilder(make([]byte, 0, 128), rh)
-	b.EnableCompression()
+	// Compression costs a map and a lookup per label of every name, on
+	// every answer; in a blocked or NXDOMAIN answer it saves one copy of the
+	// question's name. So it is on only for a long name (to keep such an
+	// answer within 512 bytes for clients without EDNS) and for answers
+	// carrying an upstream's records (safe search), whose names repeat.
+	if len(add) > 1 || (r.hasQ && r.q.Name.Length > compressAbove) {
+		b.EnableCompression()
+	}
 	err := b.StartQuestions()
 	if r.hasQ && err == nil {
 		err = b.Question(r.q)

@@ -431,3 +431,51 @@ func FuzzParseUntil(f *testing.F) {
 		}
 	})
 }
+
+// TestFlashWritesPerHour: an hour of use every minute writes flash at most
+// 12 times (the 5-minute bound); a pause or grant is written at once and,
+// carrying the usage with it, restarts the bound (here: 12 in all with two
+// pauses); an idle hour writes nothing new. The figures README quotes.
+func TestFlashWritesPerHour(t *testing.T) {
+	pol, loc := load(t)
+	dir := t.TempDir()
+	mono := time.Unix(0, 0)
+	st := NewStore(filepath.Join(dir, "flash.json"), filepath.Join(dir, "ram.json"), DefaultFlushEvery)
+	st.now = func() time.Time { return mono }
+	var s State
+	if _, err := st.Load(); err != nil {
+		t.Fatal(err)
+	}
+	start := at(loc, "2026-11-26 17:00")
+	alice, _ := Resolve(pol, "alice", "")
+	for m := 1; m <= 60; m++ {
+		mono = mono.Add(time.Minute)
+		n := Now{T: start.T.Add(time.Duration(m) * time.Minute), Loc: loc, Trusted: true}
+		if m == 20 || m == 40 {
+			s.Pause(PauseArgs{Target: alice, For: time.Minute}, n)
+			if err := st.SaveNow(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		changed := s.CountMinute("alice", 1<<20, true, DefaultThreshold, n)
+		if err := st.SaveUsage(s, changed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flash, ram := st.Writes()
+	t.Logf("an hour of use every minute and 2 pauses: %d flash writes, %d RAM writes", flash, ram)
+	if flash != 12 || ram != 62 {
+		t.Errorf("flash %d, RAM %d; want 12 (usage at most every 5 min, pauses included), 62", flash, ram)
+	}
+	for m := 1; m <= 60; m++ { // idle
+		mono = mono.Add(time.Minute)
+		n := Now{T: start.T.Add(time.Duration(60+m) * time.Minute), Loc: loc, Trusted: true}
+		changed := s.CountMinute("alice", 100, true, DefaultThreshold, n)
+		if err := st.SaveUsage(s, changed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f2, _ := st.Writes(); f2 > flash+1 {
+		t.Errorf("an idle hour wrote flash %d times; want at most the one flush of the last minutes", f2-flash)
+	}
+}

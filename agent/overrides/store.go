@@ -42,6 +42,7 @@ type Store struct {
 	flashedAt  time.Time // monotonic, when flash was last written
 	flashWrite int
 	ramWrite   int
+	now        func() time.Time // the monotonic clock of the flush bound (tests replace it)
 }
 
 // DefaultFlushEvery bounds how often usage is written to flash.
@@ -62,7 +63,7 @@ func NewStore(flashPath, ramPath string, flushEvery time.Duration) *Store {
 	if flushEvery <= 0 {
 		flushEvery = DefaultFlushEvery
 	}
-	return &Store{flash: flashPath, ram: ramPath, flushEvery: flushEvery}
+	return &Store{flash: flashPath, ram: ramPath, flushEvery: flushEvery, now: time.Now}
 }
 
 // Paths are the two copies' locations (for status).
@@ -130,7 +131,7 @@ func (s *Store) Load() (State, error) {
 	if okF {
 		s.lastFlash, _ = json.Marshal(fl.State)
 	}
-	s.flashedAt = time.Now()
+	s.flashedAt = s.now()
 	return st, err
 }
 
@@ -147,7 +148,7 @@ func (s *Store) SaveUsage(st State, changed bool) error {
 	if changed {
 		errRAM = s.writeRAM(st)
 	}
-	return errors.Join(errRAM, s.writeFlash(st, time.Since(s.flashedAt) >= s.flushEvery))
+	return errors.Join(errRAM, s.writeFlash(st, s.now().Sub(s.flashedAt) >= s.flushEvery))
 }
 
 // Flush writes the flash copy if it is not up to date (on SIGTERM).
@@ -192,7 +193,7 @@ func (s *Store) writeFlash(st State, due bool) error {
 	if err := writeFile(s.flash, data); err != nil {
 		return fmt.Errorf("saving overrides to %s: %w (pauses, extra time and today's usage would not survive a reboot until this works)", s.flash, err)
 	}
-	s.lastFlash, s.flashedAt = key, time.Now()
+	s.lastFlash, s.flashedAt = key, s.now()
 	s.flashWrite++
 	return nil
 }

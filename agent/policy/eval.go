@@ -24,6 +24,9 @@ type DeviceState struct {
 	// CHILD}). Randomized: the MAC is locally administered.
 	Kind       string `json:"kind,omitempty"`
 	Randomized bool   `json:"randomized,omitempty"`
+	// Decided: which layer decided each of the child's settings (layer.go);
+	// absent without an operator layer, defaults or floors.
+	Decided map[string]string `json:"decided,omitempty"`
 }
 
 // Evaluate computes every device's state at `at` in the family's zone,
@@ -78,7 +81,7 @@ func (p *Policy) Evaluate(at time.Time, loc *time.Location) []DeviceState {
 		for _, d := range sortedDevices(c.Devices) {
 			out = append(out, DeviceState{
 				MAC: d.MAC, Child: c.Name, Device: d.Name, Online: !offline, Reason: reason,
-				Until: until, BlockedCategories: blocked, ActiveWindows: names,
+				Until: until, BlockedCategories: blocked, ActiveWindows: names, Decided: c.Decided,
 			})
 		}
 	}

@@ -36,7 +36,8 @@ const MaxTotalSize = 4 << 20
 // LoadDir reads every profile file in dir (not recursively) and merges them.
 // It returns Problems when the set is invalid, and a plain error when the
 // directory itself cannot be read.
-func LoadDir(dir string) (*Policy, error) { return loadDir(dir, nil) }
+// The parents' own defaults: and floors: apply (Load, layer.go).
+func LoadDir(dir string) (*Policy, error) { return Load("", dir) }
 
 // loadDir is LoadDir with overlay: file names in dir whose content is taken
 // from the map instead of the disk (new or replaced files), so a candidate
@@ -195,6 +196,7 @@ func merge(parsers []*parser) (*Policy, Problems) {
 	}
 	probs = append(probs, checkMACs(parsers)...)
 	probs = append(probs, mergeDevices(pol, parsers, childAt)...)
+	probs = append(probs, mergeLayerSettings(pol, parsers)...)
 	if len(probs) > 0 {
 		probs.sort()
 		return nil, probs

@@ -75,6 +75,7 @@ type parser struct {
 	unknown, randomized *unknownRef
 	trusted             []Device
 	assigned            []assignRef
+	layer               layerSettings // defaults: and floors: (layer.go)
 }
 
 type macRef struct {
@@ -90,6 +91,7 @@ type macRef struct {
 type childRef struct {
 	child Child
 	pos   position
+	set   map[string]bool // the keys the file sets (layers merge key by key)
 }
 
 type zoneRef struct {
@@ -197,6 +199,7 @@ func (p *parser) parse(data []byte) {
 		p.childrenNode(c)
 	}
 	p.deviceKeys(fields)
+	p.layerKeys(fields)
 }
 
 // findAlias returns the first alias/anchor/merge node, depth-bounded so deep
@@ -313,7 +316,7 @@ func (p *parser) child(key, n *yaml.Node, path string) {
 			c.Schedules = append(c.Schedules, w)
 		}
 	}
-	p.children = append(p.children, childRef{child: c, pos: p.pos(key, path)})
+	p.children = append(p.children, childRef{child: c, pos: p.pos(key, path), set: keySet(f)})
 }
 
 func (p *parser) window(n *yaml.Node, path string, index int) (schedule.Window, bool) {

@@ -37,6 +37,12 @@ type Policy struct {
 	Children []Child  // sorted by name
 	Sources  []Source // the files it came from, sorted by path
 	Digest   string   // identifies the set: operators read back which push is live
+	// Layers says what each layer contributed (layer.go); Floors are the
+	// minimums no file can lower; Warnings are resolved cross-layer
+	// conflicts (the policy applies; check and status show them).
+	Layers   []LayerInfo
+	Floors   Settings
+	Warnings Problems
 
 	// Unknown is unknown_devices as a profile set it (Action UnknownUnset:
 	// no file did; UnknownDevices resolves the default). Randomized is
@@ -49,13 +55,15 @@ type Policy struct {
 	Trusted  []Device
 	Assigned []Assignment // every `assigned:` entry, in file order
 
-	refs []categoryRef // where each category was named (for check --categories)
+	refs  []categoryRef // where each category was named (for check --categories)
+	layer layerSettings // one layer's defaults, floors and keys, before resolution
 }
 
 // Source is one profile file.
 type Source struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
+	Layer  string `json:"layer,omitempty"` // "operator" or "parents"
 }
 
 // Child is one child's rules.
@@ -77,6 +85,11 @@ type Child struct {
 	// AllowIPs (strict.go).
 	Strict   bool
 	AllowIPs []netip.Prefix // sorted, masked
+	// Decided says which layer decided each setting ("parents",
+	// "operator", "operator default", "operator floor", ...), for status
+	// and plan. Empty in a policy without an operator layer, defaults or
+	// floors.
+	Decided map[string]string
 }
 
 // Device is a child's device, matched by MAC.
@@ -175,11 +188,15 @@ func (p *Policy) MissingCategories(dir string, available map[string]bool) Proble
 	return out
 }
 
-// digest identifies a set of sources by content.
+// digest identifies a set of sources by content: each file's name relative
+// to its directory and the SHA-256 of its bytes, in name order. The
+// directory's path is not part of it, so the same files give the same
+// digest on every router and a server can compute it (`famguard check`
+// prints it; OPERATORS.md has a shell one-liner).
 func digest(srcs []Source) string {
 	h := sha256.New()
 	for _, s := range srcs {
-		fmt.Fprintf(h, "%s\x00%s\n", s.Path, s.SHA256)
+		fmt.Fprintf(h, "%s\x00%s\n", filepath.Base(s.Path), s.SHA256)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

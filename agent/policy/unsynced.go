@@ -90,7 +90,7 @@ func (p *Policy) EvaluateUnsynced(bp BootPolicy, saved map[string]Saved, savedAt
 			}
 		}
 		for _, d := range sortedDevices(c.Devices) {
-			st := DeviceState{MAC: d.MAC, Child: c.Name, Device: d.Name, ActiveWindows: []string{}}
+			st := DeviceState{MAC: d.MAC, Child: c.Name, Device: d.Name, ActiveWindows: []string{}, Decided: c.Decided}
 			cats := map[string]bool{}
 			for b := range always {
 				cats[b] = true

@@ -109,6 +109,11 @@ func TestUnknownDevicesAndAssign(t *testing.T) {
 		t.Errorf("the notice about the parent is still shown:\n%s", w)
 	}
 
+	// Without --profiles, assign writes where the running agent reads.
+	if out, err := cli(t, f.Lab, "assign", "--state", f.state, "da:a1:19:00:00:02", "alice"); err != nil || !strings.Contains(out, assigned) {
+		t.Errorf("assign without --profiles: %v\n%s", err, out)
+	}
+
 	// Without an agent, assign only writes the file, and says so.
 	a.stop()
 	out, err = cli(t, f.Lab, "assign", "--profiles", f.profiles, "--state", f.state, "da:a1:19:00:00:01", "bob")

@@ -167,12 +167,14 @@ var bobOfflineProfile = strings.Replace(familyProfile,
 // half-written chain would show as a partial set.
 func crowdProfile(variant, n int) string {
 	var b strings.Builder
-	b.WriteString(familyProfile)
+	// The crowd is one more child: before the file-level trusted list.
+	b.WriteString(strings.TrimSuffix(familyProfile, parentTrusted))
 	b.WriteString("  crowd:\n    devices:\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "      - {mac: \"02:00:00:%02x:%02x:%02x\", name: \"crowd %d\"}\n", variant+1, i>>8, i&0xff, i)
 	}
 	b.WriteString("    schedules:\n      - {name: allday, days: [daily], from: \"00:00\", to: \"24:00\", action: offline}\n")
+	b.WriteString(parentTrusted)
 	return b.String()
 }
 

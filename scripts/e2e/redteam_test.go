@@ -26,8 +26,18 @@ package e2e
 // the feature that closes it: deleting its line is the whole change once
 // that feature merges, and the test then insists the technique holds.
 //
-// FAMGUARD_REDTEAM_UPDATE=1 writes the table to scripts/redteam/results.md
-// and into README.md between the markers (the README's table is never typed).
+// Adding a technique: one entry in rtTechniques — its name (the table's
+// words), its phase, optionally prepare (runs before the phase: to open
+// flows that must survive or not), setup (changes Alice's namespace and
+// returns the undo), the attack (probes through r.tool/r.ask, which run
+// scripts/redteam's probes inside a namespace) and a verdict (blockedName,
+// tunnel, reach, or a new one that only counts real answers). If it gets
+// through today, list it in rtOpen with the feature expected to close it;
+// if it is a limit of the design, say so in limit.
+//
+// Every run writes its table to dist/redteam.md; FAMGUARD_REDTEAM_UPDATE=1
+// (after a passing run) writes it to scripts/redteam/results.md and into
+// README.md between the markers (the README's table is never typed).
 
 import (
 	"bufio"
@@ -58,11 +68,13 @@ func init() {
 // each on (one line) when its branch merges; until then the lab's profile
 // loads on main, and the techniques they close are in rtOpen.
 const (
-	rtHaveIdentityKeys = true  // unknown_devices, randomized_devices, trusted (helper "identity")
-	rtHaveStrictKeys   = false // strict, allow_ips (helper "dns")
+	rtHaveIdentityKeys = true // unknown_devices, randomized_devices, trusted (helper "identity")
+	rtHaveStrictKeys   = true // strict, allow_ips (helper "dns")
 )
 
 // Features of issue 9 that close techniques (the names the table shows).
+// All but featStart have landed (every technique they closed now must
+// hold); they stay named so a bypass that reopens can be listed again.
 const (
 	featUnknown = "unknown devices quarantined (unknown_devices)"
 	featKernel  = "DNS rules chosen by the kernel-matched MAC (a port per class)"
@@ -70,6 +82,7 @@ const (
 	featFlush   = "a device's DNS redirect removes its older port-53 flows"
 	featAnswers = "answers checked (CNAME, HTTPS/SVCB targets)"
 	featStrict  = "strict egress (strict: true)"
+	featStart   = "the DNS redirect waits for the category lists at start"
 )
 
 // rtOpen: techniques that still get through on this branch, and the feature
@@ -78,41 +91,22 @@ const (
 // listed technique that already holds is reported in the log, not failed,
 // because some of today's bypasses are races the agent sometimes wins.
 var rtOpen = map[string]string{
-	"DNS from 10 fresh IPv4 addresses":                           featKernel,
-	"DNS from 10 fresh IPv6 addresses (as privacy addresses)":    featKernel,
-	"ARP claim of the brother's IPv4 address, then DNS":          featKernel,
-	"new random (locally administered) MAC, then DNS":            featUnknown,
-	"new vendor (universally administered) MAC, then DNS":        featUnknown,
-	"a second MAC on a macvlan, then DNS":                        featUnknown,
-	"DNS flow opened before the agent started":                   featFlush,
-	"CNAME to a blocked name":                                    featAnswers,
-	"HTTPS record pointing at a blocked name":                    featAnswers,
-	"DNS to an outside resolver on UDP 5353":                     featStrict,
-	"DNS to an outside resolver on UDP 443":                      featStrict,
-	"DNS to an outside resolver on TCP 443":                      featStrict,
-	"DNS over HTTPS to an unlisted resolver":                     featStrict,
-	"QUIC (UDP 443) to an unlisted server":                       featStrict,
-	"IP literal of a blocked site (IPv4)":                        featStrict,
-	"IP literal of a blocked site (IPv6)":                        featStrict,
-	"HTTP proxy by address":                                      featStrict,
-	"ping an IP literal":                                         featStrict,
-	"DNS tunnelling at bedtime through the router's resolver":    featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv4)":    featOffline,
-	"DNS tunnelling at bedtime to an outside resolver (IPv6)":    featOffline,
-	"DNS tunnelling at bedtime over TCP":                         featOffline,
-	"new random MAC at bedtime":                                  featUnknown,
-	"new vendor MAC at bedtime":                                  featUnknown,
-	"a second MAC on a macvlan at bedtime":                       featUnknown,
-	"inbound TCP from the internet to a fresh IPv6 address":      featOffline,
-	"inbound UDP from the internet to a fresh IPv6 address":      featOffline,
-	"flow opened before bedtime from a fresh IPv6 address":       featOffline,
-	"inbound flow opened before bedtime to a fresh IPv6 address": featOffline,
+	// Found by this lab (on main after wip-dns merged): the agent installs
+	// the DNS redirect (and deletes older port-53 flows) before its
+	// category lists are loaded, and a query in between is answered
+	// unfiltered — 34 ms in one run, lists loaded 615 ms after start; under
+	// strict the blocked address is opened for the TTL plus grace. This
+	// is what let the IP literal through in 1 run of 7 before the
+	// repeating queries asked for a name of their own.
+	"a blocked name asked again and again while the agent starts, then its address": featStart,
 }
 
 // The lab's internet addresses (all on the internet host).
 const (
 	rtSite4   = "198.51.100.20" // blocked.example, the blocked site
 	rtSite6   = "2001:db8:2::20"
+	rtFlow4   = "198.51.100.21" // flows.example, the blocked site the repeating queries ask for
+	rtFlow6   = "2001:db8:2::21"
 	rtRogue4  = "198.51.100.30" // a resolver on odd ports
 	rtRogue6  = "2001:db8:2::30"
 	rtListed4 = "198.51.100.40" // a DoH/DoT resolver on famguard's DoH list
@@ -162,20 +156,26 @@ var rtNoon = time.Date(2026, 11, 26, 12, 0, 0, 0, mustZone("Europe/Berlin"))
 // rtLab is the red-team lab.
 type rtLab struct {
 	*familyLab
-	t        *testing.T
-	exe      string             // this test binary: the probe tool
-	routerLL string             // the router's link-local IPv6 address on br-lan
-	held     map[string]*bgProc // processes a technique prepared (by technique name)
-	bedtime  time.Time          // when the profile that sends Alice offline was written
+	t         *testing.T
+	exe       string             // this test binary: the probe tool
+	routerLL  string             // the router's link-local IPv6 address on br-lan
+	held      map[string]*bgProc // processes a technique prepared (by technique name)
+	bedtime   time.Time          // when the profile that sends Alice offline was written
+	offline   time.Time          // when the agent's status first said she is offline
+	aliceEcho *bgProc            // Alice's echo server (its lines say how each connection ended)
+	agent     *agent             // the running agent (for its status)
 }
 
 // technique is one way around famguard.
 type technique struct {
 	name  string
-	phase string // "daytime" or "bedtime"
+	phase string // "daytime", "bedtime" or rtRestart
 	// limit states a bypass that is a limit of the design, not a bug: the
 	// table says so plainly.
 	limit string
+	// needs names the opt-in profile setting the technique is closed by
+	// (strict egress is per child): the table says "holds (with ...)".
+	needs string
 	// prepare runs before the phase begins: before the agent starts (for
 	// daytime), before Alice's bedtime (for bedtime). Optional.
 	prepare func(r *rtLab)
@@ -197,7 +197,7 @@ func TestRedTeam(t *testing.T) {
 			v, ev := r.try(tc)
 			line := fmt.Sprintf("%s %s: %s", v, tc.name, ev)
 			t.Log(line)
-			row := redteam.Row{Phase: phase, Technique: tc.name, Verdict: v, Evidence: ev, Limit: tc.limit}
+			row := redteam.Row{Phase: phase, Technique: tc.name, Verdict: v, Evidence: ev, Limit: tc.limit, Needs: tc.needs}
 			open, listed := rtOpen[tc.name]
 			switch {
 			case v == redteam.Unclear:
@@ -213,14 +213,18 @@ func TestRedTeam(t *testing.T) {
 			rows = append(rows, row)
 		}
 	}
-	for _, tc := range rtTechniques {
-		if tc.phase == "daytime" && tc.prepare != nil {
-			tc.prepare(r)
+	prepare := func(phase string) {
+		for _, tc := range rtTechniques {
+			if tc.phase == phase && tc.prepare != nil {
+				tc.prepare(r)
+			}
 		}
 	}
+	prepare("daytime")
 	a := startAgent(t, r.Lab, r.profiles, r.state, rtNoon.Format(time.RFC3339), "--doh-list", filepath.Join(r.profiles, "..", "doh.txt"))
+	r.agent = a
 	deadline := time.Now().Add(10 * time.Second)
-	for st := a.status(); st.DNS == nil || st.DNS.Domains != 1; st = a.status() {
+	for st := a.status(); st.DNS == nil || st.DNS.Domains != 2; st = a.status() {
 		if time.Now().After(deadline) {
 			t.Fatalf("category list not loaded: %+v", st.DNS)
 		}
@@ -228,21 +232,24 @@ func TestRedTeam(t *testing.T) {
 	}
 	run("daytime")
 
-	for _, tc := range rtTechniques {
-		if tc.phase == "bedtime" && tc.prepare != nil {
-			tc.prepare(r)
-		}
-	}
+	prepare("bedtime")
 	r.bedtime = time.Now()
 	writeFile(t, filepath.Join(r.profiles, "family.yaml"), rtProfile("11:00"))
-	deadline = time.Now().Add(10 * time.Second)
-	for a.device(aliceMAC).Online {
-		if time.Now().After(deadline) {
-			t.Fatalf("Alice still online 10 s after her bedtime moved to 11:00:\n%s", a.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	r.waitOffline("her bedtime moved to 11:00")
 	run("bedtime")
+
+	// Last, the agent is stopped and its rules removed (an upgrade, a
+	// crash and `famguard cleanup`): flows opened meanwhile must not survive
+	// its start at bedtime.
+	a.stop()
+	if out, err := cli(t, r.Lab, "cleanup", "--state", r.state); err != nil {
+		t.Fatalf("famguard cleanup: %v\n%s", err, out)
+	}
+	prepare(rtRestart)
+	r.bedtime = time.Now()
+	a.start(rtNoon.Format(time.RFC3339))
+	r.waitOffline("the agent started at her bedtime")
+	run(rtRestart)
 
 	for name := range rtOpen {
 		if !rtKnown(name) {
@@ -251,6 +258,13 @@ func TestRedTeam(t *testing.T) {
 	}
 	table := redteam.Markdown(rows)
 	t.Logf("What a child can try, and what happens:\n%s", table)
+	// Every run leaves its table in dist/ (not tracked), passing or not, so
+	// a CI log or a person can read what the last run saw.
+	if err := os.MkdirAll(repoFile(t, "dist"), 0o755); err == nil {
+		if err := os.WriteFile(repoFile(t, "dist/redteam.md"), []byte(redteam.ResultsFile(rows)), 0o644); err != nil {
+			t.Logf("dist/redteam.md: %v", err)
+		}
+	}
 	if os.Getenv("FAMGUARD_REDTEAM_UPDATE") == "1" {
 		if t.Failed() {
 			t.Fatal("not writing results.md and the README from a failed run")
@@ -292,7 +306,7 @@ func newRTLab(t *testing.T) *rtLab {
 		t.Fatal(err)
 	}
 	r := &rtLab{familyLab: f, t: t, exe: exe, held: map[string]*bgProc{}}
-	for _, a := range [][2]string{{rtSite4, rtSite6}, {rtRogue4, rtRogue6}, {rtListed4, rtListed6}, {rtOther4, rtOther6}, {rtProxy4, rtProxy6}} {
+	for _, a := range [][2]string{{rtSite4, rtSite6}, {rtFlow4, rtFlow6}, {rtRogue4, rtRogue6}, {rtListed4, rtListed6}, {rtOther4, rtOther6}, {rtProxy4, rtProxy6}} {
 		r.ip(f.Internet, "addr", "add", a[0]+"/24", "dev", "eth0")
 		r.ip(f.Internet, "addr", "add", a[1]+"/64", "dev", "eth0", "nodad")
 	}
@@ -323,6 +337,7 @@ func newRTLab(t *testing.T) *rtLab {
 	// The outside resolver: the names the techniques ask for.
 	r.dnsmasq(f.Internet, "--listen-address="+inet4+","+inet6, "--bind-interfaces", "--local=/example/", "--local-ttl=60",
 		"--host-record=blocked.example,"+rtSite4+","+rtSite6,
+		"--host-record=flows.example,"+rtFlow4+","+rtFlow6,
 		"--host-record=ok.example,"+inet4+","+inet6,
 		"--cname=cname.example,blocked.example",
 		"--txt-record=blocked.example,blocked-txt",
@@ -339,18 +354,19 @@ func newRTLab(t *testing.T) *rtLab {
 		args = append(args, "--udp-dns", a+":5353", "--tcp-dns", a+":5353", "--udp-dns", a+":443", "--tcp-dns", a+":443")
 	}
 	for _, a := range []string{rtListed4, "[" + rtListed6 + "]", rtOther4, "[" + rtOther6 + "]"} {
-		args = append(args, "--doh", a+":443", "--tcp-dns", a+":853", "--echo-udp", a+":443")
+		args = append(args, "--doh", a+":443", "--doh", a+":8443", "--tcp-dns", a+":853", "--udp-dns", a+":853",
+			"--echo-udp", a+":443", "--echo-udp", a+":51820")
 	}
 	r.serve(f.Internet, args...)
 	// Alice and Bob serve echo for the inbound and LAN techniques.
-	r.serve(f.alice, "serve", "--echo-tcp", "[::]:7100", "--echo-udp", "[::]:7100")
+	r.aliceEcho = r.serve(f.alice, "serve", "--echo-tcp", "[::]:7100", "--echo-udp", "[::]:7100")
 	r.serve(f.bob, "serve", "--echo-tcp", "[::]:7100")
 
 	cats := filepath.Join(f.profiles, "..", "categories")
 	if err := os.MkdirAll(cats, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(cats, "gambling.txt"), "# the lab's blocked site\nblocked.example\n")
+	writeFile(t, filepath.Join(cats, "gambling.txt"), "# the lab's blocked sites\nblocked.example\nflows.example\n")
 	writeFile(t, filepath.Join(f.profiles, "..", "doh.txt"), "# the lab's listed resolver\ndoh.example\n"+rtListed4+"\n"+rtListed6+"\n")
 	writeFile(t, filepath.Join(f.profiles, "family.yaml"), rtProfile("21:00"))
 
@@ -472,12 +488,13 @@ func (p *bgProc) waitLine(d time.Duration, match func(string) bool) (bgLine, boo
 }
 
 // serve starts a tool server in h and waits until it listens.
-func (r *rtLab) serve(h *lab.Host, args ...string) {
+func (r *rtLab) serve(h *lab.Host, args ...string) *bgProc {
 	r.t.Helper()
 	p := r.bg(h, args...)
 	if _, ok := p.waitLine(10*time.Second, func(s string) bool { return s == "ready" }); !ok {
 		r.t.Fatalf("the tool server in %s did not start (%v)", h.Name, args)
 	}
+	return p
 }
 
 // become gives Alice's namespace a MAC and fresh addresses (a new device
@@ -494,6 +511,54 @@ func (r *rtLab) become(mac string, n int) (src4, src6 string, undo func()) {
 		// The router forgets the made-up device's addresses.
 		_, _ = r.Cmd(context.Background(), r.Router, "ip", "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
 		_, _ = r.Cmd(context.Background(), r.Router, "ip", "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+	}
+}
+
+// strictSetHas logs, when a strict technique got through, whether the
+// address was open in Alice's strict set (and so which part let it in).
+func (r *rtLab) strictSetHas(o redteam.Outcome, addr string) {
+	if o.Kind() != "connected" && o.Kind() != "reply" || !rtHaveStrictKeys {
+		return
+	}
+	out, err := r.Run(context.Background(), r.Router, "ipset", "list", "fg-alice4")
+	r.t.Logf("%s got through to %s; Alice's strict set (%v):\n%s", o, addr, err, out)
+}
+
+// waitOffline waits until the agent's status says Alice is offline, and
+// notes when.
+func (r *rtLab) waitOffline(after string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.agent.device(aliceMAC).Online {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("Alice still online 10 s after %s:\n%s", after, r.agent.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.offline = time.Now()
+}
+
+// waitReload waits until the agent's last reload has the given outcome
+// (and, when refused, names file among its problems).
+func (r *rtLab) waitReload(ok bool, file string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := r.agent.statusErr()
+		if err != nil {
+			r.t.Logf("status (polled again): %v", err)
+		}
+		lr := st.LastReload
+		if err == nil && lr.OK == ok && (ok || strings.Contains(strings.Join(lr.Problems, "\n")+lr.Message, file)) {
+			if !ok {
+				r.t.Logf("the agent refused the push: %s %v", lr.Message, lr.Problems)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the agent's last reload is not ok=%v (%s) after 10 s: %+v", ok, file, lr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -541,13 +606,13 @@ func one(o redteam.Outcome) []redteam.Outcome { return []redteam.Outcome{o} }
 func blockedName(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		if o.Refused() {
-			return redteam.Holds, "the network refused it: " + string(o)
+			return redteam.Holds, "refused by the network: " + o.Human()
 		}
 		if o.Kind() != "answer" {
-			return redteam.Unclear, string(o)
+			return redteam.Unclear, o.Human()
 		}
 		recs := o.Records()
-		desc := strings.TrimSpace(o.Rcode() + " " + strings.Join(recs, " "))
+		desc := o.Human()
 		switch o.Rcode() {
 		case "NXDOMAIN", "REFUSED":
 			return redteam.Holds, desc
@@ -557,7 +622,8 @@ func blockedName(outs []redteam.Outcome) (redteam.Verdict, string) {
 		}
 		null := true
 		for _, rec := range recs {
-			if strings.Contains(rec, rtSite4) || strings.Contains(rec, rtSite6) || strings.HasPrefix(rec, "TXT:blocked") ||
+			if strings.Contains(rec, rtSite4) || strings.Contains(rec, rtSite6) || strings.Contains(rec, rtFlow4) || strings.Contains(rec, rtFlow6) ||
+				strings.HasPrefix(rec, "TXT:blocked") ||
 				(strings.HasPrefix(rec, "HTTPS:") || strings.HasPrefix(rec, "SVCB:")) && strings.Contains(rec, "blocked.example") {
 				return redteam.Bypass, desc
 			}
@@ -567,9 +633,6 @@ func blockedName(outs []redteam.Outcome) (redteam.Verdict, string) {
 		}
 		if !null {
 			return redteam.Unclear, desc
-		}
-		if len(recs) == 0 {
-			return redteam.Holds, "NOERROR, no records"
 		}
 		return redteam.Holds, desc
 	})
@@ -581,13 +644,13 @@ func tunnel(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		switch {
 		case o.Refused():
-			return redteam.Holds, "the network refused it: " + string(o)
+			return redteam.Holds, "refused by the network: " + o.Human()
 		case o.Rcode() == "REFUSED" || o.Rcode() == "NXDOMAIN":
-			return redteam.Holds, o.Rcode()
+			return redteam.Holds, o.Human()
 		case o.Rcode() == "NOERROR" && strings.Contains(string(o), "TXT:tunnel-payload"):
-			return redteam.Bypass, "NOERROR " + strings.Join(o.Records(), " ")
+			return redteam.Bypass, o.Human()
 		}
-		return redteam.Unclear, string(o)
+		return redteam.Unclear, o.Human()
 	})
 }
 
@@ -597,11 +660,11 @@ func reach(outs []redteam.Outcome) (redteam.Verdict, string) {
 	return each(outs, func(o redteam.Outcome) (redteam.Verdict, string) {
 		switch {
 		case o.Kind() == "connected" || o.Kind() == "reply":
-			return redteam.Bypass, string(o)
+			return redteam.Bypass, o.Human()
 		case o.Refused():
-			return redteam.Holds, string(o)
+			return redteam.Holds, o.Human()
 		}
-		return redteam.Unclear, string(o)
+		return redteam.Unclear, o.Human()
 	})
 }
 
@@ -644,18 +707,20 @@ func each(outs []redteam.Outcome, judge func(redteam.Outcome) (redteam.Verdict, 
 	return redteam.Holds, summary(holds)
 }
 
-// ping judges `ping` output: a reply is a bypass, an ICMP prohibited or
-// filtered holds.
+// pingOutcome reads `ping` output: a reply is a bypass, an ICMP error
+// ("Packet filtered", "Administratively prohibited") holds.
 func pingOutcome(out string) redteam.Outcome {
-	low := strings.ToLower(out)
-	switch {
-	case strings.Contains(low, "bytes from"):
+	if strings.Contains(out, "bytes from") {
 		return "reply echo"
-	case strings.Contains(low, "prohibited") || strings.Contains(low, "filtered"):
-		for _, line := range strings.Split(out, "\n") {
-			if l := strings.ToLower(line); strings.Contains(l, "prohibited") || strings.Contains(l, "filtered") {
-				return redteam.Outcome("prohibited " + strings.TrimSpace(line))
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if l := strings.ToLower(line); strings.Contains(l, "prohibited") || strings.Contains(l, "filtered") {
+			// "From 192.0.2.1 icmp_seq=1 Packet filtered"
+			f := strings.Fields(line)
+			if len(f) > 3 && f[0] == "From" {
+				return redteam.Outcome(fmt.Sprintf("prohibited ping: %s (from %s)", strings.Join(f[3:], " "), f[1]))
 			}
+			return redteam.Outcome("prohibited ping: " + strings.TrimSpace(line))
 		}
 	}
 	return "timeout"
@@ -668,9 +733,14 @@ func (r *rtLab) ping(h *lab.Host, to string) redteam.Outcome {
 	return pingOutcome(string(out))
 }
 
-// holdFor reads a held flow: "closed" with a reset or ICMP is the real cut,
-// still echoing 6 s after bedtime is a bypass.
-func (r *rtLab) holdResult(name string) redteam.Outcome {
+// holdResult reads a held flow: "closed" with a reset or ICMP is the real
+// cut; still echoing 5 s after the agent said Alice is offline is a bypass
+// (the goal is 1 s; the margin is for a loaded machine).
+//
+// local is, for a flow from the internet to Alice's echo server, her end's
+// address: a router that cuts such a flow by resetting her end leaves the
+// internet side with silence, so the real answer is read at her end.
+func (r *rtLab) holdResult(name, local string) redteam.Outcome {
 	p := r.held[name]
 	if p == nil {
 		return "error the flow was not prepared"
@@ -678,17 +748,65 @@ func (r *rtLab) holdResult(name string) redteam.Outcome {
 	if _, ok := p.waitLine(0, func(s string) bool { return s == "open" }); !ok {
 		return "error the flow never opened before bedtime"
 	}
-	l, ok := p.waitLine(time.Until(r.bedtime.Add(6*time.Second)), func(s string) bool { return strings.HasPrefix(s, "closed") })
+	l, ok := p.waitLine(time.Until(r.offline.Add(5*time.Second)), func(s string) bool { return strings.HasPrefix(s, "closed") })
 	if !ok {
-		return "connected (still echoing 6 s after bedtime)"
+		return "connected (still echoing 5 s after she went offline)"
+	}
+	if l.text == "closed timeout" && local != "" {
+		// An inbound flow: the router may have answered the child's end.
+		if e, ok := r.aliceEcho.waitLine(0, func(s string) bool {
+			f := strings.Fields(s)
+			return len(f) >= 4 && f[0] == "end" && f[1] == local && (f[3] == "reset" || f[3] == "prohibited")
+		}); ok && e.at.After(r.bedtime) {
+			r.t.Logf("%s: the child's end saw %q %v after the profile moved bedtime", name, e.text, e.at.Sub(r.bedtime).Round(10*time.Millisecond))
+			return redteam.Outcome(strings.Fields(e.text)[3] + " (of the child's end; the internet side heard nothing more)")
+		}
 	}
 	// How soon is in the log, not the table (it varies from run to run).
 	r.t.Logf("%s: %s %v after the profile moved bedtime", name, l.text, l.at.Sub(r.bedtime).Round(10*time.Millisecond))
 	return redteam.Outcome(strings.TrimPrefix(l.text, "closed "))
 }
 
+// lineAfter is the outcome of the first query a repeating `dns --every`
+// flow sent after since.
+func (r *rtLab) lineAfter(name string, since time.Time) redteam.Outcome {
+	p := r.held[name]
+	if p == nil {
+		return "error the flow was not prepared"
+	}
+	l, ok := p.waitLine(time.Until(since)+5*time.Second, func(s string) bool {
+		at, err := time.Parse(time.RFC3339Nano, strings.Fields(s)[0])
+		return err == nil && at.After(since)
+	})
+	if !ok {
+		return "error the repeating DNS flow stopped"
+	}
+	return redteam.Outcome(strings.SplitN(l.text, " ", 2)[1])
+}
+
+// prepareDNSFlow starts a repeating query from Alice (`dns --every`, one
+// fixed source port: the same flow to conntrack) and waits for its first
+// answer; lineAfter reads it later.
+func (r *rtLab) prepareDNSFlow(key, server, name, qtype, sport string) {
+	r.prepareDNSFlowEvery(key, server, name, qtype, sport, "300ms")
+}
+
+func (r *rtLab) prepareDNSFlowEvery(key, server, name, qtype, sport, every string) {
+	p := r.bg(r.alice, "dns", "--server", server, "--name", name, "--type", qtype, "--sport", sport, "--every", every)
+	r.held[key] = p
+	if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
+		r.t.Logf("the DNS flow %q got no answer when it was opened", key)
+	}
+}
+
 // prepareHold opens a held flow from h to to (from src) before bedtime.
 func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
+	if h == r.alice {
+		// As an app would: look the server up first (under strict egress
+		// only addresses famguard answered are reachable).
+		r.ask("192.0.2.1:53", "ok.example", "A")
+		r.ask("192.0.2.1:53", "ok.example", "AAAA")
+	}
 	args := []string{"hold", "--to", to}
 	if src != "" {
 		args = append(args, "--src", src)
@@ -700,11 +818,61 @@ func (r *rtLab) prepareHold(name string, h *lab.Host, to, src string) {
 	}
 }
 
+// askBoth is an attack: blocked.example from Alice to a server's IPv4
+// (A) and IPv6 (AAAA) address on port, over proto (udp, tcp or doh).
+func askBoth(host4, host6, port, proto string) func(r *rtLab) []redteam.Outcome {
+	return func(r *rtLab) []redteam.Outcome {
+		return []redteam.Outcome{r.ask(host4+":"+port, "blocked.example", "A", "--proto", proto),
+			r.ask("["+host6+"]:"+port, "blocked.example", "AAAA", "--proto", proto)}
+	}
+}
+
+// datagramBoth is an attack: a UDP datagram from Alice to a server's IPv4
+// and IPv6 address on port (QUIC, a VPN), waiting for its echo.
+func datagramBoth(host4, host6, port string) func(r *rtLab) []redteam.Outcome {
+	return func(r *rtLab) []redteam.Outcome {
+		return []redteam.Outcome{r.tool(r.alice, "udp", "--to", host4+":"+port), r.tool(r.alice, "udp", "--to", "["+host6+"]:"+port)}
+	}
+}
+
+// heldFlows is a technique: TCP flows from Alice to the internet host over
+// both families, opened before the phase begins, must be cut in it.
+func heldFlows(name, phase string) technique {
+	return technique{name: name, phase: phase,
+		prepare: func(r *rtLab) {
+			r.prepareHold(name+" v4", r.alice, inet4+":7000", "")
+			r.prepareHold(name+" v6", r.alice, "["+inet6+"]:7000", "")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.holdResult(name+" v4", ""), r.holdResult(name+" v6", "")}
+		},
+		verdict: reach}
+}
+
+// rtRestart is the last phase: the agent starts (again) at Alice's bedtime,
+// after its rules were removed.
+const rtRestart = "agent starts at bedtime"
+
 // A fresh IPv6 address of Alice's, added just before it is used.
 const rtFresh6 = "2001:db8:1::f1"
 
 var rtTechniques = []technique{
 	// Daytime: Alice is online with gambling blocked (blocked.example).
+	{name: "a blocked name asked again and again while the agent starts, then its address", phase: "daytime",
+		needs: "strict: true",
+		// Every 25 ms across the agent's start: an answer that leaves the
+		// filter before its lists are loaded is the real one, and a strict
+		// set opens its address for the TTL plus grace.
+		prepare: func(r *rtLab) {
+			r.prepareDNSFlowEvery("start loop", "192.0.2.1:53", "flows.example", "A", "40056", "25ms")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			r.held["start loop"].stop()
+			o := r.tool(r.alice, "tcp", "--to", rtFlow4+":8080", "--http")
+			r.strictSetHas(o, rtFlow4)
+			return one(o)
+		},
+		verdict: reach},
 	{name: "ask the router's resolver for a blocked name", phase: "daytime",
 		attack:  func(r *rtLab) []redteam.Outcome { return one(r.ask("192.0.2.1:53", "blocked.example", "A")) },
 		verdict: blockedName},
@@ -720,6 +888,11 @@ var rtTechniques = []technique{
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.ask(inet4+":53", "blocked.example", "A"), r.ask(inet4+":53", "blocked.example", "A", "--proto", "tcp"),
 				r.ask("["+inet6+"]:53", "blocked.example", "AAAA"), r.ask("["+inet6+"]:53", "blocked.example", "AAAA", "--proto", "tcp")}
+		},
+		verdict: blockedName},
+	{name: "ask the router's resolver at its WAN address", phase: "daytime",
+		attack: func(r *rtLab) []redteam.Outcome {
+			return []redteam.Outcome{r.ask("198.51.100.1:53", "blocked.example", "A"), r.ask("[2001:db8:2::1]:53", "blocked.example", "AAAA")}
 		},
 		verdict: blockedName},
 	{name: "mixed case and a subdomain of a blocked name", phase: "daytime",
@@ -742,7 +915,7 @@ var rtTechniques = []technique{
 	{name: "HTTPS record pointing at a blocked name", phase: "daytime",
 		attack:  func(r *rtLab) []redteam.Outcome { return one(r.ask("192.0.2.1:53", "svc.example", "HTTPS")) },
 		verdict: blockedName},
-	{name: "DNS from 10 fresh IPv4 addresses", phase: "daytime",
+	{name: "DNS from 10 fresh IPv4 addresses (static, no DHCP lease)", phase: "daytime",
 		setup: func(r *rtLab) func() {
 			for i := 0; i < 10; i++ {
 				r.ip(r.alice, "addr", "add", fmt.Sprintf("192.0.2.%d/24", 150+i), "dev", "eth0")
@@ -781,20 +954,15 @@ var rtTechniques = []technique{
 		},
 		verdict: blockedName},
 	{name: "ARP claim of the brother's IPv4 address, then DNS", phase: "daytime",
-		setup: func(r *rtLab) func() {
-			bob4 := r.bob.IPv4.String()
-			_, _ = r.Run(context.Background(), r.bob, "ping", "-c1", "-W1", "-q", "192.0.2.1") // the router knows Bob
-			r.ip(r.alice, "addr", "add", bob4+"/32", "dev", "eth0")
-			return func() {
-				r.ip(r.alice, "addr", "del", bob4+"/32", "dev", "eth0")
-				// Bob claims his address back.
-				if o := r.tool(r.bob, "garp", "--iface", "eth0", "--ip", bob4); o != "" {
-					r.t.Logf("bob's gratuitous ARP: %s", o)
-				}
-			}
-		},
+		setup: func(r *rtLab) func() { return r.claim(r.bob) },
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.ask("192.0.2.1:53", "blocked.example", "A", "--src", r.bob.IPv4.String(), "--garp", "eth0"))
+		},
+		verdict: blockedName},
+	{name: "ARP claim of the parent's IPv4 address, then DNS", phase: "daytime",
+		setup: func(r *rtLab) func() { return r.claim(r.parent) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.ask("192.0.2.1:53", "blocked.example", "A", "--src", r.parent.IPv4.String(), "--garp", "eth0"))
 		},
 		verdict: blockedName},
 	{name: "new random (locally administered) MAC, then DNS", phase: "daytime",
@@ -822,97 +990,112 @@ var rtTechniques = []technique{
 		// A socket that asked the outside resolver before the agent put its
 		// redirect in place keeps asking from the same port.
 		prepare: func(r *rtLab) {
-			p := r.bg(r.alice, "dns", "--server", inet4+":53", "--name", "blocked.example", "--sport", "40053", "--every", "300ms")
-			r.held["DNS flow opened before the agent started"] = p
-			if _, ok := p.waitLine(10*time.Second, func(s string) bool { return strings.Contains(s, " answer ") }); !ok {
-				r.t.Log("the early DNS flow got no answer before the agent started")
-			}
+			r.prepareDNSFlow("DNS flow opened before the agent started", inet4+":53", "flows.example", "A", "40053")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
-			p := r.held["DNS flow opened before the agent started"]
-			since := time.Now()
-			l, ok := p.waitLine(5*time.Second, func(s string) bool {
-				f := strings.Fields(s)
-				at, err := time.Parse(time.RFC3339Nano, f[0])
-				return err == nil && at.After(since)
-			})
-			if !ok {
-				return one("error the early DNS flow stopped")
-			}
-			return one(redteam.Outcome(strings.SplitN(l.text, " ", 2)[1]))
+			return one(r.lineAfter("DNS flow opened before the agent started", time.Now()))
 		},
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 5353", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":5353", "blocked.example", "A"), r.ask("["+rtRogue6+"]:5353", "blocked.example", "AAAA")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "5353", "udp"),
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on UDP 443", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A"), r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "443", "udp"),
 		verdict: blockedName},
 	{name: "DNS to an outside resolver on TCP 443", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtRogue4+":443", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtRogue6+"]:443", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtRogue4, rtRogue6, "443", "tcp"),
 		verdict: blockedName},
 	{name: "DNS over TLS (853) to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtListed4+":853", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtListed6+"]:853", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		attack:  askBoth(rtListed4, rtListed6, "853", "tcp"),
 		verdict: blockedName},
 	{name: "DNS over TLS (853) to an unlisted resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":853", "blocked.example", "A", "--proto", "tcp"),
-				r.ask("["+rtOther6+"]:853", "blocked.example", "AAAA", "--proto", "tcp")}
-		},
+		attack:  askBoth(rtOther4, rtOther6, "853", "tcp"),
+		verdict: blockedName},
+	{name: "DNS over QUIC (UDP 853) to an unlisted resolver", phase: "daytime",
+		// Plain DNS on UDP 853 stands in for DoQ: the firewall sees the same.
+		attack:  askBoth(rtOther4, rtOther6, "853", "udp"),
 		verdict: blockedName},
 	{name: "DNS over HTTPS to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtListed4+":443", "blocked.example", "A", "--proto", "doh"),
-				r.ask("["+rtListed6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
-		},
+		attack:  askBoth(rtListed4, rtListed6, "443", "doh"),
 		verdict: blockedName},
 	{name: "DNS over HTTPS to an unlisted resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ask(rtOther4+":443", "blocked.example", "A", "--proto", "doh"),
-				r.ask("["+rtOther6+"]:443", "blocked.example", "AAAA", "--proto", "doh")}
-		},
+		needs:   "strict: true",
+		attack:  askBoth(rtOther4, rtOther6, "443", "doh"),
+		verdict: blockedName},
+	{name: "DNS over HTTPS on port 8443 to an unlisted resolver", phase: "daytime",
+		needs:   "strict: true",
+		attack:  askBoth(rtOther4, rtOther6, "8443", "doh"),
 		verdict: blockedName},
 	{name: "QUIC (UDP 443) to a listed resolver", phase: "daytime",
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtListed4+":443"), r.tool(r.alice, "udp", "--to", "["+rtListed6+"]:443")}
-		},
+		attack:  datagramBoth(rtListed4, rtListed6, "443"),
 		verdict: reach},
 	{name: "QUIC (UDP 443) to an unlisted server", phase: "daytime",
+		needs:   "strict: true",
+		attack:  datagramBoth(rtOther4, rtOther6, "443"),
+		verdict: reach},
+	{name: "a VPN by address (WireGuard's UDP 51820)", phase: "daytime",
+		needs:   "strict: true",
+		attack:  datagramBoth(rtOther4, rtOther6, "51820"),
+		verdict: reach},
+	{name: "the blocked site on an allowed name's address (shared hosting)", phase: "daytime",
+		limit: "famguard filters names and the addresses it answered, not content: a blocked site served from the same address as an allowed one (shared hosting, a CDN, domain fronting) is reachable through it",
 		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.tool(r.alice, "udp", "--to", rtOther4+":443"), r.tool(r.alice, "udp", "--to", "["+rtOther6+"]:443")}
+			// ok.example resolves to the internet host, which also serves
+			// the blocked site: ask for it by the Host header.
+			if o := r.ask("192.0.2.1:53", "ok.example", "A"); !strings.Contains(string(o), inet4) {
+				return one("error ok.example did not resolve: " + o)
+			}
+			return one(r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--host", "blocked.example"))
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv4)", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
-			return one(r.tool(r.alice, "tcp", "--to", rtSite4+":8080", "--http"))
+			o := r.tool(r.alice, "tcp", "--to", rtSite4+":8080", "--http")
+			r.strictSetHas(o, rtSite4)
+			return one(o)
 		},
 		verdict: reach},
 	{name: "IP literal of a blocked site (IPv6)", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return one(r.tool(r.alice, "tcp", "--to", "["+rtSite6+"]:8080", "--http"))
 		},
 		verdict: reach},
 	{name: "HTTP proxy by address", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "proxy", "--proxy", rtProxy4+":3128", "--url", "http://"+rtSite4+":8080/"),
 				r.tool(r.alice, "proxy", "--proxy", "["+rtProxy6+"]:3128", "--url", "http://"+rtSite4+":8080/")}
 		},
 		verdict: reach},
 	{name: "ping an IP literal", phase: "daytime",
+		needs: "strict: true",
 		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.ping(r.alice, rtSite4), r.ping(r.alice, rtSite6)}
+			o4 := r.ping(r.alice, rtSite4)
+			r.strictSetHas(o4, rtSite4)
+			return []redteam.Outcome{o4, r.ping(r.alice, rtSite6)}
 		},
 		verdict: reach},
+	{name: "flood the DNS filter, then ask for a blocked name", phase: "daytime",
+		// Does it fail open under load? 3,000 queries/s for 3 s from Alice
+		// (over her rate limit: UDP is dropped, TCP answered REFUSED), and
+		// meanwhile the blocked name over TCP, which always gets an answer.
+		attack: func(r *rtLab) []redteam.Outcome {
+			flood := r.Cmd(context.Background(), r.alice, binary(r.t, "labhost"), "dnsload", "--server", "192.0.2.1:53", "--mode", "flood",
+				"--rate", "3000", "--for", "3s", "--name", "flood")
+			if err := flood.Start(); err != nil {
+				return one(redteam.Outcome("error " + err.Error()))
+			}
+			defer func() { _ = flood.Wait() }()
+			time.Sleep(time.Second)
+			return []redteam.Outcome{r.ask("192.0.2.1:53", "blocked.example", "A", "--proto", "tcp"),
+				r.ask("[2001:db8:1::1]:53", "blocked.example", "AAAA", "--proto", "tcp")}
+		},
+		verdict: blockedName},
 
 	// Bedtime: Alice's profile sends her offline.
 	{name: "the web at bedtime (both families)", phase: "bedtime",
@@ -943,6 +1126,23 @@ var rtTechniques = []technique{
 			return one(r.ask("192.0.2.1:53", "tunnel.example", "TXT", "--proto", "tcp"))
 		},
 		verdict: tunnel},
+	{name: "DNS tunnelling at bedtime over a DNS flow opened before bedtime", phase: "bedtime",
+		// The same socket (source port) keeps asking across the transition.
+		prepare: func(r *rtLab) {
+			r.prepareDNSFlow("DNS flow opened before bedtime", "192.0.2.1:53", "tunnel.example", "TXT", "40054")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.lineAfter("DNS flow opened before bedtime", r.offline.Add(time.Second)))
+		},
+		verdict: tunnel},
+	{name: "ARP claim of the brother's IPv4 address at bedtime, then the web", phase: "bedtime",
+		setup: func(r *rtLab) func() { return r.claim(r.bob) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			// Announce the claim, so the router sends her the replies.
+			r.tool(r.alice, "garp", "--iface", "eth0", "--ip", r.bob.IPv4.String())
+			return one(r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", r.bob.IPv4.String()))
+		},
+		verdict: reach},
 	{name: "fresh IPv4 and IPv6 addresses at bedtime", phase: "bedtime",
 		setup: func(r *rtLab) func() {
 			r.ip(r.alice, "addr", "add", "192.0.2.160/24", "dev", "eth0")
@@ -976,6 +1176,27 @@ var rtTechniques = []technique{
 		attack: func(r *rtLab) []redteam.Outcome {
 			return []redteam.Outcome{r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", "192.0.2.206"),
 				r.tool(r.alice, "tcp", "--to", "["+inet6+"]:8080", "--http", "--src", "2001:db8:1::c8:6")}
+		},
+		verdict: reach},
+	{name: "a broken profile push that would free her (her laptop trusted, unknown devices allowed)", phase: "bedtime",
+		// Not a child's move: a parent's or operator's bad push. It must be
+		// refused as a whole, the last good policy staying in force.
+		setup: func(r *rtLab) func() {
+			bad := filepath.Join(r.profiles, "zz-push.yaml")
+			writeFile(r.t, bad, fmt.Sprintf("version: 1\nunknown_devices: allow\ntrusted:\n  - {mac: %q, name: \"Alice's laptop\"}\n", aliceMAC))
+			r.waitReload(false, "zz-push.yaml")
+			return func() {
+				if err := os.Remove(bad); err != nil {
+					r.t.Fatal(err)
+				}
+				r.waitReload(true, "")
+			}
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			outs := []redteam.Outcome{r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http")}
+			_, _, undo := r.become("00:16:3e:11:22:09", 9)
+			defer undo()
+			return append(outs, r.tool(r.alice, "tcp", "--to", inet4+":8080", "--http", "--src", "192.0.2.209"))
 		},
 		verdict: reach},
 	{name: "the brother's MAC at bedtime, while he is away", phase: "bedtime",
@@ -1024,35 +1245,58 @@ var rtTechniques = []technique{
 			return one(r.tool(r.Internet, "udp", "--to", "[2001:db8:1::e:2]:7100"))
 		},
 		verdict: reach},
-	{name: "flow opened before bedtime (TCP, both families)", phase: "bedtime",
-		prepare: func(r *rtLab) {
-			r.prepareHold("before bedtime v4", r.alice, inet4+":7000", "")
-			r.prepareHold("before bedtime v6", r.alice, "["+inet6+"]:7000", "")
-		},
-		attack: func(r *rtLab) []redteam.Outcome {
-			return []redteam.Outcome{r.holdResult("before bedtime v4"), r.holdResult("before bedtime v6")}
-		},
-		verdict: reach},
+	heldFlows("flow opened before bedtime (TCP, both families)", "bedtime"),
 	{name: "flow opened before bedtime from a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.ip(r.alice, "addr", "add", rtFresh6+"/64", "dev", "eth0", "nodad")
 			r.prepareHold("before bedtime fresh", r.alice, "["+inet6+"]:7000", rtFresh6)
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("before bedtime fresh")) },
+		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("before bedtime fresh", "")) },
 		verdict: reach},
 	{name: "inbound flow opened before bedtime (from the internet)", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.prepareHold("inbound before bedtime", r.Internet, "["+r.alice.IPv6.String()+"]:7100", "")
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("inbound before bedtime")) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.holdResult("inbound before bedtime", "["+r.alice.IPv6.String()+"]:7100"))
+		},
 		verdict: reach},
 	{name: "inbound flow opened before bedtime to a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.ip(r.alice, "addr", "add", "2001:db8:1::e:3/64", "dev", "eth0", "nodad")
 			r.prepareHold("inbound fresh before bedtime", r.Internet, "[2001:db8:1::e:3]:7100", "")
 		},
-		attack:  func(r *rtLab) []redteam.Outcome { return one(r.holdResult("inbound fresh before bedtime")) },
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.holdResult("inbound fresh before bedtime", "[2001:db8:1::e:3]:7100"))
+		},
 		verdict: reach},
+
+	// The agent starts at bedtime; these flows were opened while it was not
+	// running and no rule of famguard's was in the kernel.
+	heldFlows("flow opened before the agent started (TCP, both families)", rtRestart),
+	{name: "DNS tunnelling over a DNS flow opened before the agent started", phase: rtRestart,
+		prepare: func(r *rtLab) {
+			r.prepareDNSFlow("DNS flow opened before the agent", "192.0.2.1:53", "tunnel.example", "TXT", "40055")
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			return one(r.lineAfter("DNS flow opened before the agent", r.offline.Add(time.Second)))
+		},
+		verdict: tunnel},
+}
+
+// claim lets Alice take h's IPv4 address (the attack announces it with a
+// gratuitous ARP, so the router sends the answers to her); the undo gives
+// it back and has h announce itself again.
+func (r *rtLab) claim(h *lab.Host) func() {
+	a := h.IPv4.String()
+	_, _ = r.Run(context.Background(), h, "ping", "-c1", "-W1", "-q", "192.0.2.1") // the router knows h
+	r.ip(r.alice, "addr", "add", a+"/32", "dev", "eth0")
+	return func() {
+		r.ip(r.alice, "addr", "del", a+"/32", "dev", "eth0")
+		if o := r.tool(h, "garp", "--iface", "eth0", "--ip", a); o != "announced" {
+			r.t.Logf("%s's gratuitous ARP: %s", h.Name, o)
+		}
+	}
 }
 
 // macvlan gives Alice a second interface with its own MAC and addresses
@@ -1073,5 +1317,56 @@ func (r *rtLab) macvlan(mac string, n int) func() {
 		r.ip(r.alice, "link", "del", "mv0")
 		_, _ = r.Cmd(context.Background(), r.Router, "ip", "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
 		_, _ = r.Cmd(context.Background(), r.Router, "ip", "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+	}
+}
+
+// TestRedTeamVerdicts: only real answers make a verdict (no lab needed).
+func TestRedTeamVerdicts(t *testing.T) {
+	type O = redteam.Outcome
+	for _, tc := range []struct {
+		judge func([]redteam.Outcome) (redteam.Verdict, string)
+		outs  []O
+		want  redteam.Verdict
+	}{
+		{blockedName, []O{"answer NOERROR A:0.0.0.0"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR AAAA:::"}, redteam.Holds},
+		{blockedName, []O{"answer NXDOMAIN"}, redteam.Holds},
+		{blockedName, []O{"answer REFUSED"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR"}, redteam.Holds}, // no records
+		{blockedName, []O{"reset"}, redteam.Holds},
+		{blockedName, []O{"prohibited EACCES"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR A:" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR CNAME:blocked.example. A:" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR CNAME:blocked.example. A:0.0.0.0"}, redteam.Holds},
+		{blockedName, []O{"answer NOERROR HTTPS:1,blocked.example.,hint=" + rtSite4}, redteam.Bypass},
+		{blockedName, []O{"answer NOERROR TXT:blocked-txt"}, redteam.Bypass},
+		{blockedName, []O{"answer SERVFAIL"}, redteam.Unclear},
+		{blockedName, []O{"timeout"}, redteam.Unclear},
+		{blockedName, []O{"answer NOERROR A:192.0.2.99"}, redteam.Unclear}, // neither blocked nor the site
+		{blockedName, []O{"answer NXDOMAIN", "timeout"}, redteam.Unclear},
+		{blockedName, []O{"answer NXDOMAIN", "timeout", "answer NOERROR A:" + rtSite4}, redteam.Bypass},
+		{blockedName, nil, redteam.Unclear},
+		{tunnel, []O{"answer NOERROR TXT:tunnel-payload"}, redteam.Bypass},
+		{tunnel, []O{"answer REFUSED"}, redteam.Holds},
+		{tunnel, []O{"answer SERVFAIL"}, redteam.Unclear},
+		{tunnel, []O{"timeout"}, redteam.Unclear},
+		{reach, []O{"connected HTTP/1.0 200 OK"}, redteam.Bypass},
+		{reach, []O{"reply datagram"}, redteam.Bypass},
+		{reach, []O{"reset", "prohibited EHOSTUNREACH", "port-unreachable"}, redteam.Holds},
+		{reach, []O{"timeout"}, redteam.Unclear},
+		{reach, []O{"error closed without an answer"}, redteam.Unclear},
+	} {
+		if got, ev := tc.judge(tc.outs); got != tc.want {
+			t.Errorf("%v: got %s (%s), want %s", tc.outs, got, ev, tc.want)
+		}
+	}
+	for out, want := range map[string]redteam.Outcome{
+		"PING 192.0.2.1\n64 bytes from 198.51.100.20: icmp_seq=1 ttl=63 time=0.1 ms\n": "reply echo",
+		"From 192.0.2.1 icmp_seq=1 Packet filtered\n":                                  "prohibited ping: Packet filtered (from 192.0.2.1)",
+		"2 packets transmitted, 0 received, 100% packet loss\n":                        "timeout",
+	} {
+		if got := pingOutcome(out); got != want {
+			t.Errorf("pingOutcome(%q) = %q, want %q", out, got, want)
+		}
 	}
 }

@@ -12,7 +12,11 @@
 //     filtering on (a port per class), unknown devices offline;
 //   - famguard-all: the same with 249 of the 250 offline (the stress case);
 //   - naive:       249 MAC rules written straight into FORWARD, the way a
-//     simple tool would, for comparison.
+//     simple tool would, for comparison;
+//   - acct:        famguard-10 with daily-budget accounting on: the kernel's
+//     per-connection byte counters (nf_conntrack_acct=1, in the lab router
+//     only) and the agent dumping them every second (--account-every 1s,
+//     60 times its default).
 //
 // Every packet of an established connection costs famguard one connmark
 // test in mangle PREROUTING, a jump and two tests in filter FORWARD (the
@@ -109,7 +113,7 @@ func run() error {
 		return err
 	}
 	// One profile directory per famguard configuration.
-	offline := map[string]int{"famguard-10": min(10, *devices-1), "famguard-all": *devices - 1}
+	offline := map[string]int{"famguard-10": min(10, *devices-1), "famguard-all": *devices - 1, "acct": min(10, *devices-1)}
 	profiles := map[string]string{}
 	for c, n := range offline {
 		profiles[c] = filepath.Join(tmp, c)
@@ -132,7 +136,7 @@ func run() error {
 		return err
 	}
 
-	configs := []string{"none", "famguard-10", "famguard-all", "naive"}
+	configs := []string{"none", "famguard-10", "famguard-all", "naive", "acct"}
 	results := map[string][]float64{}
 	ratios := map[string][]float64{} // each run divided by its round's "none"
 	for r := 0; r < *rounds; r++ {
@@ -143,8 +147,16 @@ func run() error {
 		for _, c := range order {
 			var agentCmd *exec.Cmd
 			switch c {
-			case "famguard-10", "famguard-all":
-				agentCmd = l.Cmd(ctx, l.Router, agent, "run", "--profiles", profiles[c], "--state", state, "--categories", cats, "--saved-state", "", "--boot-policy", "schedule")
+			case "famguard-10", "famguard-all", "acct":
+				args := []string{agent, "run", "--profiles", profiles[c], "--state", state, "--categories", cats, "--saved-state", "", "--boot-policy", "schedule",
+					"--overrides", filepath.Join(tmp, "overrides.json")}
+				if c == "acct" {
+					args = append(args, "--account-every", "1s")
+				}
+				if err := setAcct(ctx, l, c == "acct"); err != nil {
+					return err
+				}
+				agentCmd = l.Cmd(ctx, l.Router, args...)
 				if *debug {
 					agentCmd.Stdout, agentCmd.Stderr = os.Stdout, os.Stdout
 				}
@@ -175,6 +187,13 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
+			if strings.HasPrefix(c, "famguard") {
+				walked, forwarded, err := pathCounters(ctx, l)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("        %s: %d of %d forwarded packets walked the MAC list (the rest: one connmark test)\n", c, walked, forwarded)
+			}
 			if *debug && strings.HasPrefix(c, "famguard") {
 				out, _ := l.Run(ctx, l.Router, "iptables-save", "-c")
 				fmt.Println(out)
@@ -185,7 +204,7 @@ func run() error {
 			round[c] = gbps
 			fmt.Printf("round %d %-12s %6.2f Gbit/s\n", r+1, c, gbps)
 			switch c {
-			case "famguard-10", "famguard-all":
+			case "famguard-10", "famguard-all", "acct":
 				if out, err := l.Run(ctx, l.Router, agent, "cleanup", "--state", state); err != nil {
 					return fmt.Errorf("cleanup: %v %s", err, out)
 				}
@@ -213,6 +232,21 @@ func run() error {
 	}
 	fmt.Printf("  (none: the router's own conntrack rule only; famguard-10 / famguard-all: %d devices configured, %d / %d offline;\n   naive: %d MAC rules at the top of FORWARD; bare, no firewall at all, for scale: %.2f Gbit/s)\n",
 		*devices, offline["famguard-10"], offline["famguard-all"], *devices-1, bare)
+	fmt.Printf("  acct: famguard-10 with budget accounting (conntrack byte counters, a pass every second); accounting on vs off: %.3f× (ratio of medians, same run)\n",
+		median(results["acct"])/median(results["famguard-10"]))
+	return nil
+}
+
+// setAcct turns the kernel's per-connection byte counters on or off in the
+// lab router (new connections only; each iperf3 run opens new ones).
+func setAcct(ctx context.Context, l *lab.Lab, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if out, err := l.Run(ctx, l.Router, "sysctl", "-w", "net.netfilter.nf_conntrack_acct="+v); err != nil {
+		return fmt.Errorf("nf_conntrack_acct: %v %s", err, out)
+	}
 	return nil
 }
 
@@ -232,18 +266,26 @@ func waitRules(ctx context.Context, l *lab.Lab, want int) error {
 
 func iperf(ctx context.Context, l *lab.Lab, h *lab.Host) (float64, error) {
 	out, err := l.Cmd(ctx, h, "iperf3", "-c", lab.InternetIPv4.String(), "-t", fmt.Sprint(*secs), "-J").Output()
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v", err)
-	}
 	var res struct {
-		End struct {
+		Error string `json:"error"` // set (with exit status 0 or not) when the test did not run
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return 0, err
+	if jerr := json.Unmarshal(out, &res); jerr != nil && err == nil {
+		err = jerr
+	}
+	switch {
+	case res.Error != "":
+		return 0, fmt.Errorf("iperf3: %s", res.Error)
+	case err != nil:
+		return 0, fmt.Errorf("iperf3: %v", err)
+	case res.End.SumReceived.BitsPerSecond <= 0:
+		// No error and no bytes: the path is blocked or the test never
+		// ran. A throughput figure of 0 is never a measurement.
+		return 0, fmt.Errorf("iperf3 received nothing in %d s (is the tester offline?)", *secs)
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e9, nil
 }
@@ -258,4 +300,32 @@ func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+// pathCounters reads the kernel's rule counters after a measurement: how
+// many packets entered famguard's MAC list (mangle PREROUTING's jump: only
+// packets of connections without a device ID) and how many were forwarded
+// (filter FORWARD's jump, every forwarded packet). The cost per packet does
+// not depend on the machine's load: these counts show it.
+func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded uint64, err error) {
+	count := func(table, chain, target string) (uint64, error) {
+		out, err := l.Run(ctx, l.Router, "iptables-save", "-c", "-t", table)
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "-A "+chain+" ") && strings.HasSuffix(line, "-j "+target) {
+				var pk, by uint64
+				if _, err := fmt.Sscanf(line, "[%d:%d]", &pk, &by); err == nil {
+					return pk, nil
+				}
+			}
+		}
+		return 0, fmt.Errorf("no counter for %s %s -j %s", table, chain, target)
+	}
+	if walked, err = count("mangle", "PREROUTING", "FAMGUARD-MARK"); err != nil {
+		return 0, 0, err
+	}
+	forwarded, err = count("filter", "FORWARD", "FAMGUARD")
+	return walked, forwarded, err
 }

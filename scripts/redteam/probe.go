@@ -39,7 +39,7 @@ const EnvTool = "FAMGUARD_REDTEAM_TOOL"
 // Main runs one tool command and returns the exit code.
 //
 //	dns   --server HOST:PORT [--proto udp|tcp|doh] --name N [--type A] [--src IP] [--sport P] [--garp IFACE] [--every D]
-//	tcp   --to HOST:PORT [--src IP] [--http]
+//	tcp   --to HOST:PORT [--src IP] [--http [--host NAME]]
 //	udp   --to HOST:PORT [--src IP]
 //	proxy --proxy HOST:PORT --url URL
 //	hold  --to HOST:PORT [--src IP] [--for D]
@@ -121,6 +121,44 @@ func (o Outcome) Records() []string {
 func (o Outcome) Refused() bool {
 	k := o.Kind()
 	return k == "reset" || k == "prohibited" || k == "port-unreachable"
+}
+
+// Human says an outcome in words for the table: "NOERROR: A 0.0.0.0",
+// "TCP reset", "ICMPv6 administratively prohibited (EACCES)".
+func (o Outcome) Human() string {
+	f := strings.Fields(string(o))
+	switch o.Kind() {
+	case "answer":
+		if len(f) == 2 && f[1] == "NOERROR" {
+			return "NOERROR, no records"
+		}
+		if len(f) == 2 {
+			return f[1]
+		}
+		recs := make([]string, 0, len(f)-2)
+		for _, r := range f[2:] {
+			recs = append(recs, strings.Replace(r, ":", " ", 1))
+		}
+		return f[1] + ": " + strings.Join(recs, ", ")
+	case "reset":
+		return "TCP reset"
+	case "port-unreachable":
+		return "ICMP port unreachable"
+	case "prohibited":
+		switch {
+		case len(f) == 2 && f[1] == "EACCES":
+			return "ICMPv6 administratively prohibited (EACCES)"
+		case len(f) == 2 && f[1] == "EHOSTUNREACH":
+			return "ICMP unreachable: prohibited (EHOSTUNREACH)"
+		}
+		return "ICMP " + strings.Join(f[1:], " ")
+	case "reply":
+		if len(f) == 2 && f[1] == "echo" {
+			return "ICMP echo reply came back"
+		}
+		return "UDP reply came back"
+	}
+	return string(o)
 }
 
 // classify turns a network error into an Outcome.
@@ -461,7 +499,7 @@ func cmdDNS(args []string) error {
 
 // ConnectTCP opens a TCP connection; with httpGet it sends a GET and
 // returns the status line.
-func ConnectTCP(to, src string, httpGet bool) Outcome {
+func ConnectTCP(to, src, host string, httpGet bool) Outcome {
 	d, err := dialer(src, 0)
 	if err != nil {
 		return Outcome("error " + err.Error())
@@ -475,7 +513,10 @@ func ConnectTCP(to, src string, httpGet bool) Outcome {
 		return "connected"
 	}
 	_ = c.SetDeadline(time.Now().Add(probeTimeout))
-	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", to)
+	if host == "" {
+		host = to
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host)
 	line, err := readLine(c)
 	if err != nil {
 		return Outcome("connected, then " + string(tcpReadOutcome(err)))
@@ -503,10 +544,11 @@ func cmdTCP(args []string) error {
 	to := fs.String("to", "", "HOST:PORT")
 	src := fs.String("src", "", "source address")
 	get := fs.Bool("http", false, "send an HTTP GET and report the status line")
+	host := fs.String("host", "", "the GET's Host header (default: --to)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fmt.Println(ConnectTCP(*to, *src, *get))
+	fmt.Println(ConnectTCP(*to, *src, *host, *get))
 	return nil
 }
 
@@ -525,7 +567,7 @@ func SendUDP(to, src string) Outcome {
 	buf := make([]byte, 2048)
 	for time.Now().Before(deadline) {
 		// A QUIC-sized first datagram (clients pad their Initial to 1200 bytes).
-		payload := append([]byte("quic-initial "), bytes.Repeat([]byte{'.'}, 1187)...)
+		payload := append([]byte("datagram "), bytes.Repeat([]byte{'.'}, 1191)...)
 		if _, err := c.Write(payload); err != nil {
 			return classify(err)
 		}

@@ -132,14 +132,22 @@ func cmdServe(args []string) error {
 		}
 	}
 	for _, a := range echoTCP {
+		// Each connection's end is printed ("end LOCAL REMOTE OUTCOME"): when
+		// the router cuts an inbound flow by resetting the device's end, the
+		// device's side is where the real answer shows.
 		if err := accept(a, func(c net.Conn) {
 			r := bufio.NewReader(c)
 			for {
 				line, err := r.ReadString('\n')
-				if err != nil {
-					return
+				if err == nil {
+					_, err = io.WriteString(c, line)
 				}
-				if _, err := io.WriteString(c, line); err != nil {
+				if err != nil {
+					end := classify(err)
+					if errors.Is(err, io.EOF) {
+						end = "eof"
+					}
+					fmt.Printf("end %s %s %s\n", c.LocalAddr(), c.RemoteAddr(), end)
 					return
 				}
 			}
@@ -241,5 +249,9 @@ func cmdGARP(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return GratuitousARP(*iface, *ip)
+	if err := GratuitousARP(*iface, *ip); err != nil {
+		return err
+	}
+	fmt.Println("announced")
+	return nil
 }

@@ -26,6 +26,8 @@ type Row struct {
 	// still open on this branch; Limit states a bypass that is a limit of
 	// the design (e.g. a copied parent's MAC while the parent is away).
 	Until, Limit string
+	// Needs names an opt-in setting the verdict depends on ("strict: true").
+	Needs string
 }
 
 // Markers around the generated table in README.md.
@@ -40,6 +42,9 @@ func Markdown(rows []Row) string {
 	b.WriteString("| when | what the child tries | result | what came back |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		result := "holds"
+		if r.Needs != "" {
+			result = "holds (with " + r.Needs + ")"
+		}
 		switch {
 		case r.Verdict == Bypass && r.Limit != "":
 			result = "**gets through** — a known limit: " + r.Limit

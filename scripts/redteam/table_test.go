@@ -63,19 +63,21 @@ func TestMarkdown(t *testing.T) {
 		{Phase: "daytime", Technique: "a | b", Verdict: Holds, Evidence: "NXDOMAIN"},
 		{Phase: "daytime", Technique: "c", Verdict: Bypass, Evidence: "A:1.2.3.4", Until: "strict egress"},
 		{Phase: "bedtime", Technique: "d", Verdict: Bypass, Evidence: "connected", Limit: "a copied MAC"},
+		{Phase: "daytime", Technique: "e", Verdict: Holds, Evidence: "TCP reset", Needs: "strict: true"},
 	}
 	got := Markdown(rows)
 	for _, want := range []string{
 		"| daytime | a \\| b | holds | NXDOMAIN |",
 		"| daytime | c | **gets through** (open until: strict egress) | A:1.2.3.4 |",
 		"| bedtime | d | **gets through** — a known limit: a copied MAC | connected |",
+		"| daytime | e | holds (with strict: true) | TCP reset |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
 	}
 	f := ResultsFile(rows)
-	if !strings.Contains(f, "3 techniques: 1 hold, 1 get through (each until a named feature lands), 1 are stated limits.") {
+	if !strings.Contains(f, "4 techniques: 2 hold, 1 get through (each until a named feature lands), 1 are stated limits.") {
 		t.Errorf("results file summary:\n%s", f)
 	}
 	if TableOf(f) != got {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -19,7 +20,7 @@ import (
 // (the watcher would within a moment anyway) and reports the result.
 func cmdAssign(args []string, out io.Writer) error {
 	fs := newFlagSet("assign")
-	profiles := fs.String("profiles", defaultProfiles, "the profile directory (the agent's --profiles)")
+	profiles := fs.String("profiles", defaultProfiles, "the profile directory (default: the running agent's, else "+defaultProfiles+")")
 	state := fs.String("state", defaultState, "the running agent's --state directory")
 	name := fs.String("name", "", "a name for the device, shown in status and plan")
 	pos, err := parseInterleaved(fs, args)
@@ -28,6 +29,16 @@ func cmdAssign(args []string, out io.Writer) error {
 	}
 	if len(pos) != 2 {
 		return fmt.Errorf("expected MAC and CHILD or trusted (usage: famguard assign MAC CHILD|trusted [--name NAME])")
+	}
+	if !flagGiven(fs, "profiles") {
+		// The running agent's profile directory, if it runs with another
+		// than the default: the file must land where the agent reads.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var st daemon.Status
+		if control.Call(ctx, *state, "status", &st) == nil && st.Policy != nil && st.Policy.Dir != "" {
+			*profiles = st.Policy.Dir
+		}
+		cancel()
 	}
 	path, pol, err := policy.Assign(*profiles, pos[0], pos[1], *name)
 	if err != nil {
@@ -54,4 +65,11 @@ func cmdAssign(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "in force now: the running agent reloaded (%s)\n", res.Message)
 	}
 	return nil
+}
+
+// flagGiven says whether a flag was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

@@ -15,6 +15,8 @@ import (
 func cmdCheck(args []string, out io.Writer) error {
 	fs := newFlagSet("check")
 	catDir := fs.String("categories", defaultCategories, `the category lists to check the profiles' blocks against ("": do not check)`)
+	opFlag := operatorFlag(fs)
+	digestOnly := fs.Bool("digest", false, "print only the policy digest (what status reports once the set is live)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -23,7 +25,7 @@ func cmdCheck(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pol, err := loadProfiles(path)
+	pol, err := loadLayered(path, *opFlag)
 	if err != nil {
 		var probs policy.Problems
 		if errors.As(err, &probs) {
@@ -41,6 +43,16 @@ func cmdCheck(args []string, out io.Writer) error {
 		for _, w := range categoryWarnings(pol, *catDir) {
 			fmt.Fprintln(out, "warning: "+w)
 		}
+	}
+	for _, w := range pol.Warnings {
+		fmt.Fprintln(out, "warning: "+w.String())
+	}
+	if *digestOnly {
+		fmt.Fprintln(out, pol.Digest)
+		return nil
+	}
+	for _, l := range pol.Layers {
+		fmt.Fprintf(os.Stderr, "%s layer %s: %d files, digest %s\n", l.Name, l.Dir, l.Files, l.Digest)
 	}
 	children, devices := len(pol.Children), 0
 	for _, c := range pol.Children {
@@ -73,13 +85,18 @@ func oneProfileSet(name string, pos []string) (string, error) {
 	return pos[0], nil
 }
 
-// loadProfiles loads a profile directory, or one file on its own (checking a
-// file before copying it into the profile directory).
-func loadProfiles(path string) (*policy.Policy, error) {
+// loadProfiles loads a profile directory with the operator layer beside it,
+// or one file on its own (checking a file before copying it into the
+// profile directory).
+func loadProfiles(path string) (*policy.Policy, error) { return loadLayered(path, "") }
+
+// loadLayered is loadProfiles with --operator (default: operator.d beside
+// the directory; none: no operator layer).
+func loadLayered(path, opFlag string) (*policy.Policy, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
 		return policy.LoadFile(path)
 	}
-	return policy.LoadDir(path)
+	return policy.Load(operatorDir(opFlag, path), path)
 }
 
 // listedCategories is the set of categories with a list in dir; a missing

@@ -32,14 +32,14 @@ const (
 const usage = `famguard — parental-control agent for home routers
 
 Usage:
-  famguard run     [--profiles DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
+  famguard run     [--profiles DIR] [--operator DIR] [--categories DIR] [--state DIR] [--clock RFC3339] [--log-level LEVEL]
                    [--dns-port N] [--upstream HOST:PORT] [--blocked-answer null|nxdomain] [--doh-list FILE]
                    [--dns-client-rate N] [--dns-client-burst N] [--dns-client-inflight N]
                    [--saved-state FILE] [--boot-policy saved|offline|schedule] [--clock-trust auto|signal]
                    [--memory-limit MiB] [--restore-timeout DURATION] [--lan IFACES] [--dhcp-leases FILE]
-  famguard check   [--categories DIR] DIR|FILE
-  famguard plan    [--at TIME] [--json] [--categories DIR] DIR|FILE
-  famguard status  [--json] [--state DIR]
+  famguard check   [--categories DIR] [--operator DIR|none] [--digest] DIR|FILE
+  famguard plan    [--at TIME] [--json] [--categories DIR] [--operator DIR|none] DIR|FILE
+  famguard status  [--json] [--report] [--state DIR]
   famguard devices [--json] [--state DIR]
   famguard assign  MAC CHILD|trusted [--name NAME] [--profiles DIR] [--state DIR]
   famguard pause   CHILD|DEVICE [--for DURATION | --until TIME] [--json] [--state DIR]
@@ -49,6 +49,9 @@ Usage:
   famguard rpcd    [--state DIR] [--profiles DIR] list | call METHOD
   famguard notify  clock-synced|firewall [--state DIR]
   famguard cleanup [--state DIR]
+  famguard import  [--force] [--json] [--operator DIR] [--categories DIR] [--profiles DIR] [--keys DIR] [--max-size BYTES] BUNDLE|-
+  famguard pull    --url URL [--interval DURATION] [--once] [--fetcher PROG] (and import's directory flags)
+  famguard tr181   [export] [--operator DIR|none] [--json] [DIR] | import [--operator DIR] [--name FILE.yaml] PARAMS|-
   famguard version
 
 run      enforce the profiles in the foreground, logging to stderr
@@ -67,6 +70,10 @@ budget   show today's budget per child (used, left, when it runs out), or change
 rpcd     the rpcd plugin behind the "famguard" ubus object (the parents' page); rpcd runs it
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
 cleanup  stop the agent on --state (if running) and remove all its firewall rules
+import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
+pull     poll an operator's server for new bundles (manifest first) through uclient-fetch, wget or curl, and import them
+tr181    export the policy as TR-181 parameters, or import a parameter list into the operator layer (agent/tr181/MAPPING.md)
+(bundles are built and signed on the operator's side with famguard-bundle, signify or usign: agent/bundle/OPERATORS.md)
 `
 
 func main() {
@@ -103,6 +110,12 @@ func main() {
 		err = cmdNotify(args)
 	case "cleanup":
 		err = cmdCleanup(args)
+	case "import":
+		err = cmdImport(args, os.Stdout)
+	case "pull":
+		err = cmdPull(args, os.Stdout)
+	case "tr181":
+		err = cmdTR181(args, os.Stdout)
 	case "version", "--version", "-v":
 		fmt.Println("famguard", version)
 	case "help", "--help", "-h":

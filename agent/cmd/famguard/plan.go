@@ -38,6 +38,11 @@ type planOutput struct {
 	// rate); null when no agent answers.
 	Children []overrides.ChildStatus `json:"children"`
 	Budgets  []overrides.ChildStatus `json:"budgets_now"`
+	// Layers: the operator and parents' layers (digest, serial); Floors:
+	// what no parent can lower. Each device's `decided` says which layer
+	// decided each of its child's settings.
+	Layers []policy.LayerInfo `json:"layers"`
+	Floors policy.Settings    `json:"floors"`
 }
 
 // planDevice is a device's state plus its child's standing DNS rules.
@@ -56,6 +61,7 @@ func cmdPlan(args []string, out io.Writer) error {
 	state := fs.String("state", defaultState, "the agent's --state directory (its overrides are shown)")
 	ovPath := fs.String("overrides", defaultOverrides, "the agent's --overrides file")
 	catDir := fs.String("categories", defaultCategories, `the category lists; blocked categories without one are marked ("": not checked)`)
+	opFlag := operatorFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -64,7 +70,7 @@ func cmdPlan(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pol, err := loadProfiles(path)
+	pol, err := loadLayered(path, *opFlag)
 	if err != nil {
 		var probs policy.Problems
 		if errors.As(err, &probs) {
@@ -100,7 +106,8 @@ func cmdPlan(args []string, out io.Writer) error {
 	classes := pol.UnknownClasses(eval)
 	states, ovChildren, live := planOverrides(pol, states, when, zone.Loc, *state, *ovPath)
 	res := planOutput{At: when.In(zone.Loc), Zone: daemon.ZoneStatus{Name: zone.Name, Source: zone.Source}, Policy: pol.Digest,
-		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes, Children: ovChildren, Budgets: live}
+		CategoriesDir: *catDir, Devices: []planDevice{}, UnknownDevices: classes, Children: ovChildren, Budgets: live,
+		Layers: pol.Layers, Floors: pol.Floors}
 	unlisted := map[string]bool{}
 	for _, s := range states {
 		c := children[s.Child]
@@ -146,6 +153,7 @@ func cmdPlan(args []string, out io.Writer) error {
 	}
 	printPlanChildren(out, ovChildren, live, res.At)
 	printDNSRules(out, pol.Children)
+	printLayers(out, pol.Layers, pol.Floors, states)
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/inventory"
 	"github.com/famguard/famguard/agent/netwatch"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/overrides/ctacct"
 	"github.com/famguard/famguard/agent/policy"
@@ -32,6 +33,7 @@ import (
 func cmdRun(args []string) error {
 	fs := newFlagSet("run")
 	profiles := fs.String("profiles", defaultProfiles, "directory of YAML profiles")
+	operator := operatorFlag(fs)
 	categories := fs.String("categories", defaultCategories, "directory of category lists (<category>.txt)")
 	state := fs.String("state", defaultState, "directory for the control socket and runtime files")
 	clockFlag := fs.String("clock", "", "start the agent's clock at this RFC3339 instant (labs, demos, tests)")
@@ -154,6 +156,7 @@ func cmdRun(args []string) error {
 			defer k.Close()
 			strictSets = egress.New(k)
 			dns.SetOpener(strictSets)
+			dp.SetSets(kernelSets{k}) // created before a restore names them
 		}
 	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
@@ -197,8 +200,11 @@ func cmdRun(args []string) error {
 		log.Warn("the kernel keeps no byte counters on connections (nf_conntrack_acct is off); daily budgets will not count use until it is on: sysctl -w net.netfilter.nf_conntrack_acct=1", "err", err)
 	}
 
+	report := &opstatus.Writer{Path: filepath.Join(*state, opstatus.FileName), StateDir: *state, CategoriesDir: *categories}
 	d := daemon.New(daemon.Config{
+		StatusSink:       func(st daemon.Status) { report.Update(st, time.Now()) },
 		ProfilesDir:      *profiles,
+		OperatorDir:      operatorDir(*operator, *profiles),
 		CategoriesDir:    *categories,
 		Version:          version,
 		Clock:            clk,
@@ -381,4 +387,12 @@ func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h splitHandler) WithGroup(name string) slog.Handler {
 	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
+}
+
+// kernelSets creates the strict sets a restore names (rules.Sets) through
+// egress's netlink socket.
+type kernelSets struct{ n *egress.Netlink }
+
+func (s kernelSets) Ensure(name string, fam rules.Family) error {
+	return s.n.Create(name, fam == rules.IPv6, egress.MaxElem)
 }

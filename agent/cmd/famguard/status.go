@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/daemon"
+	"github.com/famguard/famguard/agent/opstatus"
 	"github.com/famguard/famguard/agent/policy"
 	"github.com/famguard/famguard/agent/tz"
 )
@@ -16,14 +18,24 @@ func cmdStatus(args []string, out io.Writer) error {
 	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	state := fs.String("state", defaultState, "the running agent's --state directory")
+	report := fs.Bool("report", false, "print the operator report (what the agent keeps in STATE/status.json: no sites, no addresses)")
+	catDir := fs.String("categories", defaultCategories, "with --report: the category lists directory (for the lists' bundle serial)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	var st daemon.Status
-	if done, err := askAgent(*state, "status", *asJSON, out, &st); done || err != nil {
+	if done, err := askAgent(*state, "status", *asJSON && !*report, out, &st); done || err != nil {
 		return err
 	}
+	if *report {
+		r := opstatus.Build(st, *state, *catDir)
+		r.UpdatedAt = time.Now()
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
 	printStatus(out, st)
+	printBundleStatus(out, *state)
 	return nil
 }
 
@@ -120,6 +132,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 	if len(st.Children) > 0 {
 		fmt.Fprintln(out)
 		printChildren(out, st.Children, now)
+	}
+	if st.Policy != nil {
+		for _, w := range st.Policy.Warnings {
+			fmt.Fprintf(out, "Warning:  %s\n", w)
+		}
+		printLayers(out, st.Policy.Layers, st.Policy.Floors, states)
 	}
 }
 

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"time"
+
+	"github.com/famguard/famguard/agent/categories"
+	"github.com/famguard/famguard/agent/dnsfilter"
+)
+
+// The servers this program runs itself, as subcommands of its own binary
+// (so each is a process of its own, pinned to its core).
+
+// serveFamguard is the famguard side: the real list store and DNS filter,
+// with the load generator's address treated as a protected device with
+// every category blocked. The per-client limits are off: the generator is
+// one client sending tens of thousands of queries a second, which the
+// agent's defaults (200/s a device) would cut to 1 %, and the bench
+// measures the filter, not the limiter (the limiter has its own flood test,
+// scripts/e2e TestDNSFloodFairness).
+func serveFamguard(args []string) {
+	dir, listen, upstream := args[0], args[1], args[2]
+	start := time.Now()
+	store, st, err := categories.Load(dir)
+	if err != nil {
+		fail("%v", err)
+	}
+	// Return the load's scratch memory to the OS, as the agent does after
+	// a list load on a router.
+	debug.FreeOSMemory()
+	s := dnsfilter.NewServer(dnsfilter.UpstreamExchange(upstream), dnsfilter.NullIP)
+	s.SetLimits(dnsfilter.Limits{})
+	mac := "02:00:00:00:00:01"
+	rules := dnsfilter.Rules{Child: "bench", Categories: store.Categories()}
+	_, portText, err := net.SplitHostPort(listen)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil {
+		fail("listen %q: need host:port with a fixed port (the port says whose rules answer)", listen)
+	}
+	s.Publish(dnsfilter.NewSnapshot(map[string]dnsfilter.Rules{mac: rules},
+		map[string][]netip.Addr{mac: {netip.MustParseAddr("127.0.0.1")}}, store).WithPorts(map[int]dnsfilter.Rules{port: rules}, 0))
+	fmt.Fprintf(os.Stderr, "famguard: %d domains loaded in %v\n", st.Domains, time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	// DNSBENCH_CPUPROFILE=FILE profiles the server from ready to stop
+	// (`go tool pprof FILE`): how the UDP path was profiled.
+	if f, err := os.Create(os.Getenv("DNSBENCH_CPUPROFILE")); err == nil {
+		if err := pprof.StartCPUProfile(f); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
+	go func() {
+		c := make(chan os.Signal, 1)
+		signalNotify(c)
+		<-c
+		cancel()
+	}()
+	if err := s.ListenAndServe(ctx, listen); err != nil {
+		fail("%v", err)
+	}
+}
+
+// serveEcho is the ceiling: a bare Go UDP server that answers each query
+// with itself (QR set), one read and one write per query, no parsing. A DNS
+// filter cannot do less work per query than this on the same runtime.
+func serveEcho(args []string) {
+	pc, err := net.ListenPacket("udp", args[0])
+	if err != nil {
+		fail("echo: %v", err)
+	}
+	c := pc.(*net.UDPConn)
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			fail("echo: %v", err)
+		}
+		if n < 12 {
+			continue
+		}
+		buf[2] |= 0x80
+		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// serveUpstream is the upstream every filter forwards to: it answers any
+// A question with 192.0.2.1 (TTL 0, so nothing is cached) and any other
+// type with no records, over UDP and TCP. It is written here rather than
+// run as dnsmasq because blocky races a TCP connection against UDP for
+// every upstream query, and dnsmasq forks a process per TCP connection:
+// the upstream must not be what limits a server.
+func serveUpstream(args []string) {
+	pc, err := net.ListenPacket("udp", args[0])
+	if err != nil {
+		fail("upstream: %v", err)
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		fail("upstream: %v", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				fail("upstream: %v", err)
+			}
+			go upstreamTCP(c)
+		}
+	}()
+	c := pc.(*net.UDPConn)
+	buf := make([]byte, 4096)
+	out := make([]byte, 0, 4096)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			fail("upstream: %v", err)
+		}
+		if resp := upstreamAnswer(out[:0], buf[:n]); resp != nil {
+			_, _ = c.WriteToUDPAddrPort(resp, from)
+		}
+	}
+}
+
+func upstreamTCP(c net.Conn) {
+	defer c.Close()
+	var l [2]byte
+	for {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		q := make([]byte, binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		resp := upstreamAnswer(make([]byte, 2, 512), q)
+		if resp == nil {
+			return
+		}
+		binary.BigEndian.PutUint16(resp, uint16(len(resp)-2))
+		if _, err := c.Write(resp); err != nil {
+			return
+		}
+	}
+}
+
+// upstreamAnswer appends the answer to q to out (nil for a datagram that is
+// not a one-question query): the header and question echoed, and for an A
+// question one record pointing back at the question's name.
+func upstreamAnswer(out, q []byte) []byte {
+	if len(q) < 12 || q[2]&0x80 != 0 || binary.BigEndian.Uint16(q[4:]) != 1 {
+		return nil
+	}
+	i := 12
+	for i < len(q) && q[i] != 0 {
+		i += int(q[i]) + 1
+	}
+	if i+5 > len(q) {
+		return nil
+	}
+	end := i + 5 // the root label, type, class
+	qtype := binary.BigEndian.Uint16(q[i+1:])
+	base := len(out)
+	out = append(out, q[:end]...)
+	h := out[base:]
+	h[2] |= 0x80                          // QR
+	h[3] = 0x80                           // RA, NOERROR
+	binary.BigEndian.PutUint16(h[8:], 0)  // NSCOUNT
+	binary.BigEndian.PutUint16(h[10:], 0) // ARCOUNT: an EDNS OPT is not echoed
+	if qtype != 1 {
+		binary.BigEndian.PutUint16(h[6:], 0)
+		return out
+	}
+	binary.BigEndian.PutUint16(h[6:], 1)
+	return append(out, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, upstreamIP[0], upstreamIP[1], upstreamIP[2], upstreamIP[3])
+}
