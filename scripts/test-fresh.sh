@@ -75,12 +75,20 @@ echo "HEAD: $(git -C "$root/root/famguard" log --oneline -1)"
 # in_root [unshare flags...] -- SCRIPT: SCRIPT as root@fresh in a private
 # mount namespace (plus the given namespaces) with /proc, /sys and /dev.
 in_root() {
-	local flags=()
-	while [ "$1" != -- ]; do flags+=("$1"); shift; done
+	local flags=() privnet=0
+	while [ "$1" != -- ]; do
+		flags+=("$1")
+		[ "$1" = --net ] && privnet=1
+		shift
+	done
 	shift
 	# shellcheck disable=SC2016 # the inner script expands its own arguments
 	unshare --mount --propagation private "${flags[@]}" --fork bash -euo pipefail -c '
-		root=$1 script=$2 modcache=$3
+		root=$1 script=$2 modcache=$3 privnet=$4
+		# A new network namespace starts with lo down; a machine or a
+		# container has it up (the unit tests talk to 127.0.0.1). Only in
+		# the private one: the host'"'"'s own network is never touched.
+		if [ "$privnet" = 1 ]; then ip link set lo up; fi
 		mount -t proc proc "$root/proc"
 		mount -t sysfs sysfs "$root/sys"
 		mount --rbind /dev "$root/dev"
@@ -91,7 +99,7 @@ in_root() {
 			PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 			GOFLAGS="$GOFLAGS_FRESH" GOPROXY="$GOPROXY_FRESH" \
 			bash -euo pipefail -c "cd /root/famguard; $script"' \
-		sh "$root" "$1" "${MODCACHE:-}"
+		sh "$root" "$1" "${MODCACHE:-}" "$privnet"
 }
 export GOFLAGS_FRESH="" GOPROXY_FRESH=""
 

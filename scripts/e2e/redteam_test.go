@@ -509,8 +509,8 @@ func (r *rtLab) become(mac string, n int) (src4, src6 string, undo func()) {
 		r.ip(r.alice, "addr", "del", src6+"/64", "dev", "eth0")
 		r.ip(r.alice, "link", "set", "eth0", "address", aliceMAC)
 		// The router forgets the made-up device's addresses.
-		_, _ = exec.Command("ip", "-n", r.Router.NS, "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
-		_, _ = exec.Command("ip", "-n", r.Router.NS, "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+		_, _ = r.Cmd(context.Background(), r.Router, "ip", "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
+		_, _ = r.Cmd(context.Background(), r.Router, "ip", "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
 	}
 }
 
@@ -1315,8 +1315,8 @@ func (r *rtLab) macvlan(mac string, n int) func() {
 		r.ip(r.alice, "rule", "del", "from", src4, "table", "100")
 		r.ip(r.alice, "-6", "rule", "del", "from", src6, "table", "100")
 		r.ip(r.alice, "link", "del", "mv0")
-		_, _ = exec.Command("ip", "-n", r.Router.NS, "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
-		_, _ = exec.Command("ip", "-n", r.Router.NS, "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
+		_, _ = r.Cmd(context.Background(), r.Router, "ip", "neigh", "del", src4, "dev", "br-lan").CombinedOutput()
+		_, _ = r.Cmd(context.Background(), r.Router, "ip", "-6", "neigh", "del", src6, "dev", "br-lan").CombinedOutput()
 	}
 }
 

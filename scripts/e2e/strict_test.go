@@ -252,10 +252,10 @@ func TestStrictResolveThenConnect(t *testing.T) {
 	// The internet host answers on every address of 10.0.0.0/8 and
 	// 2001:db8:3::/64 (local routes), the router routes them there.
 	for _, step := range [][]string{
-		{"ip", "-n", f.Internet.NS, "route", "add", "local", "10.0.0.0/8", "dev", "lo"},
-		{"ip", "-n", f.Internet.NS, "-6", "route", "add", "local", "2001:db8:3::/64", "dev", "lo"},
-		{"ip", "-n", f.Router.NS, "route", "add", "10.0.0.0/8", "via", inet4},
-		{"ip", "-n", f.Router.NS, "-6", "route", "add", "2001:db8:3::/64", "via", inet6},
+		lab.InNS(f.Internet.NS, "ip", "route", "add", "local", "10.0.0.0/8", "dev", "lo"),
+		lab.InNS(f.Internet.NS, "ip", "-6", "route", "add", "local", "2001:db8:3::/64", "dev", "lo"),
+		lab.InNS(f.Router.NS, "ip", "route", "add", "10.0.0.0/8", "via", inet4),
+		lab.InNS(f.Router.NS, "ip", "-6", "route", "add", "2001:db8:3::/64", "via", inet6),
 	} {
 		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", step, err, out)

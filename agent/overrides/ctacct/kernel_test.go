@@ -20,7 +20,7 @@ import (
 
 // TestKernelCost measures one accounting pass on the real kernel at 250
 // devices × N connections: the test re-runs itself inside a network
-// namespace of its own (`ip netns exec`), turns on conntrack byte counters
+// namespace of its own (lab.InNS), turns on conntrack byte counters
 // there (never on the host), inserts marked entries over netlink and times
 // Sample. Figures go to the log (and README's Tests and measurements).
 func TestKernelCost(t *testing.T) {
@@ -36,7 +36,10 @@ func TestKernelCost(t *testing.T) {
 	defer exec.Command("ip", "netns", "del", ns).Run()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestKernelCost$", "-test.v", "-test.count=1")
+	// lab.InNS, not `ip netns exec`: that fails where "/" is not a mount
+	// point (a chroot or container).
+	argv := lab.InNS(ns, os.Args[0], "-test.run", "^TestKernelCost$", "-test.v", "-test.count=1")
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "FG_CTACCT_IN_NS=1")
 	out, err := cmd.CombinedOutput()
 	for _, line := range strings.Split(string(out), "\n") {
