@@ -466,6 +466,36 @@ func (p *bgProc) stop() {
 	<-p.done
 }
 
+// runs summarises a background probe's lines as runs of the same text (a
+// leading timestamp dropped), each with the time it began: what a
+// repeating query saw, in order ("40× answer NOERROR A:… from 23:35:49.171").
+func (p *bgProc) runs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	last, n, from := "", 0, ""
+	flush := func() {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%d× %s from %s", n, last, from))
+		}
+	}
+	for _, l := range p.lines {
+		text, at := l.text, l.at.UTC().Format("15:04:05.000")
+		if ts, rest, ok := strings.Cut(text, " "); ok {
+			if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				text, at = rest, t.UTC().Format("15:04:05.000")
+			}
+		}
+		if text != last {
+			flush()
+			last, n, from = text, 0, at
+		}
+		n++
+	}
+	flush()
+	return strings.Join(out, ", ")
+}
+
 // waitLine waits up to d for a line that match accepts.
 func (p *bgProc) waitLine(d time.Duration, match func(string) bool) (bgLine, bool) {
 	end := time.Now().Add(d)
@@ -866,6 +896,8 @@ var rtTechniques = []technique{
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
 			r.held["start loop"].stop()
+			r.t.Logf("start loop: %s; refused while the lists loaded (status dns.lists_not_ready): %d",
+				r.held["start loop"].runs(), r.agent.status().DNS.ListsNotReady)
 			o := r.tool(r.alice, "tcp", "--to", rtFlow4+":8080", "--http")
 			r.strictSetHas(o, rtFlow4)
 			return one(o)
