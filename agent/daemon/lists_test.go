@@ -32,15 +32,6 @@ children:
 // (a fresh install) the first load fails at once: categories are not
 // enforced, and DNS keeps answering.
 func TestListsPendingAtStart(t *testing.T) {
-	upstream := func(_ context.Context, q []byte, _ string) ([]byte, error) {
-		m := new(dns.Msg)
-		_ = m.Unpack(q)
-		r := new(dns.Msg)
-		r.SetReply(m)
-		rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
-		r.Answer = []dns.RR{rr}
-		return r.Pack()
-	}
 	// answer is Alice's class port's rcode and A address for name.
 	answer := func(t *testing.T, srv *dnsfilter.Server, state, name string) (int, string) {
 		t.Helper()
@@ -62,7 +53,7 @@ func TestListsPendingAtStart(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(listsProfile), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		srv := dnsfilter.NewServer(upstream, dnsfilter.NullIP)
+		srv := dnsfilter.NewServer(answersA7, dnsfilter.NullIP)
 		cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), newFakeDataplane(), srv, &fakePorts{})
 		cfg.CategoriesDir = cats
 		d := runDaemon(t, cfg)

@@ -65,6 +65,18 @@ func classPort(t *testing.T, state, child string) int {
 	return p
 }
 
+// answersA7 is an upstream answering every question with an A record of
+// 198.51.100.7 (TTL 300).
+func answersA7(_ context.Context, q []byte, _ string) ([]byte, error) {
+	m := new(dns.Msg)
+	_ = m.Unpack(q)
+	r := new(dns.Msg)
+	r.SetReply(m)
+	rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
+	r.Answer = []dns.RR{rr}
+	return r.Pack()
+}
+
 // recordingOpener is the DNS filter's Opener in the test: what was opened.
 type recordingOpener struct {
 	mu     sync.Mutex
@@ -87,16 +99,7 @@ func TestStrictChild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(strictProfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	upstream := func(_ context.Context, q []byte, _ string) ([]byte, error) {
-		m := new(dns.Msg)
-		_ = m.Unpack(q)
-		r := new(dns.Msg)
-		r.SetReply(m)
-		rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
-		r.Answer = []dns.RR{rr}
-		return r.Pack()
-	}
-	srv := dnsfilter.NewServer(upstream, dnsfilter.NullIP)
+	srv := dnsfilter.NewServer(answersA7, dnsfilter.NullIP)
 	opener := &recordingOpener{}
 	srv.SetOpener(opener)
 	fake := &egress.Fake{}
