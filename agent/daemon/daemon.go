@@ -159,6 +159,7 @@ type Daemon struct {
 	missingCats []string
 	next        time.Time
 	cats        catResult // the category lists in use (DNS only)
+	catsPending bool      // the first load of the category lists since start has not finished
 
 	trusted     bool            // the clock is known to be right
 	trustSource string          // why
@@ -308,7 +309,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged, ready)
 			<-ready
 		}
-		go loadCategories(ctx, d.cfg.CategoriesDir, catChanged, catCh)
+		// Until the first load finishes, the DNS filter refuses what the
+		// lists could decide instead of answering it unfiltered: the
+		// redirects go in at start, before the lists are read.
+		d.catsPending = true
+		go loadCategories(ctx, loadLists, d.cfg.CategoriesDir, catChanged, catCh)
 	}
 
 	d.loadInventory()
@@ -399,13 +404,18 @@ func healMode(c Config) string {
 	return "every " + c.HealInterval.String()
 }
 
+// loadLists loads the category lists: categories.Load, replaced by tests
+// that need to hold a load in progress. Read once per Run.
+var loadLists = categories.Load
+
 // loadCategories (re)loads the category lists off the loop goroutine — a
 // full load of 1.4 M domains takes a few hundred milliseconds — and hands
 // each complete store over; the old lists keep answering meanwhile.
-func loadCategories(ctx context.Context, dir string, changed <-chan struct{}, out chan<- catResult) {
+func loadCategories(ctx context.Context, load func(string) (*categories.Store, categories.Stats, error),
+	dir string, changed <-chan struct{}, out chan<- catResult) {
 	for {
 		start := time.Now()
-		store, stats, err := categories.Load(dir)
+		store, stats, err := load(dir)
 		select {
 		case out <- catResult{store: store, stats: stats, err: err, at: start}:
 		case <-ctx.Done():
@@ -419,7 +429,13 @@ func loadCategories(ctx context.Context, dir string, changed <-chan struct{}, ou
 	}
 }
 
+// categoriesLoaded takes one load's result. The first one, whatever it is,
+// ends the start-up wait (catsPending): after a failed first load the
+// categories are not enforced (and status says why) rather than every
+// query of a blocking class refused, so a router without lists keeps DNS.
 func (d *Daemon) categoriesLoaded(c catResult) {
+	wasPending := d.catsPending
+	d.catsPending = false
 	if c.err != nil {
 		msg := "category lists could not be loaded; the previous lists stay in use"
 		if d.cats.store == nil {
@@ -427,6 +443,9 @@ func (d *Daemon) categoriesLoaded(c catResult) {
 		}
 		d.log.Error(msg, "dir", d.cfg.CategoriesDir, "err", c.err)
 		d.cats.err = c.err
+		if wasPending {
+			d.publishDNS()
+		}
 		return
 	}
 	d.cats = c
@@ -456,7 +475,8 @@ func (d *Daemon) publishDNS() {
 	if d.cfg.DNSPort > 0 {
 		offline = d.cfg.DNSPort + offlinePortOffset
 	}
-	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store).WithPorts(d.classRules(perMAC), offline))
+	d.cfg.DNS.Publish(dnsfilter.NewSnapshot(perMAC, d.neigh, d.cats.store).WithPorts(d.classRules(perMAC), offline).
+		WithListsPending(d.catsPending))
 }
 
 // armTimer points the schedule timer at the next transition. A Go timer runs

@@ -78,6 +78,9 @@ type DNSStatus struct {
 	Domains       int       `json:"domains"`
 	ListsLoadedAt time.Time `json:"lists_loaded_at"`
 	ListsError    string    `json:"lists_error,omitempty"`
+	// ListsPending: the lists are still loading after start; until then
+	// queries they could decide are REFUSED (counted in lists_not_ready).
+	ListsPending bool `json:"lists_pending,omitempty"`
 	dnsfilter.Stats
 	// Strict is each strict child's egress sets: how many addresses its
 	// devices may open connections to now, and the sets' kernel memory.
@@ -254,7 +257,7 @@ func (d *Daemon) status() Status {
 	}
 	if d.cfg.DNS != nil {
 		st.DNS = &DNSStatus{Port: d.cfg.DNSPort, Categories: d.cats.stats.Categories, Domains: d.cats.stats.Domains,
-			ListsLoadedAt: d.cats.at, Stats: d.cfg.DNS.Stats()}
+			ListsLoadedAt: d.cats.at, ListsPending: d.catsPending, Stats: d.cfg.DNS.Stats()}
 		if d.cats.err != nil {
 			st.DNS.ListsError = d.cats.err.Error()
 		}

@@ -52,6 +52,31 @@ func dnsDaemonConfig(t *testing.T, dir, state string, start time.Time, dp *fakeD
 	}
 }
 
+// classPort is the DNS port of child's class, from the identity file in
+// state.
+func classPort(t *testing.T, state, child string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(state, identityFile))
+	m := regexp.MustCompile(`"` + child + `": (\d+)`).FindSubmatch(data)
+	if err != nil || m == nil {
+		t.Fatalf("no port of %s in the identity file: %v\n%s", child, err, data)
+	}
+	p, _ := strconv.Atoi(string(m[1]))
+	return p
+}
+
+// answersA7 is an upstream answering every question with an A record of
+// 198.51.100.7 (TTL 300).
+func answersA7(_ context.Context, q []byte, _ string) ([]byte, error) {
+	m := new(dns.Msg)
+	_ = m.Unpack(q)
+	r := new(dns.Msg)
+	r.SetReply(m)
+	rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
+	r.Answer = []dns.RR{rr}
+	return r.Pack()
+}
+
 // recordingOpener is the DNS filter's Opener in the test: what was opened.
 type recordingOpener struct {
 	mu     sync.Mutex
@@ -74,16 +99,7 @@ func TestStrictChild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(strictProfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	upstream := func(_ context.Context, q []byte, _ string) ([]byte, error) {
-		m := new(dns.Msg)
-		_ = m.Unpack(q)
-		r := new(dns.Msg)
-		r.SetReply(m)
-		rr, _ := dns.NewRR(m.Question[0].Name + " 300 IN A 198.51.100.7")
-		r.Answer = []dns.RR{rr}
-		return r.Pack()
-	}
-	srv := dnsfilter.NewServer(upstream, dnsfilter.NullIP)
+	srv := dnsfilter.NewServer(answersA7, dnsfilter.NullIP)
 	opener := &recordingOpener{}
 	srv.SetOpener(opener)
 	fake := &egress.Fake{}
@@ -114,18 +130,9 @@ func TestStrictChild(t *testing.T) {
 	}
 
 	// The class ports: ask each what it answers for a name.
-	portOf := func(child string) int {
-		data, err := os.ReadFile(filepath.Join(state, identityFile))
-		m := regexp.MustCompile(`"` + child + `": (\d+)`).FindSubmatch(data)
-		if err != nil || m == nil {
-			t.Fatalf("no port of %s in the identity file: %v\n%s", child, err, data)
-		}
-		p, _ := strconv.Atoi(string(m[1]))
-		return p
-	}
 	q, _ := (&dns.Msg{Question: []dns.Question{{Name: "www.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}}).Pack()
 	for _, child := range []string{"alice", "bob"} {
-		if resp := srv.Answer(context.Background(), q, portOf(child), netip.MustParseAddr("192.0.2.99"), "udp"); len(resp) == 0 {
+		if resp := srv.Answer(context.Background(), q, classPort(t, state, child), netip.MustParseAddr("192.0.2.99"), "udp"); len(resp) == 0 {
 			t.Fatalf("%s's port answered nothing", child)
 		}
 	}

@@ -20,6 +20,13 @@
 //  6. otherwise the query is forwarded unchanged.
 //
 // A listed domain covers its subdomains everywhere.
+//
+// At start the daemon installs its DNS redirects before the category lists
+// are read; a snapshot published meanwhile is marked lists-pending, and a
+// query that steps 4–6 would decide for a class blocking categories is
+// REFUSED (the filter fails closed) until the first load has finished.
+// Without lists (none installed, or the load failed) categories are simply
+// not enforced, as status says: refusing then would break all DNS.
 package dnsfilter
 
 import (

@@ -27,6 +27,20 @@ type Snapshot struct {
 
 	ports       map[int]Rules // listening port → the class's rules (see ports.go)
 	offlinePort int           // queries arriving here are REFUSED
+
+	// listsPending: the first load of the category lists since start has
+	// not finished yet. Until it has, a query a class's categories would
+	// decide is REFUSED rather than answered unfiltered (the filter fails
+	// closed while it starts). Not set when there are no lists or their
+	// load failed: then the categories are not enforced, and said so.
+	listsPending bool
+}
+
+// WithListsPending marks a snapshot published while the category lists are
+// still being loaded (see listsPending). It returns s.
+func (s *Snapshot) WithListsPending(pending bool) *Snapshot {
+	s.listsPending = pending
+	return s
 }
 
 // NewSnapshot builds a snapshot; addrs is the neighbour table (MAC → its
@@ -78,8 +92,9 @@ type Server struct {
 	mode     BlockMode
 	now      func() time.Time
 
-	limit   *limiter     // per-client limits, applied by the listener
-	refused portCounters // queries refused by their port (ports.go)
+	limit    *limiter      // per-client limits, applied by the listener
+	refused  portCounters  // queries refused by their port (ports.go)
+	notReady atomic.Uint64 // queries REFUSED while the category lists were loading
 
 	opener atomic.Pointer[openerBox] // strict egress: where answered addresses are opened (strict.go)
 
@@ -148,7 +163,9 @@ func (s *Server) Publish(snap *Snapshot) { s.snap.Store(snap) }
 // Whose rules answer is decided by port, the port the kernel redirected
 // the query to from the sender's MAC: a port no class has (or a query sent
 // to a port directly) is REFUSED and counted, never forwarded unfiltered;
-// src only names the client in counters.
+// src only names the client in counters. Likewise while the category lists
+// are still loading at start (WithListsPending), a query they could decide
+// is REFUSED and counted, never answered unfiltered.
 func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.Addr, network string) []byte {
 	if len(query) < headerLen {
 		return nil
@@ -175,6 +192,10 @@ func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.A
 	mac := snap.clientName(src, rules)
 	name := r.q.Name.String()
 	d := Decide(name, rules, snap.store)
+	if snap.listsPending && waitsForLists(d, rules) {
+		s.notReady.Add(1)
+		return s.reply(r, dnsmessage.RCodeRefused)
+	}
 	switch d.Action {
 	case Block:
 		what := d.Category
@@ -191,6 +212,18 @@ func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.A
 		return s.open(r, s.rewrite(ctx, r, d.SafeHost, network), mac, rules)
 	}
 	return s.forwardChecked(ctx, query, r, network, mac, rules, snap)
+}
+
+// waitsForLists reports whether the lists not loaded yet could change
+// decision d: the class blocks categories and nothing before them in the
+// precedence (bypass names, the allow and deny lists) decided the name.
+// A forwarded or safe-search answer would otherwise go out unfiltered, and
+// under strict open its addresses.
+func waitsForLists(d Decision, r Rules) bool {
+	if len(r.Categories) == 0 {
+		return false
+	}
+	return d.Action == Rewrite || d.Action == Forward && d.Listed == ""
 }
 
 const (
@@ -462,6 +495,9 @@ type Stats struct {
 	// class has (not attributable: refused rather than answered unfiltered).
 	OfflineRefused uint64 `json:"offline_refused"`
 	Unattributed   uint64 `json:"unattributed"`
+	// ListsNotReady: queries REFUSED at start because the category lists
+	// their class blocks were still loading (never answered unfiltered).
+	ListsNotReady uint64 `json:"lists_not_ready"`
 }
 
 // Stats returns a copy of the counters and recent blocks.
@@ -472,7 +508,8 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{Queries: s.queries.Load(), Limits: lim, RateLimited: limited, RateLimitedBy: by,
 		Counters: map[string]map[string]uint64{}, Recent: append([]Recent{}, s.recent...),
-		OfflineRefused: s.refused.offline.Load(), Unattributed: s.refused.unattributed.Load()}
+		OfflineRefused: s.refused.offline.Load(), Unattributed: s.refused.unattributed.Load(),
+		ListsNotReady: s.notReady.Load()}
 	for mac, m := range s.counters {
 		c := map[string]uint64{}
 		for k, v := range m {
