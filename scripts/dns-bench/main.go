@@ -42,6 +42,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,6 +65,7 @@ var (
 	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard or echo answering fewer queries a second fails the run")
 	minQPSPeers = flag.Float64("min-qps-peers", 100, "sanity bound for dnsmasq, blocky and AdGuard Home with the 50/50 mix (their rate is bound by the scheduler on a loaded machine)")
 	maxErr      = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
+	repeat      = flag.Int("repeat", 1, "measure the servers this many times per size, taking turns, and report each one's median (on a shared machine other sessions' load moves single runs by a factor of 2 or more)")
 	cpus        = flag.String("cpus", "0,1", "the generator's and upstream's core, and the server's core")
 )
 
@@ -87,6 +89,9 @@ func main() {
 		}
 	}
 	flag.Parse()
+	if *repeat < 1 {
+		fail("-repeat %d: want 1 or more", *repeat)
+	}
 	genCPU, srvCPU, ok := strings.Cut(*cpus, ",")
 	if !ok {
 		fail("-cpus %q: want GENERATOR,SERVER, e.g. 0,1", *cpus)
@@ -193,20 +198,24 @@ func run(srvCPU string) error {
 		if n > 0 {
 			probe = domains[0]
 		}
-		for _, s := range list {
-			if s.name == "echo" && n > 0 && n != len(all) && len(results) > 0 {
-				// echo does not depend on the lists: measured with none
-				// and with all (two samples of the ceiling per run).
-				continue
+		var runs []result
+		for rep := 0; rep < *repeat; rep++ {
+			for _, s := range list {
+				if s.name == "echo" && n > 0 && n != len(all) && len(results) > 0 {
+					// echo does not depend on the lists: measured with none
+					// and with all (two samples of the ceiling per run).
+					continue
+				}
+				r, err := measure(s, srvCPU, sdir, n, probe, m)
+				if err != nil {
+					return err
+				}
+				runs = append(runs, r)
+				printResult(r, upLat)
+				failures = append(failures, sanity(r)...)
 			}
-			r, err := measure(s, srvCPU, sdir, n, probe, m)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
-			printResult(r, upLat)
-			failures = append(failures, sanity(r)...)
 		}
+		results = append(results, medians(runs, list)...)
 	}
 	report(results, upLat)
 	if len(failures) > 0 {
@@ -269,6 +278,31 @@ func strictStats(base string) (egress.Stats, error) {
 	}
 	defer k.Close()
 	return egress.New(k).Stats(base)
+}
+
+// medians picks, per server in list order, its run with the median q/s,
+// with the median CPU per query of its runs (its own median, not that
+// run's: the two move apart under other load).
+func medians(runs []result, list []server) []result {
+	var out []result
+	for _, s := range list {
+		var rs []result
+		for _, r := range runs {
+			if r.name == s.name {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].cpuPerQ < rs[j].cpuPerQ })
+		cpu := rs[len(rs)/2].cpuPerQ
+		sort.Slice(rs, func(i, j int) bool { return rs[i].thr.qps < rs[j].thr.qps })
+		m := rs[len(rs)/2]
+		m.cpuPerQ = cpu
+		out = append(out, m)
+	}
+	return out
 }
 
 // sanity returns what is absurd about r: the bounds of `make bench-smoke`.
@@ -358,6 +392,9 @@ func report(results []result, up loadResult) {
 	fmt.Println("\n(CPU µs/q: the server's CPU time during the throughput phase per answered query; ×echo: that over the bare Go UDP echo's;")
 	fmt.Println(" p50 blk: a blocked name's answer at one query in flight; p50 fwd+: a forwarded name's minus the upstream's own;")
 	fmt.Println(" load pk: VmHWM when ready (the list load's peak); query pk: VmHWM over the query load; B/domain: RSS when ready above the same server's with no lists)")
+	if *repeat > 1 {
+		fmt.Printf("(each row: the run with the median q/s of %d taking turns, with the median CPU µs/q of the %d)\n", *repeat, *repeat)
+	}
 	strictReport(results)
 	for _, r := range results {
 		fmt.Printf("result: server=%s domains=%d load_s=%.3f qps=%.0f cpu_us=%.2f blocked=%.3f errors=%.4f p50_blocked_us=%d p50_fwd_added_us=%d ready_kib=%d load_peak_kib=%d query_peak_kib=%d after_kib=%d%s\n",
