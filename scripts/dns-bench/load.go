@@ -136,8 +136,9 @@ const (
 
 // runLoad sends m to addr from `workers` concurrent clients for d, starting
 // at m's name number from (a phase after another goes on where it stopped:
-// with -unique, a name asked before would find its address open already).
-func runLoad(addr string, m *mix, from int64, workers int, d time.Duration, check answerCheck) loadResult {
+// with -unique, a name asked before would find its address open already),
+// and with to > 0 stopping before name number to.
+func runLoad(addr string, m *mix, from, to int64, workers int, d time.Duration, check answerCheck) loadResult {
 	var seq atomic.Int64
 	seq.Store(from)
 	var mu sync.Mutex
@@ -161,6 +162,9 @@ func runLoad(addr string, m *mix, from int64, workers int, d time.Duration, chec
 			buf := make([]byte, 4096)
 			for time.Now().Before(end) {
 				i := int(seq.Add(1) - 1)
+				if to > 0 && int64(i) >= to {
+					break
+				}
 				k := i % len(m.names)
 				id := uint16(i)
 				n := copy(q, m.packed[k])

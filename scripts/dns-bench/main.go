@@ -65,6 +65,7 @@ var (
 	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard or echo answering fewer queries a second fails the run")
 	minQPSPeers = flag.Float64("min-qps-peers", 100, "sanity bound for dnsmasq, blocky and AdGuard Home with the 50/50 mix (their rate is bound by the scheduler on a loaded machine)")
 	maxErr      = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
+	warm        = flag.Bool("warm", false, "before measuring a server, ask every name of the mix once (unmeasured): famguard-strict then measures its steady state, every address the mix answers already open, instead of opening thousands of new ones a second")
 	repeat      = flag.Int("repeat", 1, "measure the servers this many times per size, taking turns, and report each one's median (on a shared machine other sessions' load moves single runs by a factor of 2 or more)")
 	cpus        = flag.String("cpus", "0,1", "the generator's and upstream's core, and the server's core")
 )
@@ -89,6 +90,9 @@ func main() {
 		}
 	}
 	flag.Parse()
+	if *warm && *unique {
+		fail("-warm with -unique: the unique names never repeat, there is no steady state to warm up to")
+	}
 	if *repeat < 1 {
 		fail("-repeat %d: want 1 or more", *repeat)
 	}
@@ -170,7 +174,7 @@ func run(srvCPU string) error {
 		return fmt.Errorf("upstream: %w", err)
 	}
 	upMix := newMix(nil, allowed, 2000, false)
-	upLat := runLoad(upstreamAddr, upMix, 0, 1, *latency, checkFilter)
+	upLat := runLoad(upstreamAddr, upMix, 0, 0, 1, *latency, checkFilter)
 	fmt.Printf("upstream alone, one query in flight: p50 %v p99 %v\n", upLat.p50, upLat.p99)
 
 	var results []result
@@ -252,9 +256,21 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 	r.readyKiB, r.loadPeak = lab.ProcMemory(pid)
 	resetPeak(pid)
 	runtime.GC() // the generator's own garbage, not during the phases
-	r.lat = runLoad(filterAddr, m, 0, 1, *latency, s.check)
+	var from int64
+	if *warm {
+		// Every name of the mix once, unmeasured: the steady state in
+		// which a strict server has opened each address the mix answers
+		// (it refreshes one at most every 30 s), as a router's strict
+		// sets hold the addresses a household keeps asking for.
+		w := runLoad(filterAddr, m, 0, int64(len(m.names)), *inflight, *ready, s.check)
+		if w.answered < w.sent*99/100 {
+			return r, fmt.Errorf("%s: the warm-up lost %d of %d queries", s.name, w.sent-w.answered, w.sent)
+		}
+		from = w.sent
+	}
+	r.lat = runLoad(filterAddr, m, from, 0, 1, *latency, s.check)
 	c0 := cpuTime(pid)
-	r.thr = runLoad(filterAddr, m, r.lat.sent, *inflight, *duration, s.check)
+	r.thr = runLoad(filterAddr, m, from+r.lat.sent, 0, *inflight, *duration, s.check)
 	if r.thr.answered > 0 {
 		r.cpuPerQ = (cpuTime(pid) - c0) / time.Duration(r.thr.answered)
 	}
@@ -421,6 +437,9 @@ func strictReport(results []result) {
 		}
 	}
 	mixName := "popular names, each its own address, repeating"
+	if *warm {
+		mixName += "; warmed up: every address open before measuring"
+	}
 	if *unique {
 		mixName = "-unique: every allowed answer a new address"
 	}
