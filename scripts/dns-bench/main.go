@@ -260,8 +260,8 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 	if *warm {
 		// Every name of the mix once, unmeasured: the steady state in
 		// which a strict server has opened each address the mix answers
-		// (it refreshes one at most every 30 s), as a router's strict
-		// sets hold the addresses a household keeps asking for.
+		// already, as a router's strict sets hold the addresses a
+		// household keeps asking for.
 		w := runLoad(filterAddr, m, 0, int64(len(m.names)), *inflight, *ready, s.check)
 		if w.answered < w.sent*99/100 {
 			return r, fmt.Errorf("%s: the warm-up lost %d of %d queries", s.name, w.sent-w.answered, w.sent)
