@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand"
 	"net"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,34 +24,65 @@ import (
 // far as its first A record, so the generator's own cost per query stays
 // small next to the servers'.
 
-// upstreamIP is what the bench upstream answers for every name; noAddress
-// stands for an answer without an A record.
-var (
-	upstreamIP = [4]byte{192, 0, 2, 1}
-	noAddress  = [4]byte{255, 255, 255, 255}
-)
+// noAddress stands for an answer without an A record.
+var noAddress = [4]byte{255, 255, 255, 255}
 
 // mix is the query sequence of one list size.
 type mix struct {
 	names   []string
 	packed  [][]byte
-	blocked []bool // names[i] is listed (every even i when there are lists)
+	blocked []bool    // names[i] is listed (every even i when there are lists)
+	want    [][4]byte // the upstream's address for names[i] (upstreamAddrFor)
 }
 
 // newMix interleaves blocked names (taken at random from domains) with
-// popular allowed ones; with no domains every name is an allowed one.
-func newMix(domains, allowed []string, size int) *mix {
+// popular allowed ones; with no domains every name is an allowed one. With
+// unique, the allowed names are u0.bench.example, u1.bench.example, …: each
+// answers an address no earlier name did (the worst case for strict
+// egress, one kernel set add per answer).
+func newMix(domains, allowed []string, size int, unique bool) *mix {
 	rng := rand.New(rand.NewSource(1))
-	m := &mix{names: make([]string, size), packed: make([][]byte, size), blocked: make([]bool, size)}
+	m := &mix{names: make([]string, size), packed: make([][]byte, size), blocked: make([]bool, size), want: make([][4]byte, size)}
 	for i := range m.names {
-		if i%2 == 0 && len(domains) > 0 {
+		switch {
+		case i%2 == 0 && len(domains) > 0:
 			m.names[i], m.blocked[i] = domains[rng.Intn(len(domains))], true
-		} else {
+		case unique:
+			m.names[i] = fmt.Sprintf("u%d%s", i, uniqueSuffix)
+		default:
 			m.names[i] = allowed[rng.Intn(len(allowed))]
 		}
 		m.packed[i] = packQuery(m.names[i])
+		m.want[i] = upstreamAddrFor(m.packed[i][12 : len(m.packed[i])-4])
 	}
 	return m
+}
+
+// uniqueSuffix ends the synthesized names of -unique.
+const uniqueSuffix = ".bench.example"
+
+// upstreamAddrFor is the address the bench upstream answers for a name in
+// wire format (labels, the root included): uN.bench.example answers
+// 10.0.0.0 + N (so -unique's names never repeat an address below 2^24
+// names), any other name an address in 198.18.0.0/15 (RFC 2544's benchmark
+// range) by a hash of the name, case folded. So popular names each have
+// their own address and repeat it, as on a real network: strict egress
+// opens each once, then finds it already open.
+func upstreamAddrFor(wire []byte) [4]byte {
+	if n := int(wire[0]); n > 1 && n < len(wire) && wire[1] == 'u' &&
+		strings.EqualFold(string(wire[1+n:]), "\x05bench\x07example\x00") {
+		if v, err := strconv.Atoi(string(wire[2 : 1+n])); err == nil {
+			return [4]byte{10, byte(v >> 16), byte(v >> 8), byte(v)}
+		}
+	}
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range wire {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return [4]byte{198, 18 | byte(h>>16&1), byte(h >> 8), byte(h)}
 }
 
 func packQuery(name string) []byte {
@@ -90,8 +124,9 @@ func (r loadResult) blockedShare() float64 {
 
 // answerCheck says whether an answer is right for a name: echo accepts any
 // answer with the query's ID; the filters must answer a blocked name with
-// 0.0.0.0 and an allowed one with the upstream's address (or 0.0.0.0: a few
-// popular names are listed too).
+// 0.0.0.0 and an allowed one with the upstream's address for it (or 0.0.0.0:
+// a few popular names are listed too). A SERVFAIL (strict egress failing
+// closed) is wrong.
 type answerCheck int
 
 const (
@@ -99,9 +134,13 @@ const (
 	checkEcho
 )
 
-// runLoad sends m to addr from `workers` concurrent clients for d.
-func runLoad(addr string, m *mix, workers int, d time.Duration, check answerCheck) loadResult {
+// runLoad sends m to addr from `workers` concurrent clients for d, starting
+// at m's name number from (a phase after another goes on where it stopped:
+// with -unique, a name asked before would find its address open already),
+// and with to > 0 stopping before name number to.
+func runLoad(addr string, m *mix, from, to int64, workers int, d time.Duration, check answerCheck) loadResult {
 	var seq atomic.Int64
+	seq.Store(from)
 	var mu sync.Mutex
 	var res loadResult
 	var latB, latA []time.Duration
@@ -123,6 +162,9 @@ func runLoad(addr string, m *mix, workers int, d time.Duration, check answerChec
 			buf := make([]byte, 4096)
 			for time.Now().Before(end) {
 				i := int(seq.Add(1) - 1)
+				if to > 0 && int64(i) >= to {
+					break
+				}
 				k := i % len(m.names)
 				id := uint16(i)
 				n := copy(q, m.packed[k])
@@ -152,7 +194,7 @@ func runLoad(addr string, m *mix, workers int, d time.Duration, check answerChec
 				}
 				switch {
 				case m.blocked[k] && got == [4]byte{}:
-				case !m.blocked[k] && (got == upstreamIP || got == [4]byte{}):
+				case !m.blocked[k] && (got == m.want[k] || got == [4]byte{}):
 				default:
 					r.wrongs++
 				}

@@ -4,8 +4,13 @@
 // one with popular allowed names from ../shared/data/queries. What it
 // measures and why each choice was made: README.md beside this file.
 //
-// Servers: echo (a bare Go UDP echo, the ceiling), famguard, dnsmasq, and
-// the peers blocky and adguardhome (built by scripts/bench-peers/build.sh).
+// Servers: echo (a bare Go UDP echo, the ceiling), famguard, famguard-strict
+// (famguard with issue 9's strict egress on: every answered address goes
+// into a real kernel set before the answer leaves), dnsmasq, and the peers
+// blocky and adguardhome (built by scripts/bench-peers/build.sh). With
+// famguard and famguard-strict in one run it prints strict on/off per size
+// and the strict sets' kernel memory; -unique makes every allowed answer a
+// new address (the worst case for strict egress).
 // Each server runs pinned to one core (taskset, GOMAXPROCS=1); the load
 // generator and the upstream are pinned to the other. For each list size it
 // reports, per server: the load time (start until a listed domain is
@@ -37,18 +42,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
 var (
 	data        = flag.String("data", "../shared/data", "the shared data directory")
 	sizes       = flag.String("sizes", "100000,all", "list sizes to compare (a number of domains, or all); a run with no lists is always first (the baseline for bytes per domain)")
-	names       = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, famguard, dnsmasq, blocky, adguardhome")
+	names       = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, famguard, famguard-strict, dnsmasq, blocky, adguardhome")
+	unique      = flag.Bool("unique", false, "allowed names are synthesized (uN.bench.example), each answered with an address no earlier name had: the worst case for famguard-strict, one kernel set add per allowed answer")
 	peers       = flag.String("peers", "bin/peers", "where scripts/bench-peers/build.sh put blocky and adguardhome")
 	duration    = flag.Duration("duration", 4*time.Second, "throughput phase per measurement")
 	latency     = flag.Duration("latency", 2*time.Second, "latency phase (one query in flight) per measurement")
@@ -57,6 +65,8 @@ var (
 	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard or echo answering fewer queries a second fails the run")
 	minQPSPeers = flag.Float64("min-qps-peers", 100, "sanity bound for dnsmasq, blocky and AdGuard Home with the 50/50 mix (their rate is bound by the scheduler on a loaded machine)")
 	maxErr      = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
+	warm        = flag.Bool("warm", false, "before measuring a server, ask every name of the mix once (unmeasured): famguard-strict then measures its steady state, every address the mix answers already open, instead of opening thousands of new ones a second")
+	repeat      = flag.Int("repeat", 1, "measure the servers this many times per size, taking turns, and report each one's median (on a shared machine other sessions' load moves single runs by a factor of 2 or more)")
 	cpus        = flag.String("cpus", "0,1", "the generator's and upstream's core, and the server's core")
 )
 
@@ -80,6 +90,12 @@ func main() {
 		}
 	}
 	flag.Parse()
+	if *warm && *unique {
+		fail("-warm with -unique: the unique names never repeat, there is no steady state to warm up to")
+	}
+	if *repeat < 1 {
+		fail("-repeat %d: want 1 or more", *repeat)
+	}
 	genCPU, srvCPU, ok := strings.Cut(*cpus, ",")
 	if !ok {
 		fail("-cpus %q: want GENERATOR,SERVER, e.g. 0,1", *cpus)
@@ -123,6 +139,9 @@ type result struct {
 	loadPeak  int // VmHWM when ready: the list load's peak
 	queryPeak int // VmHWM over the query load (reset when ready)
 	afterKiB  int // RSS after the query load
+	// famguard-strict: what its kernel sets hold after the query load
+	// (addresses and kernel memory, from the kernel's own set header).
+	open4, setBytes int
 }
 
 func run(srvCPU string) error {
@@ -154,8 +173,8 @@ func run(srvCPU string) error {
 	if err := waitReady(upstreamAddr, "", 10*time.Second); err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
-	upMix := newMix(nil, allowed, 2000)
-	upLat := runLoad(upstreamAddr, upMix, 1, *latency, checkFilter)
+	upMix := newMix(nil, allowed, 2000, false)
+	upLat := runLoad(upstreamAddr, upMix, 0, 0, 1, *latency, checkFilter)
 	fmt.Printf("upstream alone, one query in flight: p50 %v p99 %v\n", upLat.p50, upLat.p99)
 
 	var results []result
@@ -174,25 +193,33 @@ func run(srvCPU string) error {
 		if err := writeLists(sdir, domains); err != nil {
 			return err
 		}
-		m := newMix(domains, allowed, 20000)
+		size := 20000
+		if *unique {
+			size = 400000 // more allowed names than a run asks: none repeats
+		}
+		m := newMix(domains, allowed, size, *unique)
 		probe := ""
 		if n > 0 {
 			probe = domains[0]
 		}
-		for _, s := range list {
-			if s.name == "echo" && n > 0 && n != len(all) && len(results) > 0 {
-				// echo does not depend on the lists: measured with none
-				// and with all (two samples of the ceiling per run).
-				continue
+		var runs []result
+		for rep := 0; rep < *repeat; rep++ {
+			for _, s := range list {
+				if s.name == "echo" && n > 0 && n != len(all) && len(results) > 0 {
+					// echo does not depend on the lists: measured with none
+					// and with all (two samples of the ceiling per run).
+					continue
+				}
+				r, err := measure(s, srvCPU, sdir, n, probe, m)
+				if err != nil {
+					return err
+				}
+				runs = append(runs, r)
+				printResult(r, upLat)
+				failures = append(failures, sanity(r)...)
 			}
-			r, err := measure(s, srvCPU, sdir, n, probe, m)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
-			printResult(r, upLat)
-			failures = append(failures, sanity(r)...)
 		}
+		results = append(results, medians(runs, list)...)
 	}
 	report(results, upLat)
 	if len(failures) > 0 {
@@ -229,14 +256,69 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 	r.readyKiB, r.loadPeak = lab.ProcMemory(pid)
 	resetPeak(pid)
 	runtime.GC() // the generator's own garbage, not during the phases
-	r.lat = runLoad(filterAddr, m, 1, *latency, s.check)
+	var from int64
+	if *warm {
+		// Every name of the mix once, unmeasured: the steady state in
+		// which a strict server has opened each address the mix answers
+		// already, as a router's strict sets hold the addresses a
+		// household keeps asking for.
+		w := runLoad(filterAddr, m, 0, int64(len(m.names)), *inflight, *ready, s.check)
+		if w.answered < w.sent*99/100 {
+			return r, fmt.Errorf("%s: the warm-up lost %d of %d queries", s.name, w.sent-w.answered, w.sent)
+		}
+		from = w.sent
+	}
+	r.lat = runLoad(filterAddr, m, from, 0, 1, *latency, s.check)
 	c0 := cpuTime(pid)
-	r.thr = runLoad(filterAddr, m, *inflight, *duration, s.check)
+	r.thr = runLoad(filterAddr, m, from+r.lat.sent, 0, *inflight, *duration, s.check)
 	if r.thr.answered > 0 {
 		r.cpuPerQ = (cpuTime(pid) - c0) / time.Duration(r.thr.answered)
 	}
 	r.afterKiB, r.queryPeak = lab.ProcMemory(pid)
+	if s.strictSet != "" {
+		st, err := strictStats(s.strictSet)
+		if err != nil {
+			return r, fmt.Errorf("%s: reading its sets: %w", s.name, err)
+		}
+		r.open4, r.setBytes = st.Open4, st.MemBytes
+	}
 	return r, nil
+}
+
+// strictStats reads famguard-strict's sets from the kernel (the bench runs
+// in the server's network namespace).
+func strictStats(base string) (egress.Stats, error) {
+	k, err := egress.NewNetlink()
+	if err != nil {
+		return egress.Stats{}, err
+	}
+	defer k.Close()
+	return egress.New(k).Stats(base)
+}
+
+// medians picks, per server in list order, its run with the median q/s,
+// with the median CPU per query of its runs (its own median, not that
+// run's: the two move apart under other load).
+func medians(runs []result, list []server) []result {
+	var out []result
+	for _, s := range list {
+		var rs []result
+		for _, r := range runs {
+			if r.name == s.name {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].cpuPerQ < rs[j].cpuPerQ })
+		cpu := rs[len(rs)/2].cpuPerQ
+		sort.Slice(rs, func(i, j int) bool { return rs[i].thr.qps < rs[j].thr.qps })
+		m := rs[len(rs)/2]
+		m.cpuPerQ = cpu
+		out = append(out, m)
+	}
+	return out
 }
 
 // sanity returns what is absurd about r: the bounds of `make bench-smoke`.
@@ -254,7 +336,7 @@ func sanity(r result) []string {
 	// baseline with no lists forwards every query, and blocky dials a TCP
 	// and a UDP socket for each: a few hundred a second is its real cost.
 	bound := *minQPS
-	if r.name != "echo" && r.name != "famguard" {
+	if r.name != "echo" && r.name != "famguard" && r.name != "famguard-strict" {
 		bound = *minQPSPeers
 		if r.domains == 0 {
 			bound = 0
@@ -272,6 +354,10 @@ func sanity(r result) []string {
 				what, p.phase, p.lr.timeouts, p.lr.sent, p.lr.wrongs, *maxErr*100))
 		}
 	}
+	// Strict egress that opened nothing measured a filter without it.
+	if r.name == "famguard-strict" && r.open4 == 0 {
+		out = append(out, fmt.Sprintf("%s: its strict sets hold no address after %d answers", what, r.thr.answered))
+	}
 	if b := r.thr.blockedShare(); r.domains > 0 && (b < 0.45 || b > 0.55) {
 		out = append(out, fmt.Sprintf("%s: served mix %.1f %% blocked, not 50/50", what, b*100))
 	}
@@ -279,7 +365,7 @@ func sanity(r result) []string {
 }
 
 func printResult(r result, up loadResult) {
-	fmt.Printf("%-11s %8d domains: load %6.2fs  %7.0f q/s  CPU %5.1f µs/q  blocked %4.1f%%  lost %d wrong %d  p50 blocked %v forwarded +%v  RSS ready %.1f / load peak %.1f / query peak %.1f / after %.1f MiB\n",
+	fmt.Printf("%-15s %8d domains: load %6.2fs  %7.0f q/s  CPU %5.1f µs/q  blocked %4.1f%%  lost %d wrong %d  p50 blocked %v forwarded +%v  RSS ready %.1f / load peak %.1f / query peak %.1f / after %.1f MiB\n",
 		r.name, r.domains, r.load.Seconds(), r.thr.qps, us(r.cpuPerQ), r.thr.blockedShare()*100, r.thr.timeouts+r.lat.timeouts, r.thr.wrongs+r.lat.wrongs,
 		r.lat.p50Blocked.Round(time.Microsecond), (r.lat.p50Allowed - up.p50).Round(time.Microsecond),
 		mib(r.readyKiB), mib(r.loadPeak), mib(r.queryPeak), mib(r.afterKiB))
@@ -300,7 +386,7 @@ func report(results []result, up loadResult) {
 			echoAll = r.cpuPerQ
 		}
 	}
-	fmt.Printf("\n%-11s %8s %7s %8s %9s %6s %8s %9s %10s %9s %9s %9s %9s %9s\n", "server", "domains", "load s", "q/s", "CPU µs/q", "×echo",
+	fmt.Printf("\n%-15s %8s %7s %8s %9s %6s %8s %9s %10s %9s %9s %9s %9s %9s\n", "server", "domains", "load s", "q/s", "CPU µs/q", "×echo",
 		"blocked", "p50 blk", "p50 fwd+", "ready MiB", "load pk", "query pk", "after", "B/domain")
 	for _, r := range results {
 		e, ok := echo[r.domains]
@@ -315,17 +401,55 @@ func report(results []result, up loadResult) {
 		if b, ok := base[r.name]; ok && r.domains > 0 {
 			perDomain = fmt.Sprintf("%.1f", float64(r.readyKiB-b)*1024/float64(r.domains))
 		}
-		fmt.Printf("%-11s %8d %7.2f %8.0f %9.1f %6s %7.1f%% %9v %10v %9.1f %9.1f %9.1f %9.1f %9s\n", r.name, r.domains, r.load.Seconds(), r.thr.qps,
+		fmt.Printf("%-15s %8d %7.2f %8.0f %9.1f %6s %7.1f%% %9v %10v %9.1f %9.1f %9.1f %9.1f %9s\n", r.name, r.domains, r.load.Seconds(), r.thr.qps,
 			us(r.cpuPerQ), ratio, r.thr.blockedShare()*100, r.lat.p50Blocked.Round(time.Microsecond), (r.lat.p50Allowed - up.p50).Round(time.Microsecond),
 			mib(r.readyKiB), mib(r.loadPeak), mib(r.queryPeak), mib(r.afterKiB), perDomain)
 	}
 	fmt.Println("\n(CPU µs/q: the server's CPU time during the throughput phase per answered query; ×echo: that over the bare Go UDP echo's;")
 	fmt.Println(" p50 blk: a blocked name's answer at one query in flight; p50 fwd+: a forwarded name's minus the upstream's own;")
 	fmt.Println(" load pk: VmHWM when ready (the list load's peak); query pk: VmHWM over the query load; B/domain: RSS when ready above the same server's with no lists)")
+	if *repeat > 1 {
+		fmt.Printf("(each row: the run with the median q/s of %d taking turns, with the median CPU µs/q of the %d)\n", *repeat, *repeat)
+	}
+	strictReport(results)
 	for _, r := range results {
-		fmt.Printf("result: server=%s domains=%d load_s=%.3f qps=%.0f cpu_us=%.2f blocked=%.3f errors=%.4f p50_blocked_us=%d p50_fwd_added_us=%d ready_kib=%d load_peak_kib=%d query_peak_kib=%d after_kib=%d\n",
+		fmt.Printf("result: server=%s domains=%d load_s=%.3f qps=%.0f cpu_us=%.2f blocked=%.3f errors=%.4f p50_blocked_us=%d p50_fwd_added_us=%d ready_kib=%d load_peak_kib=%d query_peak_kib=%d after_kib=%d%s\n",
 			r.name, r.domains, r.load.Seconds(), r.thr.qps, us(r.cpuPerQ), r.thr.blockedShare(), r.thr.errorRate(),
-			r.lat.p50Blocked.Microseconds(), (r.lat.p50Allowed - up.p50).Microseconds(), r.readyKiB, r.loadPeak, r.queryPeak, r.afterKiB)
+			r.lat.p50Blocked.Microseconds(), (r.lat.p50Allowed - up.p50).Microseconds(), r.readyKiB, r.loadPeak, r.queryPeak, r.afterKiB, setFields(r))
+	}
+}
+
+func setFields(r result) string {
+	if r.name != "famguard-strict" {
+		return ""
+	}
+	return fmt.Sprintf(" set_ipv4=%d set_bytes=%d", r.open4, r.setBytes)
+}
+
+// strictReport prints, per list size measured with both famguard and
+// famguard-strict, strict on over off (issue 9: q/s with strict on at
+// least 0.9× of off, same bench, same run) and what the sets took.
+func strictReport(results []result) {
+	off := map[int]result{}
+	for _, r := range results {
+		if r.name == "famguard" {
+			off[r.domains] = r
+		}
+	}
+	mixName := "popular names, each its own address, repeating"
+	if *warm {
+		mixName += "; warmed up: every address open before measuring"
+	}
+	if *unique {
+		mixName = "-unique: every allowed answer a new address"
+	}
+	for _, st := range results {
+		f, ok := off[st.domains]
+		if st.name != "famguard-strict" || !ok || f.thr.qps == 0 {
+			continue
+		}
+		fmt.Printf("strict egress at %d domains (%s): on/off %.2f× q/s (%.0f vs %.0f), CPU %.1f vs %.1f µs/query; sets hold %d IPv4 addresses in %.1f KiB of kernel memory (bounded: 65,536 entries a set); RSS after %.1f vs %.1f MiB\n",
+			st.domains, mixName, st.thr.qps/f.thr.qps, st.thr.qps, f.thr.qps, us(st.cpuPerQ), us(f.cpuPerQ), st.open4, float64(st.setBytes)/1024, mib(st.afterKiB), mib(f.afterKiB))
 	}
 }
 

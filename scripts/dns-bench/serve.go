@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/famguard/famguard/agent/categories"
 	"github.com/famguard/famguard/agent/dnsfilter"
+	"github.com/famguard/famguard/agent/egress"
 )
 
 // The servers this program runs itself, as subcommands of its own binary
@@ -27,8 +29,21 @@ import (
 // agent's defaults (200/s a device) would cut to 1 %, and the bench
 // measures the filter, not the limiter (the limiter has its own flood test,
 // scripts/e2e TestDNSFloodFairness).
+//
+// With --strict SET the device is strict (issue 9's strict egress): every
+// address of an allowed answer goes into the real kernel sets SET4/SET6
+// (agent/egress, over netlink) before the answer is sent, in the bench's
+// private network namespace; --fresh-sets destroys them first, so each
+// measurement starts with nothing open.
 func serveFamguard(args []string) {
-	dir, listen, upstream := args[0], args[1], args[2]
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	strictSet := fs.String("strict", "", "strict egress on, with this base set name (the sets are created in the current network namespace)")
+	fresh := fs.Bool("fresh-sets", false, "destroy the strict sets first (each measurement starts empty)")
+	_ = fs.Parse(args)
+	if fs.NArg() != 3 {
+		fail("usage: dns-bench serve [--strict SET [--fresh-sets]] LISTS-DIR LISTEN UPSTREAM")
+	}
+	dir, listen, upstream := fs.Arg(0), fs.Arg(1), fs.Arg(2)
 	start := time.Now()
 	store, st, err := categories.Load(dir)
 	if err != nil {
@@ -41,6 +56,21 @@ func serveFamguard(args []string) {
 	s.SetLimits(dnsfilter.Limits{})
 	mac := "02:00:00:00:00:01"
 	rules := dnsfilter.Rules{Child: "bench", Categories: store.Categories()}
+	if *strictSet != "" {
+		k, err := egress.NewNetlink()
+		if err != nil {
+			fail("strict: %v", err)
+		}
+		sets := egress.New(k)
+		if *fresh {
+			_ = sets.Destroy(*strictSet) // absent on the first run
+		}
+		if err := sets.EnsureSets(*strictSet); err != nil {
+			fail("strict: %v", err)
+		}
+		s.SetOpener(sets)
+		rules.Strict, rules.StrictSet = true, *strictSet
+	}
 	_, portText, err := net.SplitHostPort(listen)
 	port, perr := strconv.Atoi(portText)
 	if err != nil || perr != nil {
@@ -92,7 +122,8 @@ func serveEcho(args []string) {
 }
 
 // serveUpstream is the upstream every filter forwards to: it answers any
-// A question with 192.0.2.1 (TTL 0, so nothing is cached) and any other
+// A question with the name's own address (upstreamAddrFor; TTL 0, so
+// nothing is cached) and any other
 // type with no records, over UDP and TCP. It is written here rather than
 // run as dnsmasq because blocky races a TCP connection against UDP for
 // every upstream query, and dnsmasq forks a process per TCP connection:
@@ -180,5 +211,6 @@ func upstreamAnswer(out, q []byte) []byte {
 		return out
 	}
 	binary.BigEndian.PutUint16(h[6:], 1)
-	return append(out, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, upstreamIP[0], upstreamIP[1], upstreamIP[2], upstreamIP[3])
+	a := upstreamAddrFor(q[12 : i+1])
+	return append(out, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, a[0], a[1], a[2], a[3])
 }

@@ -16,10 +16,16 @@ import (
 type server struct {
 	name  string
 	check answerCheck
+	// strictSet is famguard-strict's base set name (its sets are read
+	// after the query load: the set memory); empty for the others.
+	strictSet string
 	// start launches the server on the lists in dir (written by
 	// writeLists); prefix pins it to its core.
 	start func(prefix []string, dir string) (*exec.Cmd, error)
 }
+
+// benchSet is famguard-strict's base set name (sets fg-bench4, fg-bench6).
+const benchSet = "fg-bench"
 
 // peerVersions are the pinned versions scripts/bench-peers/build.sh builds.
 var peerVersions = map[string]string{"blocky": "v0.26.2", "adguardhome": "v0.107.63"}
@@ -36,6 +42,12 @@ func servers(names []string, self, peers string) ([]server, error) {
 		case "famguard":
 			s = server{name: n, start: func(prefix []string, dir string) (*exec.Cmd, error) {
 				return startGo(n, append(prefix, self, "serve", filepath.Join(dir, "famguard"), filterAddr, upstreamAddr), dir)
+			}}
+		case "famguard-strict":
+			// famguard with strict egress on for the generator's device:
+			// real kernel sets in the bench's namespace, emptied at start.
+			s = server{name: n, strictSet: benchSet, start: func(prefix []string, dir string) (*exec.Cmd, error) {
+				return startGo(n, append(prefix, self, "serve", "--strict", benchSet, "--fresh-sets", filepath.Join(dir, "famguard"), filterAddr, upstreamAddr), dir)
 			}}
 		case "dnsmasq":
 			s = server{name: n, start: func(prefix []string, dir string) (*exec.Cmd, error) {
@@ -65,7 +77,7 @@ func servers(names []string, self, peers string) ([]server, error) {
 				}}
 			}
 		default:
-			return nil, fmt.Errorf("unknown server %q (echo, famguard, dnsmasq, blocky, adguardhome)", n)
+			return nil, fmt.Errorf("unknown server %q (echo, famguard, famguard-strict, dnsmasq, blocky, adguardhome)", n)
 		}
 		out = append(out, s)
 	}
