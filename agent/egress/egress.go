@@ -213,7 +213,13 @@ func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
 		s.known[name] = hs
 	}
 	h, ok := hs.m[addr]
-	if ok && h.until >= need && nowS-h.added < uint32(RefreshEvery/time.Second) {
+	// Held long enough: the kernel keeps it until h.until, and need asks
+	// for TTL plus the grace from now. Allowing h.until to fall up to
+	// RefreshEvery short of need still covers the answer's TTL (the grace
+	// is longer than RefreshEvery), and it makes a name answered again a
+	// few seconds later cost no syscall, which `h.until >= need` alone
+	// would not (need moves with the clock).
+	if ok && h.until+uint32(RefreshEvery/time.Second) >= need && nowS-h.added < uint32(RefreshEvery/time.Second) {
 		return nil // held long enough, and put there recently
 	}
 	if ok && h.until > need {

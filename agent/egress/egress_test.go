@@ -372,3 +372,26 @@ func TestAckOf(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedAnswersCostNoSyscall: the same name answered again every
+// second with the same TTL costs one kernel add until RefreshEvery, and the
+// set never holds the address for less than the answer's TTL.
+func TestRepeatedAnswersCostNoSyscall(t *testing.T) {
+	s, f, c := newFakeSets(t)
+	for i := 0; i < int(RefreshEvery/time.Second); i++ {
+		if err := s.Add("fg-alice", a6, 5*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if until, ok := f.Holds("fg-alice6", a6); !ok || until.Sub(c.t) < 5*time.Minute {
+			t.Fatalf("after %d s the set holds it for %v, less than the answer's TTL", i, until.Sub(c.t))
+		}
+		c.t = c.t.Add(time.Second)
+	}
+	if n := strings.Count(strings.Join(f.Calls, "\n"), "add "); n != 1 {
+		t.Errorf("%d kernel adds for answers a second apart, want 1: %v", n, f.Calls)
+	}
+	_ = s.Add("fg-alice", a6, 5*time.Minute)
+	if n := strings.Count(strings.Join(f.Calls, "\n"), "add "); n != 2 {
+		t.Errorf("%d kernel adds after RefreshEvery, want 2 (the refresh)", n)
+	}
+}
