@@ -14,7 +14,7 @@ FUZZTIME ?= 20s
 # openwrt/famguard/Makefile; lint extracts them).
 OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug famguard-parent-login rpcd-plugin)
 
-.PHONY: all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
+.PHONY: redteam all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
 all: build
 
@@ -194,5 +194,10 @@ clean:
 
 # Removes lab namespaces left behind by a test or demo that was killed with
 # SIGKILL (a normal exit, Ctrl-C or a failure cleans up by itself).
+# The red-team lab on its own, rewriting its table in the README and in
+# scripts/redteam/results.md (make test runs it without rewriting).
+redteam: build
+	FAMGUARD_REDTEAM_UPDATE=1 $(GO) test -count=1 -v -run 'TestRedTeam' ./scripts/e2e/
+
 lab-clean:
 	@ip netns list | awk '{print $$1}' | grep -E '^fg(e|l|f|b|demo|perf)[0-9]+' | xargs -r -n1 ip netns del
