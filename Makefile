@@ -185,7 +185,8 @@ readme-sizes: cross
 	bash scripts/readme-sizes.sh
 
 # OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
-# name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).
+# name, and famguard-www_<version>_all.ipk (the parents' page), without the
+# SDK (scripts/ipk.sh; the feed package is openwrt/famguard).
 ipk: cross
 	bash scripts/ipk.sh
 
