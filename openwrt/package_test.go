@@ -83,6 +83,27 @@ func (ft fileTree) String() string {
 	return b.String()
 }
 
+// controlFields are the "Key: value" lines of a control file (not the
+// description's continuation lines).
+func controlFields(control string) map[string]string {
+	fields := map[string]string{}
+	for _, l := range strings.Split(control, "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
+			fields[k] = v
+		}
+	}
+	return fields
+}
+
+// dataSize is the bytes of a package's files (its Installed-Size).
+func dataSize(data map[string]entry) int {
+	size := 0
+	for _, e := range data {
+		size += len(e.data)
+	}
+	return size
+}
+
 func TestIPKs(t *testing.T) {
 	out, bins := buildIPKs(t)
 	want := map[string]string{ // a few architecture names per build
@@ -125,16 +146,7 @@ func TestIPKs(t *testing.T) {
 			}
 		}
 		control := ctl["./control"].data
-		fields := map[string]string{}
-		for _, l := range strings.Split(control, "\n") {
-			if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
-				fields[k] = v
-			}
-		}
-		size := 0
-		for _, e := range data {
-			size += len(e.data)
-		}
+		fields, size := controlFields(control), dataSize(data)
 		for k, v := range map[string]string{
 			"Package": "famguard", "Version": "0.1.0-1", "Architecture": arch, "Section": "net",
 			"Depends":        "iptables-nft, ip6tables-nft, kmod-nft-compat, kmod-ipt-core, kmod-ip6tables, kmod-ipt-conntrack, kmod-ipt-nat, kmod-nft-nat, kmod-nf-conntrack-netlink",
@@ -216,16 +228,7 @@ func TestIPKWWW(t *testing.T) {
 	outer, _ := untar(t, []byte(read(t, path)))
 	ctl, _ := untar(t, []byte(outer["./control.tar.gz"].data))
 	data, _ := untar(t, []byte(outer["./data.tar.gz"].data))
-	fields := map[string]string{}
-	for _, l := range strings.Split(ctl["./control"].data, "\n") {
-		if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
-			fields[k] = v
-		}
-	}
-	size := 0
-	for _, e := range data {
-		size += len(e.data)
-	}
+	fields, size := controlFields(ctl["./control"].data), dataSize(data)
 	for k, v := range map[string]string{
 		"Package": "famguard-www", "Version": "0.1.0-1", "Architecture": "all", "Section": "net",
 		"Depends": "famguard, uhttpd, uhttpd-mod-ubus, rpcd", "Installed-Size": fmt.Sprint(size),
