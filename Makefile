@@ -12,7 +12,7 @@ RACE_PKGS := ./agent/... ./rules/...
 FUZZTIME ?= 20s
 # Shell scripts the OpenWrt package ships (its maintainer scripts live in
 # openwrt/famguard/Makefile; lint extracts them).
-OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug)
+OPENWRT_SCRIPTS := $(addprefix openwrt/famguard/files/,famguard.init famguard.uci-defaults firewall.include ntp.hotplug famguard-parent-login rpcd-plugin)
 
 .PHONY: redteam all build deps demo test unit e2e bench bench-smoke bench-peers bench-table lint fuzz clean lab-clean cross cross-build size-check cross-test ipk reliability reliability-faults reliability-load test-fresh readme-sizes
 
@@ -65,7 +65,7 @@ lint:
 	$(GO) vet ./...
 	@if command -v shellcheck >/dev/null; then \
 		shellcheck scripts/*.sh scripts/reliability/*.sh scripts/bench-peers/*.sh .ci/run $(OPENWRT_SCRIPTS) && \
-		tmp=$$(mktemp -d) && bash scripts/ipk.sh maintainer-scripts $$tmp && shellcheck $$tmp/*; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
+		tmp=$$(mktemp -d) && bash scripts/ipk.sh maintainer-scripts $$tmp/famguard && bash scripts/ipk.sh maintainer-scripts $$tmp/www famguard-www && shellcheck $$tmp/*/*; rc=$$?; rm -rf "$$tmp"; exit $$rc; \
 	else echo "shellcheck not installed; skipped"; fi
 
 # Fault injection in the lab (also part of `make test`, with 30 kills):
@@ -189,7 +189,8 @@ readme-sizes: cross
 	bash scripts/readme-sizes.sh
 
 # OpenWrt packages (.ipk) of the router builds, one per OpenWrt architecture
-# name, without the SDK (scripts/ipk.sh; the feed package is openwrt/famguard).
+# name, and famguard-www_<version>_all.ipk (the parents' page), without the
+# SDK (scripts/ipk.sh; the feed package is openwrt/famguard).
 ipk: cross
 	bash scripts/ipk.sh
 

@@ -83,6 +83,27 @@ func (ft fileTree) String() string {
 	return b.String()
 }
 
+// controlFields are the "Key: value" lines of a control file (not the
+// description's continuation lines).
+func controlFields(control string) map[string]string {
+	fields := map[string]string{}
+	for _, l := range strings.Split(control, "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
+			fields[k] = v
+		}
+	}
+	return fields
+}
+
+// dataSize is the bytes of a package's files (its Installed-Size).
+func dataSize(data map[string]entry) int {
+	size := 0
+	for _, e := range data {
+		size += len(e.data)
+	}
+	return size
+}
+
 func TestIPKs(t *testing.T) {
 	out, bins := buildIPKs(t)
 	want := map[string]string{ // a few architecture names per build
@@ -125,16 +146,7 @@ func TestIPKs(t *testing.T) {
 			}
 		}
 		control := ctl["./control"].data
-		fields := map[string]string{}
-		for _, l := range strings.Split(control, "\n") {
-			if k, v, ok := strings.Cut(l, ": "); ok && !strings.HasPrefix(l, " ") {
-				fields[k] = v
-			}
-		}
-		size := 0
-		for _, e := range data {
-			size += len(e.data)
-		}
+		fields, size := controlFields(control), dataSize(data)
 		for k, v := range map[string]string{
 			"Package": "famguard", "Version": "0.1.0-1", "Architecture": arch, "Section": "net",
 			"Depends":        "iptables-nft, ip6tables-nft, kmod-nft-compat, kmod-ipt-core, kmod-ip6tables, kmod-ipt-conntrack, kmod-ipt-nat, kmod-nft-nat, kmod-nf-conntrack-netlink",
@@ -192,6 +204,94 @@ func TestIPKs(t *testing.T) {
 		} else if tree.String() != reference.String() {
 			t.Errorf("%s: data differs from other architectures", arch)
 		}
+		// The page is famguard-www's, not the agent's.
+		for name := range data {
+			if strings.HasPrefix(name, "./www/") || strings.HasPrefix(name, "./usr/libexec/rpcd/") || strings.HasPrefix(name, "./usr/share/rpcd/") {
+				t.Errorf("%s: the agent's package carries %s (famguard-www's)", arch, name)
+			}
+		}
+	}
+}
+
+// The famguard-www package: one for every architecture, the page, the rpcd
+// plugin and ACL, the LuCI menu entry and famguard-parent-login, with the
+// modes they need on the router, and the scripts that make rpcd load them.
+func TestIPKWWW(t *testing.T) {
+	out, _ := buildIPKs(t)
+	if m, _ := filepath.Glob(filepath.Join(out, "famguard-www_*")); len(m) != 1 || filepath.Base(m[0]) != "famguard-www_0.1.0-1_all.ipk" {
+		t.Fatalf("famguard-www packages: %v; want one, _all", m)
+	}
+	path := filepath.Join(out, "famguard-www_0.1.0-1_all.ipk")
+	if o, _ := run(t, []string{"tar", "-tzf", path}, nil, false); o != "./debian-binary\n./data.tar.gz\n./control.tar.gz\n" {
+		t.Errorf("outer members (in this order): %q", o)
+	}
+	outer, _ := untar(t, []byte(read(t, path)))
+	ctl, _ := untar(t, []byte(outer["./control.tar.gz"].data))
+	data, _ := untar(t, []byte(outer["./data.tar.gz"].data))
+	fields, size := controlFields(ctl["./control"].data), dataSize(data)
+	for k, v := range map[string]string{
+		"Package": "famguard-www", "Version": "0.1.0-1", "Architecture": "all", "Section": "net",
+		"Depends": "famguard, uhttpd, uhttpd-mod-ubus, rpcd", "Installed-Size": fmt.Sprint(size),
+	} {
+		if fields[k] != v {
+			t.Errorf("control %s: %q, want %q", k, fields[k], v)
+		}
+	}
+	// Exactly these files (and their directories), with these modes and
+	// the repository's contents.
+	www := filepath.Join(repo, "openwrt", "famguard", "www", "famguard")
+	want := map[string]struct {
+		mode fs.FileMode
+		src  string
+	}{
+		"./www/famguard/index.html":                         {0o644, filepath.Join(www, "index.html")},
+		"./www/famguard/app.js":                             {0o644, filepath.Join(www, "app.js")},
+		"./www/famguard/app.css":                            {0o644, filepath.Join(www, "app.css")},
+		"./www/famguard/i18n.js":                            {0o644, filepath.Join(www, "i18n.js")},
+		"./usr/libexec/rpcd/famguard":                       {0o755, filepath.Join(files, "rpcd-plugin")},
+		"./usr/share/rpcd/acl.d/famguard.json":              {0o644, filepath.Join(files, "rpcd-acl.json")},
+		"./usr/share/luci/menu.d/luci-app-famguard.json":    {0o644, filepath.Join(files, "luci-menu.json")},
+		"./www/luci-static/resources/view/famguard/open.js": {0o644, filepath.Join(files, "luci-view.js")},
+		"./usr/sbin/famguard-parent-login":                  {0o755, filepath.Join(files, "famguard-parent-login")},
+	}
+	for name, e := range data {
+		if e.uid != 0 || e.gid != 0 || !strings.HasPrefix(name, "./") {
+			t.Errorf("%s: owner %d:%d", name, e.uid, e.gid)
+		}
+		if e.dir {
+			if e.mode != 0o755 {
+				t.Errorf("directory %s: mode %o", name, e.mode)
+			}
+			continue
+		}
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("unexpected file %s", name)
+			continue
+		}
+		if e.mode != w.mode || e.data != read(t, w.src) || e.data == "" {
+			t.Errorf("%s: mode %o (want %o), same content as %s: %v", name, e.mode, w.mode, w.src, e.data == read(t, w.src))
+		}
+	}
+	for name := range want {
+		if _, ok := data[name]; !ok {
+			t.Errorf("missing %s", name)
+		}
+	}
+	// The menu opens the view the package ships (action path famguard/open).
+	if !strings.Contains(data["./usr/share/luci/menu.d/luci-app-famguard.json"].data, `"path": "famguard/open"`) {
+		t.Errorf("the LuCI menu entry does not open view/famguard/open.js")
+	}
+	if _, ok := ctl["./conffiles"]; ok {
+		t.Errorf("famguard-www has conffiles: %q", ctl["./conffiles"].data)
+	}
+	if _, ok := ctl["./prerm"]; ok {
+		t.Errorf("famguard-www has a prerm")
+	}
+	for _, s := range []string{"./postinst", "./postrm"} {
+		if e := ctl[s]; e.mode != 0o755 || !strings.HasPrefix(e.data, "#!/bin/sh\n") || !strings.Contains(e.data, "/etc/init.d/rpcd reload") {
+			t.Errorf("%s mode %o:\n%s", s, e.mode, e.data)
+		}
 	}
 }
 
@@ -207,20 +307,23 @@ func TestIPKOverridesAndReproducible(t *testing.T) {
 		}
 		return m
 	}
-	if got := names(a); len(got) != 1 || got[0] != "famguard_0.1.0-1_aarch64_cortex-a53.ipk" {
+	if got := names(a); len(got) != 2 || got[0] != "famguard-www_0.1.0-1_all.ipk" || got[1] != "famguard_0.1.0-1_aarch64_cortex-a53.ipk" {
 		t.Fatalf("with overrides built %v", got)
 	}
-	if read(t, filepath.Join(a, names(a)[0])) != read(t, filepath.Join(b, names(b)[0])) {
-		t.Errorf("two builds of the same input differ")
+	for _, n := range names(a) {
+		if read(t, filepath.Join(a, n)) != read(t, filepath.Join(b, n)) {
+			t.Errorf("%s: two builds of the same input differ", n)
+		}
 	}
 }
 
 // fakeSDK is just enough of an OpenWrt build tree to evaluate the feed
 // Makefile with real make: rules.mk, package.mk and golang-package.mk
-// stand-ins. Like OpenWrt's package-pack.mk, BuildPackage expands
-// Package/famguard/install inside a template that is then eval'd, and it
+// stand-ins. Like OpenWrt's package-pack.mk, BuildPackage resets the
+// package variables, expands Package/NAME/install inside a template that is
+// then eval'd (target fake-install-NAME, into $(FAKE_ROOT)/NAME), and it
 // exports the metadata and maintainer scripts after one expansion (what
-// OpenWrt writes into the package), here to files in $(FAKE_META).
+// OpenWrt writes into the package), here to files in $(FAKE_META)/NAME.
 var fakeSDK = map[string]string{
 	"rules.mk": `INCLUDE_DIR:=$(TOPDIR)/include
 BUILD_DIR:=$(TOPDIR)/build
@@ -232,20 +335,23 @@ CP:=cp -fpR
 `,
 	"include/package.mk": `PKG_BUILD_DIR?=$(BUILD_DIR)/$(PKG_NAME)-$(PKG_VERSION)
 define FakeTarget
-fake-prepare:
+fake-prepare::
 	$(call Build/Prepare)
-fake-install:
-	rm -rf $$(FAKE_ROOT) && mkdir -p $$(FAKE_ROOT)
-	$(call Package/$(1)/install,$$(FAKE_ROOT))
+fake-install-$(1):
+	rm -rf $$(FAKE_ROOT)/$(1) && mkdir -p $$(FAKE_ROOT)/$(1)
+	$(call Package/$(1)/install,$$(FAKE_ROOT)/$(1))
 endef
 define BuildPackage
+$(foreach v,SECTION CATEGORY SUBMENU TITLE URL PKGARCH DEPENDS,$(eval $(v):=))
 $(eval $(Package/$(1)))
-$(file >$(FAKE_META)/depends,$(DEPENDS))
-$(file >$(FAKE_META)/title,$(TITLE))
-$(file >$(FAKE_META)/conffiles,$(Package/$(1)/conffiles))
-$(file >$(FAKE_META)/description,$(Package/$(1)/description))
-$(foreach s,postinst prerm postrm,$(file >$(FAKE_META)/$(s),$(Package/$(1)/$(s))))
-$(file >$(FAKE_META)/vars,$(PKG_NAME) $(PKG_VERSION) $(PKG_RELEASE) $(PKG_BUILD_DEPENDS) $(GO_PKG) $(GO_PKG_BUILD_PKG) $(GO_PKG_LDFLAGS_X))
+$(file >$(FAKE_META)/$(1)/depends,$(DEPENDS))
+$(file >$(FAKE_META)/$(1)/title,$(TITLE))
+$(file >$(FAKE_META)/$(1)/section,$(SECTION))
+$(file >$(FAKE_META)/$(1)/pkgarch,$(PKGARCH))
+$(file >$(FAKE_META)/$(1)/conffiles,$(Package/$(1)/conffiles))
+$(file >$(FAKE_META)/$(1)/description,$(Package/$(1)/description))
+$(foreach s,postinst prerm postrm,$(file >$(FAKE_META)/$(1)/$(s),$(Package/$(1)/$(s))))
+$(file >$(FAKE_META)/$(1)/vars,$(PKG_NAME) $(PKG_VERSION) $(PKG_RELEASE) $(PKG_BUILD_DEPENDS) $(GO_PKG) $(GO_PKG_BUILD_PKG) $(GO_PKG_LDFLAGS_X))
 $(call FakeTarget,$(1))
 endef
 `,
@@ -256,9 +362,36 @@ endef
 `,
 }
 
+// dirTree is path → "mode content" of a directory tree, as fileTree.
+func dirTree(t *testing.T, root string) fileTree {
+	t.Helper()
+	tree := fileTree{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		name := "./" + strings.TrimPrefix(p, root+"/")
+		if d.IsDir() {
+			tree[name+"/"] = fmt.Sprintf("%o %q", info.Mode().Perm(), "")
+			return nil
+		}
+		tree[name] = fmt.Sprintf("%o %q", info.Mode().Perm(), read(t, p))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
 // TestFeedPackageMatchesIPK evaluates the feed Makefile with make and
-// compares what it installs and declares with the .ipk: same files, modes,
-// contents, dependencies, conffiles and maintainer scripts.
+// compares what it installs and declares with the .ipk files, for each of
+// its packages: same files, modes, contents, dependencies, architecture,
+// conffiles and maintainer scripts.
 func TestFeedPackageMatchesIPK(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		need(t, "make", "make")
@@ -273,81 +406,89 @@ func TestFeedPackageMatchesIPK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// $(file >) ends each with a newline; OpenWrt's echo does the same.
-	metaf := func(name string) string { return strings.TrimSuffix(read(t, filepath.Join(meta, name)), "\n") }
-	run(t, []string{"make", "-s", "-C", pkgdir, "TOPDIR=" + top, "FAKE_META=" + meta, "FAKE_BIN_DIR=" + bin, "FAKE_ROOT=" + root, "fake-prepare", "fake-install"}, nil, false)
-
-	if got := metaf("vars"); got != "famguard 0.1.0 1 golang/host github.com/famguard/famguard github.com/famguard/famguard/agent/cmd/famguard main.version=0.1.0-1" {
-		t.Errorf("package variables: %q", got)
+	packages := []struct{ name, ipk, arch string }{
+		{"famguard", "famguard_0.1.0-1_x86_64.ipk", ""},
+		{"famguard-www", "famguard-www_0.1.0-1_all.ipk", "all"},
 	}
-	feedTree := fileTree{}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return err
+	args := []string{"make", "-s", "-C", pkgdir, "TOPDIR=" + top, "FAKE_META=" + meta, "FAKE_BIN_DIR=" + bin, "FAKE_ROOT=" + root, "fake-prepare"}
+	for _, p := range packages {
+		if err := os.MkdirAll(filepath.Join(meta, p.name), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		name := "./" + strings.TrimPrefix(p, root+"/")
-		if d.IsDir() {
-			feedTree[name+"/"] = fmt.Sprintf("%o %q", info.Mode().Perm(), "")
-			return nil
-		}
-		feedTree[name] = fmt.Sprintf("%o %q", info.Mode().Perm(), read(t, p))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		args = append(args, "fake-install-"+p.name)
 	}
-
+	run(t, args, nil, false)
 	out, _ := buildIPKs(t, "IPK_ARCHS_mips=", "IPK_ARCHS_mipsle=", "IPK_ARCHS_arm=", "IPK_ARCHS_arm64=")
-	outer, _ := untar(t, []byte(read(t, filepath.Join(out, "famguard_0.1.0-1_x86_64.ipk"))))
-	data, _ := untar(t, []byte(outer["./data.tar.gz"].data))
-	ctl, _ := untar(t, []byte(outer["./control.tar.gz"].data))
-	ipkTree := fileTree{}
-	for name, e := range data {
-		if name != "./" {
-			ipkTree[name] = fmt.Sprintf("%o %q", e.mode, e.data)
-		}
-	}
-	if feedTree.String() != ipkTree.String() {
-		t.Errorf("the feed package and the .ipk carry different files:\nfeed:\n%s\nipk:\n%s", feedTree, ipkTree)
-	}
 
-	var deps []string
-	for _, d := range strings.Fields(metaf("depends")) {
-		if strings.HasPrefix(d, "+") {
-			deps = append(deps, strings.TrimPrefix(d, "+"))
-		} else if !strings.HasPrefix(d, "@") {
-			t.Errorf("DEPENDS entry %q is neither +package nor @condition", d)
+	for _, p := range packages {
+		// $(file >) ends each with a newline; OpenWrt's echo does the same.
+		metaf := func(name string) string {
+			return strings.TrimSuffix(read(t, filepath.Join(meta, p.name, name)), "\n")
 		}
-	}
-	if !strings.Contains(ctl["./control"].data, "\nDepends: "+strings.Join(deps, ", ")+"\n") {
-		t.Errorf("Depends differ: feed %v, ipk:\n%s", deps, ctl["./control"].data)
-	}
-	if !strings.Contains(ctl["./control"].data, "\nDescription: "+metaf("title")+"\n"+metaf("description")+"\n") {
-		t.Errorf("description differs from the feed's")
-	}
-	if got, want := ctl["./conffiles"].data, metaf("conffiles")+"\n"; got != want {
-		t.Errorf("conffiles: ipk %q, feed %q", got, want)
-	}
-	for _, s := range []string{"postinst", "prerm", "postrm"} {
-		if got, want := ctl["./"+s].data, metaf(s)+"\n"; got != want {
-			t.Errorf("%s: the ipk's differs from the feed's:\nipk:\n%s\nfeed:\n%s", s, got, want)
+		if got := metaf("vars"); got != "famguard 0.1.0 1 golang/host github.com/famguard/famguard github.com/famguard/famguard/agent/cmd/famguard main.version=0.1.0-1" {
+			t.Errorf("%s: package variables: %q", p.name, got)
 		}
-	}
-	// Every conffile is in the package.
-	for _, c := range strings.Fields(ctl["./conffiles"].data) {
-		if _, ok := data["."+c]; !ok {
-			t.Errorf("conffile %s is not in the package", c)
+		if got := metaf("pkgarch"); got != p.arch {
+			t.Errorf("%s: PKGARCH %q, want %q", p.name, got, p.arch)
+		}
+		feedTree := dirTree(t, filepath.Join(root, p.name))
+		outer, _ := untar(t, []byte(read(t, filepath.Join(out, p.ipk))))
+		data, _ := untar(t, []byte(outer["./data.tar.gz"].data))
+		ctl, _ := untar(t, []byte(outer["./control.tar.gz"].data))
+		ipkTree := fileTree{}
+		for name, e := range data {
+			if name != "./" {
+				ipkTree[name] = fmt.Sprintf("%o %q", e.mode, e.data)
+			}
+		}
+		if len(feedTree) == 0 || feedTree.String() != ipkTree.String() {
+			t.Errorf("%s: the feed package and the .ipk carry different files:\nfeed:\n%s\nipk:\n%s", p.name, feedTree, ipkTree)
+		}
+
+		var deps []string
+		for _, d := range strings.Fields(metaf("depends")) {
+			if strings.HasPrefix(d, "+") {
+				deps = append(deps, strings.TrimPrefix(d, "+"))
+			} else if !strings.HasPrefix(d, "@") {
+				t.Errorf("%s: DEPENDS entry %q is neither +package nor @condition", p.name, d)
+			}
+		}
+		control := ctl["./control"].data
+		if !strings.Contains(control, "\nDepends: "+strings.Join(deps, ", ")+"\n") {
+			t.Errorf("%s: Depends differ: feed %v, ipk:\n%s", p.name, deps, control)
+		}
+		if !strings.Contains(control, "\nSection: "+metaf("section")+"\n") {
+			t.Errorf("%s: Section differs: feed %q, ipk:\n%s", p.name, metaf("section"), control)
+		}
+		if p.arch != "" && !strings.Contains(control, "\nArchitecture: "+p.arch+"\n") {
+			t.Errorf("%s: PKGARCH %s, ipk:\n%s", p.name, p.arch, control)
+		}
+		if !strings.Contains(control, "\nDescription: "+metaf("title")+"\n"+metaf("description")+"\n") {
+			t.Errorf("%s: description differs from the feed's", p.name)
+		}
+		// An empty conffiles block: no conffiles member.
+		if c, ok := ctl["./conffiles"]; metaf("conffiles") == "" && ok || metaf("conffiles") != "" && c.data != metaf("conffiles")+"\n" {
+			t.Errorf("%s: conffiles: ipk %q (present %v), feed %q", p.name, c.data, ok, metaf("conffiles"))
+		}
+		for _, s := range []string{"postinst", "prerm", "postrm"} {
+			got, ok := ctl["./"+s]
+			if want := metaf(s); want == "" && ok || want != "" && got.data != want+"\n" {
+				t.Errorf("%s: %s: the ipk's differs from the feed's:\nipk:\n%s\nfeed:\n%s", p.name, s, got.data, want)
+			}
+		}
+		// Every conffile is in the package.
+		for _, c := range strings.Fields(ctl["./conffiles"].data) {
+			if _, ok := data["."+c]; !ok {
+				t.Errorf("%s: conffile %s is not in the package", p.name, c)
+			}
 		}
 	}
 	// OpenWrt's convention for the Go include, with the fallback for this feed.
 	if mk := read(t, filepath.Join(pkgdir, "Makefile")); !strings.Contains(mk, "../../lang/golang/golang-package.mk") ||
 		!strings.Contains(mk, "include $(TOPDIR)/rules.mk") ||
 		!strings.Contains(mk, "$(eval $(call GoBinPackage,famguard))") ||
-		!strings.Contains(mk, "$(eval $(call BuildPackage,famguard))") {
+		!strings.Contains(mk, "$(eval $(call BuildPackage,famguard))") ||
+		!strings.Contains(mk, "$(eval $(call BuildPackage,famguard-www))") {
 		t.Errorf("the feed Makefile lacks an OpenWrt convention")
 	}
 }
@@ -357,12 +498,15 @@ func TestShellcheck(t *testing.T) {
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		need(t, "shellcheck", "shellcheck")
 	}
-	ms := t.TempDir()
+	ms, msw := t.TempDir(), t.TempDir()
 	run(t, []string{"bash", filepath.Join(repo, "scripts", "ipk.sh"), "maintainer-scripts", ms}, nil, false)
+	run(t, []string{"bash", filepath.Join(repo, "scripts", "ipk.sh"), "maintainer-scripts", msw, "famguard-www"}, nil, false)
 	args := []string{"shellcheck",
 		filepath.Join(files, "famguard.init"), filepath.Join(files, "famguard.uci-defaults"),
 		filepath.Join(files, "firewall.include"), filepath.Join(files, "ntp.hotplug"),
+		filepath.Join(files, "rpcd-plugin"), filepath.Join(files, "famguard-parent-login"),
 		filepath.Join(ms, "postinst"), filepath.Join(ms, "prerm"), filepath.Join(ms, "postrm"),
+		filepath.Join(msw, "postinst"), filepath.Join(msw, "postrm"),
 		filepath.Join(repo, "scripts", "ipk.sh")}
 	if out, code := run(t, args, nil, true); code != 0 {
 		t.Errorf("shellcheck:\n%s", out)

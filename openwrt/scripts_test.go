@@ -88,8 +88,8 @@ func TestFirewallInclude(t *testing.T) {
 }
 
 // fakeUCI is a stand-in for the uci command over a "key=value" state file,
-// enough for the package's scripts: [-q] get/set/delete/commit. Every call is
-// logged.
+// enough for the package's scripts: [-q] get/set/delete/add_list/commit
+// (a list is one line per item). Every call is logged.
 const fakeUCI = `#!/bin/sh
 printf '%s\n' "uci $*" >>"$FG_UCI_LOG"
 [ "$1" = -q ] && shift
@@ -109,6 +109,9 @@ delete)
 	grep -q -e "^$2=" -e "^$2\." "$FG_UCI_STATE" || exit 1
 	grep -v -e "^$2=" -e "^$2\." "$FG_UCI_STATE" >"$FG_UCI_STATE.new"
 	mv "$FG_UCI_STATE.new" "$FG_UCI_STATE" ;;
+add_list)
+	printf '%s\n' "$2" >>"$FG_UCI_STATE"
+	sort "$FG_UCI_STATE" >"$FG_UCI_STATE.new"; mv "$FG_UCI_STATE.new" "$FG_UCI_STATE" ;;
 commit) ;;
 *) exit 1 ;;
 esac

@@ -3,11 +3,16 @@
 # that `make cross` leaves in dist/, without the OpenWrt SDK: bash, tar, gzip.
 #
 #   scripts/ipk.sh [--dist DIR] [--out DIR]
-#   scripts/ipk.sh maintainer-scripts DIR    # write postinst/prerm/postrm to DIR (lint)
+#   scripts/ipk.sh maintainer-scripts DIR [PACKAGE]  # write its postinst/prerm/postrm to DIR (lint)
 #
-# One source of truth with the feed package: the package's metadata
+# Two packages: famguard (the agent, one .ipk per OpenWrt architecture) and
+# famguard-www (the parents' page, rpcd plugin and ACL, LuCI menu entry:
+# one famguard-www_<version>_all.ipk).
+#
+# One source of truth with the feed packages: each package's metadata
 # (version, Depends, description, conffiles, maintainer scripts) is read from
-# openwrt/famguard/Makefile and its files from openwrt/famguard/files.list.
+# openwrt/famguard/Makefile and its files from openwrt/famguard/files.list
+# (famguard) and files-www.list (famguard-www).
 #
 # The format is OpenWrt's (what its ipkg-build writes): a gzip'd tar holding
 # ./debian-binary ("2.0"), ./data.tar.gz and ./control.tar.gz, every entry
@@ -24,6 +29,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 pkgdir=$root/openwrt/famguard
 mk=$pkgdir/Makefile
 manifest=$pkgdir/files.list
+manifest_www=$pkgdir/files-www.list
 
 # Go build → OpenWrt architecture names (the common targets).
 #  mips, mipsle: GOMIPS=softfloat, MIPS32 release 1: runs on every MIPS32 core.
@@ -40,29 +46,37 @@ declare -A default_archs=(
 mkvar() { sed -n "s/^$1:=//p" "$mk" | head -n1; }
 # block NAME: the lines between "define NAME" and "endef".
 block() { awk -v start="define $1" '$0 == start { on = 1; next } on && $0 == "endef" { exit } on { print }' "$mk"; }
-# A maintainer script as make hands it to OpenWrt's packager ($$ → $).
-script_block() { block "Package/famguard/$1" | sed 's/\$\$/$/g'; }
-# Depends: the +packages of DEPENDS ($(GO_ARCH_DEPENDS) and @conditions are
-# build-time only), comma-separated as opkg wants them.
+# A maintainer script of package $1 as make hands it to OpenWrt's packager ($$ → $).
+script_block() { block "Package/$1/$2" | sed 's/\$\$/$/g'; }
+# Depends of package $1: the +packages of DEPENDS ($(GO_ARCH_DEPENDS) and
+# @conditions are build-time only), comma-separated as opkg wants them.
 depends() {
-	block Package/famguard | sed -n 's/^[[:space:]]*DEPENDS:=//p' | tr -s ' \t' '\n' |
+	block "Package/$1" | sed -n 's/^[[:space:]]*DEPENDS:=//p' | tr -s ' \t' '\n' |
 		sed -n 's/^+\([^:]*:\)\{0,1\}//p' | paste -sd, - | sed 's/,/, /g'
 }
-title() { block Package/famguard | sed -n 's/^[[:space:]]*TITLE:=//p'; }
+# pkgfield PACKAGE FIELD: a FIELD:=value line of Package/PACKAGE.
+pkgfield() { block "Package/$1" | sed -n "s/^[[:space:]]*$2:=//p"; }
 
+# write_scripts DIR PACKAGE: its maintainer scripts. famguard has all three;
+# famguard-www only those it defines.
 write_scripts() {
-	local dir=$1 s
+	local dir=$1 pkg=$2 s
 	for s in postinst prerm postrm; do
-		script_block "$s" >"$dir/$s"
-		[ -s "$dir/$s" ] || { echo "ipk.sh: no Package/famguard/$s block in $mk" >&2; exit 1; }
+		script_block "$pkg" "$s" >"$dir/$s"
+		if [ ! -s "$dir/$s" ]; then
+			rm -f "$dir/$s"
+			[ "$pkg" != famguard ] && continue
+			echo "ipk.sh: no Package/$pkg/$s block in $mk" >&2
+			exit 1
+		fi
 		chmod 0755 "$dir/$s"
 	done
 }
 
 if [ "${1:-}" = maintainer-scripts ]; then
-	[ $# -eq 2 ] || { echo "usage: $0 maintainer-scripts DIR" >&2; exit 2; }
+	[ $# -eq 2 ] || [ $# -eq 3 ] || { echo "usage: $0 maintainer-scripts DIR [PACKAGE]" >&2; exit 2; }
 	mkdir -p "$2"
-	write_scripts "$2"
+	write_scripts "$2" "${3:-famguard}"
 	exit 0
 fi
 
@@ -81,7 +95,7 @@ mkdir -p "$out"
 name=$(mkvar PKG_NAME)
 version="$(mkvar PKG_VERSION)-$(mkvar PKG_RELEASE)"
 maintainer=$(mkvar PKG_MAINTAINER)
-deps=$(depends)
+deps=$(depends famguard)
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}
 if [ -z "$name" ] || [ -z "$deps" ] || [ -z "$maintainer" ]; then
 	echo "ipk.sh: cannot read the package metadata from $mk" >&2
@@ -100,18 +114,57 @@ reproducible_tar() {
 		--mtime="@$epoch" -cf - "$@" | gzip -9n >"$dest"
 }
 
+# stage_files LIST DIR: install the files of a list under DIR.
+stage_files() {
+	local mode src dst
+	mkdir -p "$2"
+	while read -r mode src dst; do
+		case $mode in '' | '#'*) continue ;; esac
+		if [ "$src" = - ]; then
+			install -d -m "$mode" "$2$dst"
+		else
+			install -d -m 0755 "$2$(dirname "$dst")"
+			install -m "$mode" "$root/$src" "$2$dst"
+		fi
+	done <"$1"
+}
+
+# pack PACKAGE ARCH WORK LABEL: WORK/data (the files) → $out/PACKAGE_VERSION_ARCH.ipk.
+pack() {
+	local pkg=$1 arch=$2 work=$3 size ipk
+	mkdir -p "$work/control"
+	find "$work/data" -type d -exec chmod 0755 {} +
+	size=$(find "$work/data" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+	{
+		echo "Package: $pkg"
+		echo "Version: $version"
+		echo "Depends: $(depends "$pkg")"
+		echo "Section: $(pkgfield "$pkg" SECTION)"
+		echo "Architecture: $arch"
+		echo "Installed-Size: $size"
+		echo "Maintainer: $maintainer"
+		echo "Description: $(pkgfield "$pkg" TITLE)"
+		block "Package/$pkg/description"
+	} >"$work/control/control"
+	chmod 0644 "$work/control/control"
+	block "Package/$pkg/conffiles" >"$work/control/conffiles"
+	if [ -s "$work/control/conffiles" ]; then
+		chmod 0644 "$work/control/conffiles"
+	else
+		rm -f "$work/control/conffiles"
+	fi
+	write_scripts "$work/control" "$pkg"
+	printf '2.0\n' >"$work/debian-binary"
+	reproducible_tar "$work/data" "$work/data.tar.gz"
+	reproducible_tar "$work/control" "$work/control.tar.gz"
+	ipk=$out/${pkg}_${version}_${arch}.ipk
+	reproducible_tar "$work" "$ipk" ./debian-binary ./data.tar.gz ./control.tar.gz
+	printf '%10d  %s  (%s)\n' "$(stat -c %s "$ipk")" "$ipk" "$4"
+}
+
 # The data tree, without the binary: the same for every architecture.
 stage=$tmp/stage
-mkdir -p "$stage"
-while read -r mode src dst; do
-	case $mode in '' | '#'*) continue ;; esac
-	if [ "$src" = - ]; then
-		install -d -m "$mode" "$stage$dst"
-	else
-		install -d -m 0755 "$stage$(dirname "$dst")"
-		install -m "$mode" "$root/$src" "$stage$dst"
-	fi
-done <"$manifest"
+stage_files "$manifest" "$stage"
 
 built=0
 for bin in "$dist"/famguard-linux-*; do
@@ -126,32 +179,11 @@ for bin in "$dist"/famguard-linux-*; do
 	for arch in $archs; do
 		work=$tmp/$arch
 		rm -rf "$work"
-		mkdir -p "$work/control"
+		mkdir -p "$work"
 		cp -a "$stage" "$work/data"
 		install -d -m 0755 "$work/data/usr/sbin"
 		install -m 0755 "$bin" "$work/data/usr/sbin/famguard"
-		find "$work/data" -type d -exec chmod 0755 {} +
-		size=$(find "$work/data" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
-		{
-			echo "Package: $name"
-			echo "Version: $version"
-			echo "Depends: $deps"
-			echo "Section: net"
-			echo "Architecture: $arch"
-			echo "Installed-Size: $size"
-			echo "Maintainer: $maintainer"
-			echo "Description: $(title)"
-			block Package/famguard/description
-		} >"$work/control/control"
-		block Package/famguard/conffiles >"$work/control/conffiles"
-		write_scripts "$work/control"
-		chmod 0644 "$work/control/control" "$work/control/conffiles"
-		printf '2.0\n' >"$work/debian-binary"
-		reproducible_tar "$work/data" "$work/data.tar.gz"
-		reproducible_tar "$work/control" "$work/control.tar.gz"
-		ipk=$out/${name}_${version}_${arch}.ipk
-		reproducible_tar "$work" "$ipk" ./debian-binary ./data.tar.gz ./control.tar.gz
-		printf '%10d  %s  (%s)\n' "$(stat -c %s "$ipk")" "$ipk" "$goarch"
+		pack "$name" "$arch" "$work" "$goarch"
 		built=$((built + 1))
 	done
 done
@@ -159,3 +191,7 @@ if [ "$built" -eq 0 ]; then
 	echo "ipk.sh: no router builds in $dist (run make cross)" >&2
 	exit 1
 fi
+
+# famguard-www: no binary, one package for every architecture.
+stage_files "$manifest_www" "$tmp/www/data"
+pack famguard-www "$(pkgfield famguard-www PKGARCH)" "$tmp/www" web
