@@ -51,9 +51,10 @@ type grants map[string][]string
 // by one of the login's `read` patterns contributes its read permissions; one
 // named by a `write` pattern contributes its read and its write permissions.
 // Every session may use session.login and session.access (rpcd's
-// "unauthenticated" group).
+// "unauthenticated" group); session.destroy (logging out) only where an ACL
+// grants it, as famguard's does.
 func grantsFor(l login, groups map[string]aclGroup) (grants, map[string][]string) {
-	g := grants{"session": {"access", "login", "destroy"}}
+	g := grants{"session": {"access", "login"}}
 	access := map[string][]string{}
 	add := func(m map[string][]string) {
 		for obj, fns := range m {

@@ -81,6 +81,9 @@ config login
 				t.Errorf("%s: famguard.%s allowed = %v, want %v", tc.login.Username, m, !tc.write, tc.write)
 			}
 		}
+		if g.allowed("session", "destroy") != tc.read {
+			t.Errorf("%s: session.destroy (log out) allowed = %v, want %v", tc.login.Username, !tc.read, tc.read)
+		}
 		if g.allowed("famguard", "cleanup") {
 			t.Errorf("%s: a method outside the ACL is allowed", tc.login.Username)
 		}
