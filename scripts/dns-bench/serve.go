@@ -37,11 +37,12 @@ import (
 // measurement starts with nothing open.
 func serveFamguard(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	client := fs.String("client", "127.0.0.1", "the protected device's address (the load generator's; the name in counters and the limiter key only: the port decides the rules)")
 	strictSet := fs.String("strict", "", "strict egress on, with this base set name (the sets are created in the current network namespace)")
 	fresh := fs.Bool("fresh-sets", false, "destroy the strict sets first (each measurement starts empty)")
 	_ = fs.Parse(args)
 	if fs.NArg() != 3 {
-		fail("usage: dns-bench serve [--strict SET [--fresh-sets]] LISTS-DIR LISTEN UPSTREAM")
+		fail("usage: dns-bench serve [--client ADDR] [--strict SET [--fresh-sets]] LISTS-DIR LISTEN UPSTREAM")
 	}
 	dir, listen, upstream := fs.Arg(0), fs.Arg(1), fs.Arg(2)
 	start := time.Now()
@@ -77,7 +78,7 @@ func serveFamguard(args []string) {
 		fail("listen %q: need host:port with a fixed port (the port says whose rules answer)", listen)
 	}
 	s.Publish(dnsfilter.NewSnapshot(map[string]dnsfilter.Rules{mac: rules},
-		map[string][]netip.Addr{mac: {netip.MustParseAddr("127.0.0.1")}}, store).WithPorts(map[int]dnsfilter.Rules{port: rules}, 0))
+		map[string][]netip.Addr{mac: {netip.MustParseAddr(*client)}}, store).WithPorts(map[int]dnsfilter.Rules{port: rules}, 0))
 	fmt.Fprintf(os.Stderr, "famguard: %d domains loaded in %v\n", st.Domains, time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	// DNSBENCH_CPUPROFILE=FILE profiles the server from ready to stop
