@@ -24,7 +24,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -198,7 +197,7 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 	var ps procs
-	agentLog := &syncBuffer{}
+	agentLog := &lab.SyncBuffer{}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -568,24 +567,6 @@ func summary(sh shown) error {
 		return fmt.Errorf("%d point(s) of the demo did not happen: %s", len(failed), strings.Join(failed, "; "))
 	}
 	return nil
-}
-
-// syncBuffer collects the agent's log (shown if the demo fails).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitAgent(ctx context.Context, state string) error {

@@ -10,14 +10,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,24 +45,6 @@ func binary(t testing.TB, name string) string {
 	return p
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // agent is one bin/famguard run inside the lab's router namespace.
 type agent struct {
 	t        testing.TB
@@ -72,7 +52,7 @@ type agent struct {
 	Profiles string
 	State    string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *lab.SyncBuffer
 	done     chan struct{}
 	extra    []string      // more `famguard run` flags
 	command  []string      // what runs famguard (nil: bin/famguard); e.g. qemu-user and a router build
@@ -127,7 +107,7 @@ func (a *agent) launch(clockAt string) {
 		args = append(args, "--clock", clockAt)
 	}
 	args = append(args, a.extra...)
-	a.log = &syncBuffer{}
+	a.log = &lab.SyncBuffer{}
 	a.cmd = a.lab.Cmd(context.Background(), a.lab.Router, args...)
 	if len(a.prefix) > 0 {
 		a.cmd = exec.Command(a.prefix[0], append(a.prefix[1:], a.cmd.Args...)...)

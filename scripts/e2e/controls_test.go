@@ -11,6 +11,7 @@ import (
 
 	"github.com/famguard/famguard/agent/control"
 	"github.com/famguard/famguard/agent/overrides"
+	"github.com/famguard/famguard/scripts/lab"
 )
 
 // Everyday controls on the real kernel: pause, resume and extra time, with
@@ -309,7 +310,7 @@ func TestBudgetRunsOut(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	// 2 Mbit/s: 500 KB per 2-second sample, far over 20 KiB.
 	dl := f.Cmd(ctx, f.alice, "iperf3", "-c", inet4, "-p", "5201", "-R", "-b", "2M", "-t", "60", "-i", "1", "--connect-timeout", "2000")
-	var dlOut syncBuffer
+	var dlOut lab.SyncBuffer
 	dl.Stdout, dl.Stderr = &dlOut, &dlOut
 	if err := dl.Start(); err != nil {
 		t.Fatal(err)

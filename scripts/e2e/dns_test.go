@@ -38,7 +38,7 @@ func startDnsmasq(t *testing.T, f *familyLab, h *lab.Host, listen, v4, v6 string
 	cmd := f.Cmd(context.Background(), h, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--bind-interfaces", "--listen-address="+listen, "--pid-file=", "--user=root",
 		"--address=/#/"+v4, "--address=/#/"+v6)
-	buf := &syncBuffer{}
+	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("dnsmasq: %v", err)

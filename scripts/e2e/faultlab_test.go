@@ -85,7 +85,7 @@ func tail(s string, n int) string {
 type prober struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *lab.SyncBuffer
 	done chan struct{}
 }
 
@@ -95,7 +95,7 @@ func (f *familyLab) startProbers(t *testing.T, h *lab.Host, max time.Duration) [
 	t.Helper()
 	var ps []*prober
 	for _, to := range []struct{ name, addr string }{{"IPv4", inet4 + ":8080"}, {"IPv6", "[" + inet6 + "]:8080"}} {
-		p := &prober{name: to.name, out: &syncBuffer{}, done: make(chan struct{})}
+		p := &prober{name: to.name, out: &lab.SyncBuffer{}, done: make(chan struct{})}
 		p.cmd = f.Cmd(context.Background(), h, binary(t, "labhost"), "probe", "--to", to.addr, "--every", "20ms", "--for", max.String())
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 		if err := p.cmd.Start(); err != nil {

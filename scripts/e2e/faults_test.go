@@ -18,7 +18,7 @@ import (
 func (f *familyLab) startProbe(t *testing.T, h *lab.Host, to string, dur time.Duration) func() string {
 	t.Helper()
 	cmd := f.Cmd(context.Background(), h, binary(t, "labhost"), "probe", "--to", to, "--every", "20ms", "--for", dur.String())
-	buf := &syncBuffer{}
+	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -132,7 +132,7 @@ func TestParentsPage(t *testing.T) {
 	port := freePort(t)
 	emu := exec.Command(binary(t, "ubusemu"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--www", repoFile(t, "openwrt/famguard/www"),
 		"--acl", aclDir, "--rpcd-config", filepath.Join(dir, "rpcd.uci"), "--plugins", plugins)
-	emuLog := &syncBuffer{}
+	emuLog := &lab.SyncBuffer{}
 	emu.Stdout, emu.Stderr = emuLog, emuLog
 	if err := emu.Start(); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func TestPullMode(t *testing.T) {
 	pub := filepath.Join(www, "grp")
 	os.MkdirAll(pub, 0o755)
 	srv := l.Cmd(ctx, l.Internet, "busybox", "httpd", "-f", "-vv", "-p", "198.51.100.10:8081", "-h", www)
-	var srvLog syncBuffer
+	var srvLog lab.SyncBuffer
 	srv.Stderr = &srvLog
 	if err := srv.Start(); err != nil {
 		t.Fatalf("busybox httpd: %v", err)

@@ -388,7 +388,7 @@ func (r *rtLab) dnsmasq(h *lab.Host, args ...string) {
 	r.t.Helper()
 	cmd := r.Cmd(context.Background(), h, append([]string{"dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--pid-file=", "--user=root"}, args...)...)
-	buf := &syncBuffer{}
+	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("dnsmasq: %v", err)

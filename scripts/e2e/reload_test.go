@@ -1,11 +1,12 @@
 package e2e
 
 import (
-	"github.com/famguard/famguard/scripts/lab"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/famguard/famguard/scripts/lab"
 )
 
 // noon on the same Thursday: no window is active.

@@ -78,7 +78,7 @@ func TestStrictSetsBeforeAnswer(t *testing.T) {
 	up := l.Cmd(ctx, l.Internet, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--bind-interfaces", "--listen-address="+lab.InternetIPv4.String(), "--pid-file=", "--user=root", "--local-ttl=600",
 		"--synth-domain=lab.example,10.0.0.0/8,h-", "--synth-domain=lab.example,2001:db8:3::/64,h-", "--address=/casino.example/198.51.100.66")
-	upOut := &syncBuffer{}
+	upOut := &lab.SyncBuffer{}
 	up.Stdout, up.Stderr = upOut, upOut
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestStrictSetsBeforeAnswer(t *testing.T) {
 	filterAddr := lab.RouterLAN4.String() + ":5399"
 	filter := l.Cmd(ctx, l.Router, binary(t, "dns-bench"), "serve", "--client", kid.IPv4.String(), "--strict", "fg-kid", "--fresh-sets",
 		lists, filterAddr, lab.InternetIPv4.String()+":53")
-	filterOut := &syncBuffer{}
+	filterOut := &lab.SyncBuffer{}
 	filter.Stdout, filter.Stderr = filterOut, filterOut
 	if err := filter.Start(); err != nil {
 		t.Fatal(err)

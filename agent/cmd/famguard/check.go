@@ -26,14 +26,10 @@ func cmdCheck(args []string, out io.Writer) error {
 		return err
 	}
 	pol, err := loadLayered(path, *opFlag)
+	if printProblems(out, err) {
+		return exitError(1)
+	}
 	if err != nil {
-		var probs policy.Problems
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(out, p.String())
-			}
-			return exitError(1)
-		}
 		return err
 	}
 	if _, err := tz.Resolve(pol.Timezone, tz.Env{}); err != nil {
@@ -130,4 +126,17 @@ func categoryWarnings(pol *policy.Policy, dir string) []string {
 func listsHint(dir string) string {
 	return fmt.Sprintf("a category list is a text file of domains, one a line, named %s; "+
 		"a running agent loads it within a second (README: \"A parent's quick start\", step 4)", filepath.Join(dir, "<category>.txt"))
+}
+
+// printProblems prints each problem of an invalid profile set, one
+// FILE:LINE:COL line each, and says whether err was such a set.
+func printProblems(w io.Writer, err error) bool {
+	var probs policy.Problems
+	if !errors.As(err, &probs) {
+		return false
+	}
+	for _, p := range probs {
+		fmt.Fprintln(w, p.String())
+	}
+	return true
 }

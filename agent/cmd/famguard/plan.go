@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,14 +70,10 @@ func cmdPlan(args []string, out io.Writer) error {
 		return err
 	}
 	pol, err := loadLayered(path, *opFlag)
+	if printProblems(os.Stderr, err) {
+		return fmt.Errorf("%s is not valid; fix the problems above (famguard check %s)", path, path)
+	}
 	if err != nil {
-		var probs policy.Problems
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(os.Stderr, p.String())
-			}
-			return fmt.Errorf("%s is not valid; fix the problems above (famguard check %s)", path, path)
-		}
 		return err
 	}
 	zone, err := tz.Resolve(pol.Timezone, tz.Env{})
