@@ -205,4 +205,4 @@ redteam: build
 	FAMGUARD_REDTEAM_UPDATE=1 $(GO) test -count=1 -v -run 'TestRedTeam' ./scripts/e2e/
 
 lab-clean:
-	@ip netns list | awk '{print $$1}' | grep -E '^fg(e|l|f|b|demo|perf)[0-9]+' | xargs -r -n1 ip netns del
+	@ip netns list | awk '{print $$1}' | grep -E '^fg(e|l|f|b|m|p|s|demo|perf)[0-9]+' | xargs -r -n1 ip netns del
