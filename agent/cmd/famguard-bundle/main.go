@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/bundle"
+	"github.com/famguard/famguard/agent/cliflags"
 )
 
 const usage = `famguard-bundle — build signed famguard bundles (operator side)
@@ -59,20 +60,7 @@ func main() {
 }
 
 // parse parses flags and positional arguments in any order.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
+var parse = cliflags.ParseInterleaved
 
 func bundleKeygen(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)

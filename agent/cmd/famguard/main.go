@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/famguard/famguard/agent/cliflags"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=...".
@@ -143,22 +145,8 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-// parseInterleaved lets flags and positional arguments come in any order
-// (`famguard plan DIR --json` as well as `famguard plan --json DIR`).
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
+// parseInterleaved lets flags and positional arguments come in any order.
+var parseInterleaved = cliflags.ParseInterleaved
 
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
