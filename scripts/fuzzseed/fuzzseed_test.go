@@ -21,7 +21,11 @@ func TestMakefileNamesEveryFuzzTarget(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor") {
+		// bin/, dist/ and node_modules/ hold build outputs and downloads
+		// (make bench-peers unpacks AdGuard Home's sources under bin/peers),
+		// never the project's own fuzz targets.
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor" ||
+			(filepath.Dir(path) == root && (d.Name() == "bin" || d.Name() == "dist")) || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
