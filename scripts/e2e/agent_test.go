@@ -77,8 +77,10 @@ func startAgentCommand(t testing.TB, l *lab.Lab, command []string, profiles, sta
 	if command != nil {
 		a.ready = 30 * time.Second // an emulated agent starts slower
 	}
-	a.start(clockAt)
+	// Registered before the start: an agent that never becomes ready
+	// (start fails the test) must not outlive the test.
 	t.Cleanup(func() { a.stop() })
+	a.start(clockAt)
 	return a
 }
 
