@@ -407,7 +407,9 @@ func TestKernelStrictSets(t *testing.T) {
 	defer n.Close()
 	k.SetSets(egressSets{n})
 	for _, fam := range []Family{IPv4, IPv6} {
-		text, err := Render(identityDesired(), fam)
+		// With the inbound guard: its set is named twice (the kernel's
+		// -j SET in mangle, the guard's match in filter).
+		text, err := Render(inboundDesired(), fam)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -422,7 +424,7 @@ func TestKernelStrictSets(t *testing.T) {
 			t.Errorf("%s: the applied identity rules do not hold (%v):\n%s", fam, err, snap)
 		}
 	}
-	for _, set := range []struct{ name, family string }{{"fg-bob4", "inet"}, {"fg-bob6", "inet6"}} {
+	for _, set := range []struct{ name, family string }{{"fg-bob4", "inet"}, {"fg-bob6", "inet6"}, {"fgin-a4", "inet"}, {"fgin-a6", "inet6"}} {
 		out, err := exec.Command("ipset", "list", "-t", set.name).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Type: hash:ip") || !strings.Contains(string(out), "family "+set.family) || !strings.Contains(string(out), "timeout") {
 			t.Errorf("ipset %s: %v\n%s", set.name, err, out)
