@@ -537,6 +537,9 @@ type Kernel struct {
 	base    [2]string
 	fresh   [2]bool        // written since the last read-back
 	pending [2]expectation // non-nil: the last write was a delta
+
+	strict  [2]bool             // the kernel holds strict reject rules (refused.go)
+	refused [2]map[uint16]int64 // what writes reset of their counters
 }
 
 // NewKernel prepares both families.
@@ -577,22 +580,25 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 		}
 	}
 	var exp expectation
-	err := errNoDelta
-	if k.last[fam] != "" && !k.fresh[fam] {
-		if d, e, ok := delta(k.last[fam], restore, k.base[fam]); ok {
-			exp, err = e, nil
-			if d != "" {
-				err = k.r[fam].Apply(d)
+	err := k.keepRefused(fam, func() error {
+		err := errNoDelta
+		if k.last[fam] != "" && !k.fresh[fam] {
+			if d, e, ok := delta(k.last[fam], restore, k.base[fam]); ok {
+				exp, err = e, nil
+				if d != "" {
+					err = k.r[fam].Apply(d)
+				}
 			}
 		}
-	}
-	if err != nil {
-		// A full write: the first, after a read-back showed another
-		// program's change, or when a delta was refused (the positions
-		// it edits were not where it expected them).
-		exp = nil
-		err = k.r[fam].Apply(restore)
-	}
+		if err != nil {
+			// A full write: the first, after a read-back showed another
+			// program's change, or when a delta was refused (the positions
+			// it edits were not where it expected them).
+			exp = nil
+			err = k.r[fam].Apply(restore)
+		}
+		return err
+	})
 	k.last[fam], k.fresh[fam], k.pending[fam] = "", true, exp
 	if err != nil {
 		// Whatever made it fail (often another program flushing the
@@ -601,7 +607,7 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 		k.jumpOK[fam] = false
 		return err
 	}
-	k.last[fam] = restore
+	k.last[fam], k.strict[fam] = restore, hasStrict(restore)
 	used := tablesIn(restore)
 	// A table famguard wrote before but not now (DNS interception switched
 	// off) loses famguard's jump and chain.
@@ -677,7 +683,7 @@ func (k *Kernel) Snapshot(fam Family) (string, error) {
 func (k *Kernel) Cleanup(fam Family) error {
 	k.jumpOK[fam] = false
 	k.last[fam], k.fresh[fam], k.pending[fam] = "", false, nil
-	k.used[fam] = nil
+	k.used[fam], k.strict[fam] = nil, false
 	return k.r[fam].Cleanup()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/rules"
 )
 
 // Status is what `famguard status --json` prints: the running agent's view.
@@ -87,7 +88,20 @@ type DNSStatus struct {
 	// Answers that could not open their addresses are the "strict-failed"
 	// counters of blocked_by_device; connections refused are counted by
 	// the firewall's reject rule.
-	Strict map[string]egress.Stats `json:"strict,omitempty"`
+	Strict map[string]StrictStatus `json:"strict,omitempty"`
+}
+
+// StrictStatus is one strict child's strict egress: its sets, and how many
+// new connections strict egress refused since the agent started — the
+// packet counters of the firewall's strict reject rules, read from the
+// kernel when someone asks for the status (famguard status, the control
+// socket's status), not for status.json: absent there.
+type StrictStatus struct {
+	egress.Stats
+	Refused *uint64 `json:"refused,omitempty"` // the child's devices
+	// RefusedUnknown: unknown devices that follow the child's rules
+	// (unknown_devices: {like: child}).
+	RefusedUnknown uint64 `json:"refused_unknown,omitempty"`
 }
 
 // ClockStatus says which time the agent evaluates schedules at, and whether
@@ -180,7 +194,9 @@ func (d *Daemon) answer(r request) (any, error) {
 		if d.pol != nil {
 			d.states = d.evaluate()
 		}
-		return d.status(), nil
+		st := d.status()
+		d.countRefused(&st)
+		return st, nil
 	case "devices":
 		return d.devices(), nil
 	case "reload":
@@ -303,11 +319,11 @@ func (d *Daemon) stepClock(args []string) (any, error) {
 }
 
 // strictStats reads every strict child's sets (nil when there are none).
-func (d *Daemon) strictStats() map[string]egress.Stats {
+func (d *Daemon) strictStats() map[string]StrictStatus {
 	if d.cfg.StrictSets == nil || d.pol == nil {
 		return nil
 	}
-	var out map[string]egress.Stats
+	var out map[string]StrictStatus
 	for _, c := range d.pol.Children {
 		if !c.Strict {
 			continue
@@ -319,9 +335,37 @@ func (d *Daemon) strictStats() map[string]egress.Stats {
 			continue
 		}
 		if out == nil {
-			out = map[string]egress.Stats{}
+			out = map[string]StrictStatus{}
 		}
-		out[c.Name] = st
+		out[c.Name] = StrictStatus{Stats: st}
 	}
 	return out
+}
+
+// countRefused adds to st the connections strict egress refused, per child,
+// from the kernel's counters (rules.RefusedCounter): two iptables-save
+// execs, so only when the status is asked for, never per packet or event.
+func (d *Daemon) countRefused(st *Status) {
+	rc, ok := d.cfg.Dataplane.(rules.RefusedCounter)
+	if !ok || st.DNS == nil || len(st.DNS.Strict) == 0 {
+		return
+	}
+	counts, err := rc.Refused()
+	if err != nil {
+		d.log.Warn("cannot read the strict reject counters", "err", err)
+		return
+	}
+	for child, s := range st.DNS.Strict {
+		var n uint64
+		for id, c := range counts {
+			if d.ov.ids[id] == child {
+				n += c
+			}
+		}
+		s.Refused = &n
+		if d.kid.unknownStrict == child {
+			s.RefusedUnknown = counts[rules.DefaultUnknownID]
+		}
+		st.DNS.Strict[child] = s
+	}
 }

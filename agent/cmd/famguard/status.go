@@ -96,8 +96,15 @@ func printStatus(out io.Writer, st daemon.Status) {
 		sort.Strings(strict)
 		for _, child := range strict {
 			e := st.DNS.Strict[child]
-			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)\n",
-				child, e.Open4, e.Open6, float64(e.MemBytes)/1024)
+			refused := ""
+			if e.Refused != nil {
+				refused = fmt.Sprintf("; %d connections refused", *e.Refused)
+				if e.RefusedUnknown > 0 {
+					refused += fmt.Sprintf(" (and %d of unknown devices under %s's rules)", e.RefusedUnknown, child)
+				}
+			}
+			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)%s\n",
+				child, e.Open4, e.Open6, float64(e.MemBytes)/1024, refused)
 		}
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
