@@ -27,6 +27,33 @@ type InboundSets interface {
 	Create(name string, v6 bool, maxElem uint32) error
 	Add(name string, addr netip.Addr, timeout uint32) error
 	Destroy(name string) error
+	Info(name string) (egress.SetInfo, error)
+}
+
+// InboundStatus is the guard in status (dataplane.inbound).
+type InboundStatus struct {
+	Set string `json:"set"` // the generation in force (SET+"4", SET+"6")
+	// Guard: someone is offline, so connections from outside reach only
+	// the addresses in the sets.
+	Guard bool `json:"guard"`
+	Open4 int  `json:"open_ipv4"`
+	Open6 int  `json:"open_ipv6"`
+}
+
+// inboundStatus is nil before the first apply with the guard's sets.
+func (d *Daemon) inboundStatus() *InboundStatus {
+	if d.cfg.Inbound == nil || d.in.base == "" || d.in.open == nil {
+		return nil
+	}
+	st := &InboundStatus{Set: d.in.base, Guard: len(d.in.open.closed) > 0 || !d.in.open.unknown}
+	v4, v6 := egress.Names(d.in.base)
+	if i, err := d.cfg.Inbound.Info(v4); err == nil {
+		st.Open4 = i.Entries
+	}
+	if i, err := d.cfg.Inbound.Info(v6); err == nil {
+		st.Open6 = i.Entries
+	}
+	return st
 }
 
 // The two generations the guard alternates between. Strict sets are "fg-"

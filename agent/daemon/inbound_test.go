@@ -56,7 +56,7 @@ func TestInboundSets(t *testing.T) {
 	reload := make(chan struct{}, 1)
 	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), dp, nil, nil)
 	cfg.Neighbours, cfg.Inbound, cfg.Reload = fakeNeighbours{neigh}, fake, reload
-	runDaemon(t, cfg)
+	d := runDaemon(t, cfg)
 
 	holds := func(set string, addrs ...string) string {
 		var out []string
@@ -77,6 +77,10 @@ func TestInboundSets(t *testing.T) {
 	}
 	if got := holds("fgin-a6", "2001:db8:1::11", "2001:db8:1::21", "fe80::11"); got != "2001:db8:1::11 2001:db8:1::21" {
 		t.Errorf("fgin-a6 holds %q", got)
+	}
+	// Unknown devices are offline (the default), so the guard is on.
+	if in := statusOf(t, d).Inbound; in == nil || in.Set != "fgin-a" || !in.Guard || in.Open4 != 3 || in.Open6 != 2 {
+		t.Errorf("status inbound = %+v, want fgin-a, guard on, 3 and 2 addresses", in)
 	}
 	// The kernel learnt a fresh address of alice's that the agent never
 	// saw (her -j SET while she was online).

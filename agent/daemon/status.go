@@ -28,8 +28,11 @@ type Status struct {
 	LastReload ReloadResult  `json:"last_reload"`
 	// LastChange is the last reload that loaded a new policy or failed;
 	// equal to LastReload unless the profiles were re-read unchanged since.
-	LastChange ReloadResult      `json:"last_change"`
-	Dataplane  DataplaneStatus   `json:"dataplane"`
+	LastChange ReloadResult    `json:"last_change"`
+	Dataplane  DataplaneStatus `json:"dataplane"`
+	// Inbound is the inbound guard (inbound.go, rules/INBOUND.md); absent
+	// without a LAN or the ipset netlink socket.
+	Inbound    *InboundStatus    `json:"inbound,omitempty"`
 	Warnings   []string          `json:"warnings"`
 	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
 	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
@@ -244,6 +247,7 @@ func (d *Daemon) status() Status {
 		LastReload: d.lastReload,
 		LastChange: d.lastChange,
 		Dataplane:  d.dp,
+		Inbound:    d.inboundStatus(),
 		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),

@@ -71,6 +71,9 @@ func printStatus(out io.Writer, st daemon.Status) {
 			st.Dataplane.ConsecutiveFailures, st.Dataplane.NextRetry.Format(time.RFC3339), st.Dataplane.RetryBackoff)
 	}
 	fmt.Fprintf(out, "Firewall: %s\n", fw)
+	if in := st.Inbound; in != nil && in.Guard {
+		fmt.Fprintf(out, "          inbound guard on (a device is offline): connections from outside reach only the %d IPv4 and %d IPv6 LAN addresses that devices not offline used\n", in.Open4, in.Open6)
+	}
 	if st.DNS != nil {
 		lists := fmt.Sprintf("%d categories, %d domains", st.DNS.Categories, st.DNS.Domains)
 		if st.DNS.ListsError != "" {
