@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/famguard/famguard/agent/egress"
@@ -124,7 +125,17 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 	now := openOf(*desired)
 	gen := d.in.base
 	if gen == "" || now.closedSince(d.in.open) {
-		gen = d.freshInbound()
+		var err error
+		if gen, err = d.freshInbound(); err != nil {
+			// No sets (the kernel lacks ip_set, kmod-ipt-ipset on
+			// OpenWrt): rules naming one would fail as a whole, so
+			// everything else is enforced without the guard.
+			if !d.in.failed {
+				d.log.Error("inbound sets unusable: a connection opened from outside can reach an offline device's address famguard has not seen", "err", err)
+			}
+			d.in.failed = true
+			return
+		}
 	}
 	v4, v6 := egress.Names(gen)
 	added := 0
@@ -162,7 +173,7 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 // first apply since start the kernel may still name either (the rules of
 // an agent that stopped without cleanup): the one that can be destroyed is
 // the one no rule names.
-func (d *Daemon) freshInbound() string {
+func (d *Daemon) freshInbound() (string, error) {
 	cands := []string{inboundGens[0], inboundGens[1]}
 	if d.in.base == inboundGens[0] {
 		cands = cands[1:]
@@ -182,12 +193,12 @@ func (d *Daemon) freshInbound() string {
 			v6   bool
 		}{{v4, false}, {v6, true}} {
 			if err := d.cfg.Inbound.Create(s.name, s.v6, egress.MaxElem); err != nil {
-				d.log.Warn("cannot create the inbound set (the apply creates it again or fails)", "set", s.name, "err", err)
+				return "", err
 			}
 		}
-		return gen
+		return gen, nil
 	}
-	return cands[0]
+	return "", fmt.Errorf("no inbound set generation is free")
 }
 
 // inboundApplied: the kernel names the pending generation now; the other

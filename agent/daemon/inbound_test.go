@@ -113,3 +113,31 @@ func TestInboundSets(t *testing.T) {
 		t.Errorf("the set in force changed though nobody went offline:\n%s", dp.get(rules.IPv4))
 	}
 }
+
+// noSets is a kernel without ip_set: every create fails.
+type noSets struct{ egress.Fake }
+
+func (*noSets) Create(string, bool, uint32) error {
+	return fmt.Errorf("ipset create: protocol not supported")
+}
+
+// TestInboundWithoutSets: a kernel that cannot make the sets (no
+// kmod-ipt-ipset) gets every other rule, without the guard: rules naming a
+// set would fail as a whole.
+func TestInboundWithoutSets(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(inboundProfile("11:00")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dp := newFakeDataplane()
+	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), dp, nil, nil)
+	cfg.Inbound = &noSets{}
+	d := runDaemon(t, cfg)
+	eventually(t, "alice offline in the rules", func() bool { return strings.Contains(dp.get(rules.IPv4), "alice/Alices phone") })
+	if v4 := dp.get(rules.IPv4); strings.Contains(v4, "fgin-") || strings.Contains(v4, "-j "+rules.InboundChain) {
+		t.Errorf("rules name an inbound set that could not be made:\n%s", v4)
+	}
+	if in := statusOf(t, d).Inbound; in != nil {
+		t.Errorf("status inbound = %+v without sets", in)
+	}
+}
