@@ -399,13 +399,7 @@ func TestKernelReplacesAnOlderJump(t *testing.T) {
 // first (hash:ip, inet and inet6, with a timeout), once per family, by
 // agent/egress's netlink sets as the agent wires them.
 func TestKernelStrictSets(t *testing.T) {
-	k := kernel(t)
-	n, err := egress.NewNetlink()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	k.SetSets(egressSets{n})
+	k := kernelWithSets(t)
 	for _, fam := range []Family{IPv4, IPv6} {
 		// With the inbound guard: its set is named twice (the kernel's
 		// -j SET in mangle, the guard's match in filter).
@@ -444,6 +438,20 @@ func TestKernelStrictSets(t *testing.T) {
 	}
 }
 
+// kernelWithSets is a Kernel that creates the sets a restore names over
+// agent/egress's netlink socket, as the agent wires it.
+func kernelWithSets(t *testing.T) *Kernel {
+	t.Helper()
+	k := kernel(t)
+	n, err := egress.NewNetlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	k.SetSets(egressSets{n})
+	return k
+}
+
 // egressSets is the agent's rules.Sets (agent/cmd/famguard: kernelSets).
 type egressSets struct{ n *egress.Netlink }
 
@@ -456,13 +464,7 @@ func (s egressSets) Ensure(name string, fam Family) error {
 // chain) is kept. The kernel's counter is set by hand (iptables -R -c), as
 // seven refused connections of bob's would.
 func TestKernelRefusedSurvivesWrites(t *testing.T) {
-	k := kernel(t)
-	n, err := egress.NewNetlink()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	k.SetSets(egressSets{n})
+	k := kernelWithSets(t)
 	defer func() { _ = k.Cleanup(IPv4); _ = k.Cleanup(IPv6) }()
 	d := identityDesired()
 	text, err := Render(d, IPv4)

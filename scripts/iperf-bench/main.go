@@ -193,7 +193,11 @@ func run() error {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("        %s: %d of %d forwarded packets walked the MAC list (the rest: one connmark test), %d entered the inbound guard\n", c, walked, forwarded, guard)
+				inbound := fmt.Sprintf("%d entered the inbound guard", guard)
+				if guard < 0 {
+					inbound = "no inbound guard in the rules"
+				}
+				fmt.Printf("        %s: %d of %d forwarded packets walked the MAC list (the rest: one connmark test), %s\n", c, walked, forwarded, inbound)
 			}
 			if *debug && strings.HasPrefix(c, "famguard") {
 				out, _ := l.Run(ctx, l.Router, "iptables-save", "-c")
@@ -316,7 +320,7 @@ func median(v []float64) float64 {
 // packets of connections without a device ID) and how many were forwarded
 // (filter FORWARD's jump, every forwarded packet). The cost per packet does
 // not depend on the machine's load: these counts show it.
-func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded, guard uint64, err error) {
+func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded uint64, guard int64, err error) {
 	count := func(table, chain, target string) (uint64, error) {
 		out, err := l.Run(ctx, l.Router, "iptables-save", "-c", "-t", table)
 		if err != nil {
@@ -340,9 +344,9 @@ func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded, guard uin
 	}
 	// The inbound guard (rules/INBOUND.md): only new connections from
 	// outside the LAN may enter it, never a packet of the measured flow.
-	guard, gerr := count("filter", "FAMGUARD", "FAMGUARD-INBOUND")
+	g, gerr := count("filter", "FAMGUARD", "FAMGUARD-INBOUND")
 	if gerr != nil {
-		guard = 0 // nobody offline: no guard in the rules
+		return walked, forwarded, -1, nil // no guard in the rules
 	}
-	return walked, forwarded, guard, nil
+	return walked, forwarded, int64(g), nil
 }
