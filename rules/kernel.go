@@ -279,17 +279,25 @@ func isJumpTo(line, chain string) bool {
 // Snapshot returns, for every table famguard uses, our chains' declarations,
 // their rules and the jumps with their positions.
 func (r *Runner) Snapshot() (string, error) {
+	out, err := r.runSave()
+	if err != nil {
+		return "", err
+	}
+	return ourLines(out), nil
+}
+
+// runSave runs iptables-save (or ip6tables-save) with args, bounded by the
+// runner's timeout.
+func (r *Runner) runSave(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	cmd := command(ctx, r.save)
+	cmd := command(ctx, r.save, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
-	err := runBounded(ctx, cmd, r.timeout)
-	out := stdout.Bytes()
-	if err != nil {
+	if err := runBounded(ctx, cmd, r.timeout); err != nil {
 		return "", fmt.Errorf("%s: %w", r.save, err)
 	}
-	return ourLines(string(out)), nil
+	return stdout.String(), nil
 }
 
 // ourLines extracts famguard's part of iptables-save output, each line

@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,46 +30,32 @@ type RefusedCounter interface {
 // parseRefused reads iptables-save -c output: the packet counter of every
 // strict reject rule, by the device ID in its connmark match.
 func parseRefused(save string) map[uint16]uint64 {
+	// "[PKTS:BYTES] -A FAMGUARD-STRICT -m connmark --mark ID/MASK ... -j FAMGUARD-REJECT"
 	out := map[uint16]uint64{}
-	prefix := "-A " + StrictChain + " "
 	for _, line := range strings.Split(save, "\n") {
-		if !strings.HasPrefix(line, "[") {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[2] != StrictChain || f[5] != "--mark" || f[len(f)-1] != RejectChain {
 			continue
 		}
-		counters, rule, ok := strings.Cut(line, "] ")
-		if !ok || !strings.HasPrefix(rule, prefix) || !strings.HasSuffix(rule, "-j "+RejectChain) {
-			continue
-		}
-		pkts, _, _ := strings.Cut(counters[1:], ":")
+		pkts, _, _ := strings.Cut(strings.TrimPrefix(f[0], "["), ":")
 		n, err := strconv.ParseUint(pkts, 10, 64)
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(rule)
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] != "--mark" {
-				continue
-			}
-			if val, mask, err := parseMark(f[i+1]); err == nil && mask == MarkDeviceMask {
-				out[MarkDevice(val)] += n
-			}
+		val, ok := strings.CutSuffix(f[6], deviceMaskSuffix)
+		id, verr := strconv.ParseUint(val, 0, 32)
+		if err == nil && ok && verr == nil {
+			out[MarkDevice(uint32(id))] += n
 		}
 	}
 	return out
 }
 
+// deviceMaskSuffix ends the --mark of a rule that matches one device.
+var deviceMaskSuffix = fmt.Sprintf("/%#x", MarkDeviceMask)
+
 // strictCounters reads the strict reject rules' counters of the runner's
 // family.
 func (r *Runner) strictCounters() (map[uint16]uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-	defer cancel()
-	cmd := command(ctx, r.save, "-c", "-t", "filter")
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := runBounded(ctx, cmd, r.timeout); err != nil {
-		return nil, fmt.Errorf("%s -c: %w", r.save, err)
-	}
-	return parseRefused(stdout.String()), nil
+	out, err := r.runSave("-c", "-t", "filter")
+	return parseRefused(out), err
 }
 
 // hasStrict says whether a restore input holds strict reject rules.
@@ -107,25 +91,25 @@ func (k *Kernel) keepRefused(fam Family, write func() error) error {
 // Refused implements RefusedCounter: what the kernel's counters say now,
 // plus what earlier writes reset.
 func (k *Kernel) Refused() (map[uint16]uint64, error) {
-	out := map[uint16]uint64{}
-	for _, fam := range []Family{IPv4, IPv6} {
-		var now map[uint16]uint64
-		if k.strict[fam] {
-			var err error
-			if now, err = k.r[fam].strictCounters(); err != nil {
-				return nil, err
-			}
-		}
-		seen := map[uint16]bool{}
-		for id, n := range now {
-			seen[id] = true
-			out[id] += uint64(max(int64(n)+k.refused[fam][id], 0))
-		}
+	sum := map[uint16]int64{}
+	for fam := range k.r {
 		for id, n := range k.refused[fam] {
-			if !seen[id] && n > 0 {
-				out[id] += uint64(n)
-			}
+			sum[id] += n
 		}
+		if !k.strict[fam] {
+			continue
+		}
+		now, err := k.r[fam].strictCounters()
+		if err != nil {
+			return nil, err
+		}
+		for id, n := range now {
+			sum[id] += int64(n)
+		}
+	}
+	out := make(map[uint16]uint64, len(sum))
+	for id, n := range sum {
+		out[id] = uint64(max(n, 0))
 	}
 	return out, nil
 }

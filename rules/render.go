@@ -242,7 +242,7 @@ func renderMangle(b *strings.Builder, d Desired, fam Family, devs []rendered, tr
 	// an address in the set, whatever address it makes up. Only the first
 	// packets of a connection come here (the hook skips marked ones).
 	if set := inboundSet(d, fam, lan); set != "" {
-		fmt.Fprintf(b, "-A %s -m connmark --mark 0x0/%#x -m connmark ! --mark 0x0/%#x -m comment --comment \"famguard: a LAN address of a device that is not offline\" -j SET --add-set %s src --exist --timeout %d\n",
+		fmt.Fprintf(b, "-A %s -m connmark --mark 0x0/%#x -m connmark ! --mark 0x0/%#x -m comment --comment \"famguard: inbound set\" -j SET --add-set %s src --exist --timeout %d\n",
 			MACChain, MarkOffline, MarkDeviceMask, set, InboundTimeout)
 	}
 	b.WriteString("COMMIT\n")
@@ -413,7 +413,7 @@ func renderInbound(b *strings.Builder, d Desired, fam Family, devs []rendered, l
 		fmt.Fprintf(b, "-A %s -i %s -j RETURN\n", InboundChain, l)
 	}
 	fmt.Fprintf(b, "-A %s -m set --match-set %s dst -j RETURN\n", InboundChain, set)
-	fmt.Fprintf(b, "-A %s -m comment --comment \"famguard: inbound to a LAN address no online device used\" -j %s\n", InboundChain, RejectChain)
+	fmt.Fprintf(b, "-A %s -m comment --comment \"famguard: inbound, not in the set\" -j %s\n", InboundChain, RejectChain)
 }
 
 // renderStrict writes strict egress: a new connection of a strict device

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"net/netip"
 
 	"github.com/famguard/famguard/agent/egress"
@@ -36,9 +35,10 @@ type InboundStatus struct {
 	Set string `json:"set"` // the generation in force (SET+"4", SET+"6")
 	// Guard: someone is offline, so connections from outside reach only
 	// the addresses in the sets.
-	Guard bool `json:"guard"`
-	Open4 int  `json:"open_ipv4"`
-	Open6 int  `json:"open_ipv6"`
+	Guard bool      `json:"guard"`
+	Open4 int       `json:"open_ipv4"`
+	Open6 int       `json:"open_ipv6"`
+	_     [0]func() // not comparable: no generated equality function (router build size)
 }
 
 // inboundStatus is nil before the first apply with the guard's sets.
@@ -68,6 +68,8 @@ type inboundState struct {
 	pending string       // the generation of the apply in progress
 	next    *openDevices
 	failed  bool // an add failed (logged once until one works again)
+	// Not comparable: no generated equality function (router build size).
+	_ [0]func()
 }
 
 // openDevices says whose addresses may be in the inbound set: trusted
@@ -131,7 +133,7 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 			// OpenWrt): rules naming one would fail as a whole, so
 			// everything else is enforced without the guard.
 			if !d.in.failed {
-				d.log.Error("inbound sets unusable: a connection opened from outside can reach an offline device's address famguard has not seen", "err", err)
+				d.log.Error("inbound sets unusable: no inbound guard", "err", err)
 			}
 			d.in.failed = true
 			return
@@ -154,7 +156,7 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 			}
 			if err := d.cfg.Inbound.Add(name, a, rules.InboundTimeout); err != nil {
 				if !d.in.failed {
-					d.log.Warn("cannot add a device's address to the inbound set: connections from outside to it are refused while a device is offline", "set", name, "addr", a, "err", err)
+					d.log.Warn("inbound set: add failed", "err", err)
 				}
 				d.in.failed = true
 				continue
@@ -172,53 +174,49 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 // freshInbound empties the generation not in force and returns it. At the
 // first apply since start the kernel may still name either (the rules of
 // an agent that stopped without cleanup): the one that can be destroyed is
-// the one no rule names.
+// the one no rule names. One that is still named (an apply that wrote one
+// family and failed the other) is kept, with what this agent put there.
 func (d *Daemon) freshInbound() (string, error) {
-	cands := []string{inboundGens[0], inboundGens[1]}
-	if d.in.base == inboundGens[0] {
-		cands = cands[1:]
-	} else if d.in.base == inboundGens[1] {
-		cands = cands[:1]
+	gen := otherGen(d.in.base)
+	if d.destroyGen(gen) != nil && d.in.base == "" {
+		gen = inboundGens[1]
+		_ = d.destroyGen(gen)
 	}
-	for i, gen := range cands {
-		v4, v6 := egress.Names(gen)
-		err4, err6 := d.cfg.Inbound.Destroy(v4), d.cfg.Inbound.Destroy(v6)
-		if (err4 != nil || err6 != nil) && i+1 < len(cands) {
-			continue // named by rules in the kernel: the other one
-		}
-		// Still named (an apply that wrote one family and failed the
-		// other): kept, with what this agent put there since.
-		for _, s := range []struct {
-			name string
-			v6   bool
-		}{{v4, false}, {v6, true}} {
-			if err := d.cfg.Inbound.Create(s.name, s.v6, egress.MaxElem); err != nil {
-				return "", err
-			}
-		}
-		return gen, nil
+	v4, v6 := egress.Names(gen)
+	err := d.cfg.Inbound.Create(v4, false, egress.MaxElem)
+	if err == nil {
+		err = d.cfg.Inbound.Create(v6, true, egress.MaxElem)
 	}
-	return "", fmt.Errorf("no inbound set generation is free")
+	return gen, err
+}
+
+func otherGen(gen string) string {
+	if gen == inboundGens[0] {
+		return inboundGens[1]
+	}
+	return inboundGens[0]
+}
+
+// destroyGen removes a generation's sets; sets that do not exist are no
+// error, sets a rule names are.
+func (d *Daemon) destroyGen(gen string) error {
+	v4, v6 := egress.Names(gen)
+	err := d.cfg.Inbound.Destroy(v4)
+	if err6 := d.cfg.Inbound.Destroy(v6); err == nil {
+		err = err6
+	}
+	return err
 }
 
 // inboundApplied: the kernel names the pending generation now; the other
-// one is destroyed (at the first apply, whatever an earlier agent left).
+// one goes (after a switch, and at the first apply whatever an earlier
+// agent left; otherwise it does not exist).
 func (d *Daemon) inboundApplied() {
 	if d.cfg.Inbound == nil || d.in.pending == "" {
 		return
 	}
-	first := d.in.open == nil
-	old := d.in.base
 	d.in.base, d.in.open, d.in.pending = d.in.pending, d.in.next, ""
-	for _, gen := range inboundGens {
-		if gen == d.in.base || (gen != old && !first) {
-			continue
-		}
-		v4, v6 := egress.Names(gen)
-		for _, n := range []string{v4, v6} {
-			if err := d.cfg.Inbound.Destroy(n); err != nil {
-				d.log.Warn("cannot remove the inbound set no rule uses any more", "set", n, "err", err)
-			}
-		}
+	if err := d.destroyGen(otherGen(d.in.base)); err != nil {
+		d.log.Warn("cannot remove an unused inbound set", "err", err)
 	}
 }

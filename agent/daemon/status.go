@@ -99,12 +99,12 @@ type DNSStatus struct {
 // packet counters of the firewall's strict reject rules, read from the
 // kernel when someone asks for the status (famguard status, the control
 // socket's status), not for status.json: absent there.
+//
+// Refused counts the child's devices and the unknown devices that follow
+// the child's rules (unknown_devices: {like: child}): they share its sets.
 type StrictStatus struct {
 	egress.Stats
-	Refused *uint64 `json:"refused,omitempty"` // the child's devices
-	// RefusedUnknown: unknown devices that follow the child's rules
-	// (unknown_devices: {like: child}).
-	RefusedUnknown uint64 `json:"refused_unknown,omitempty"`
+	Refused *uint64 `json:"refused,omitempty"`
 }
 
 // ClockStatus says which time the agent evaluates schedules at, and whether
@@ -359,17 +359,15 @@ func (d *Daemon) countRefused(st *Status) {
 		d.log.Warn("cannot read the strict reject counters", "err", err)
 		return
 	}
+	per := map[string]uint64{d.kid.unknownStrict: counts[rules.DefaultUnknownID]}
+	for id, c := range counts {
+		if child, ok := d.ov.ids[id]; ok {
+			per[child] += c
+		}
+	}
 	for child, s := range st.DNS.Strict {
-		var n uint64
-		for id, c := range counts {
-			if d.ov.ids[id] == child {
-				n += c
-			}
-		}
+		n := per[child]
 		s.Refused = &n
-		if d.kid.unknownStrict == child {
-			s.RefusedUnknown = counts[rules.DefaultUnknownID]
-		}
 		st.DNS.Strict[child] = s
 	}
 }

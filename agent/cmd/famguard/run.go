@@ -154,7 +154,7 @@ func cmdRun(args []string) error {
 	var strictSets *egress.Sets
 	var inbound daemon.InboundSets
 	if k, err := egress.NewNetlink(); err != nil {
-		log.Error("ipset netlink socket unusable: strict children get no DNS answers, and offline devices are not guarded against connections opened from outside to addresses famguard has not seen", "err", err)
+		log.Error("ipset netlink unusable: strict children get no DNS answers; no inbound guard", "err", err)
 	} else {
 		defer k.Close()
 		inbound = k

@@ -72,7 +72,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 	}
 	fmt.Fprintf(out, "Firewall: %s\n", fw)
 	if in := st.Inbound; in != nil && in.Guard {
-		fmt.Fprintf(out, "          inbound guard on (a device is offline): connections from outside reach only the %d IPv4 and %d IPv6 LAN addresses that devices not offline used\n", in.Open4, in.Open6)
+		fmt.Fprintf(out, "          inbound guard: %d IPv4, %d IPv6 LAN addresses reachable from outside\n", in.Open4, in.Open6)
 	}
 	if st.DNS != nil {
 		lists := fmt.Sprintf("%d categories, %d domains", st.DNS.Categories, st.DNS.Domains)
@@ -102,9 +102,6 @@ func printStatus(out io.Writer, st daemon.Status) {
 			refused := ""
 			if e.Refused != nil {
 				refused = fmt.Sprintf("; %d connections refused", *e.Refused)
-				if e.RefusedUnknown > 0 {
-					refused += fmt.Sprintf(" (and %d of unknown devices under %s's rules)", e.RefusedUnknown, child)
-				}
 			}
 			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)%s\n",
 				child, e.Open4, e.Open6, float64(e.MemBytes)/1024, refused)
