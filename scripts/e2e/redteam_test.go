@@ -1458,6 +1458,12 @@ func TestRedTeamVerdicts(t *testing.T) {
 		{reach, []O{"reset", "prohibited EHOSTUNREACH", "port-unreachable"}, redteam.Holds},
 		{reach, []O{"timeout"}, redteam.Unclear},
 		{reach, []O{"error closed without an answer"}, redteam.Unclear},
+		{reachNothing, []O{"reset", "arrived 0"}, redteam.Holds},
+		{reachNothing, []O{"prohibited ping: Packet filtered (from 198.51.100.1)", "arrived 0"}, redteam.Holds},
+		{reachNothing, []O{"reset", "arrived 3"}, redteam.Bypass}, // refused, but the first packets got in
+		{reachNothing, []O{"connected", "arrived 0"}, redteam.Bypass},
+		{reachNothing, []O{"timeout", "arrived 0"}, redteam.Unclear},
+		{reachNothing, []O{"reset", "error no counting rule"}, redteam.Unclear},
 	} {
 		if got, ev := tc.judge(tc.outs); got != tc.want {
 			t.Errorf("%v: got %s (%s), want %s", tc.outs, got, ev, tc.want)
