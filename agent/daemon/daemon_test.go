@@ -153,10 +153,11 @@ func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
 		t.Fatal("Alice's MAC is in the rules before bedtime")
 	}
 	// The loop sleeps until 21:00 on the agent's clock, then blocks.
-	eventually(t, "bedtime rules", func() bool { return blocksAlice(h.dp.get(rules.IPv4)) })
-	if !blocksAlice(h.dp.get(rules.IPv6)) {
-		t.Error("IPv6 rules do not block Alice's MAC at bedtime")
-	}
+	// One pass writes IPv4, then IPv6: wait for both (checking IPv6 the
+	// moment IPv4 shows the change raced the second write).
+	eventually(t, "bedtime rules", func() bool {
+		return blocksAlice(h.dp.get(rules.IPv4)) && blocksAlice(h.dp.get(rules.IPv6))
+	})
 	if !strings.Contains(h.dp.get(rules.IPv6), "2001:db8:1::11") {
 		t.Error("IPv6 rules do not cut traffic towards Alice's known address")
 	}
