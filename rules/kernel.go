@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 )
 
 // Dataplane is what the daemon needs from the firewall. Kernel is the real
-// one; Fake is a stateful in-memory one for tests.
+// one; Fake is a stateful in-memory one for tests. The two families are
+// independent: Apply and Snapshot of IPv4 may run at the same time as those
+// of IPv6 (never two calls for the same family at once).
 type Dataplane interface {
 	// Apply writes a Render output in one transaction and makes sure the
 	// jump from FORWARD is in place, first.
@@ -528,7 +531,8 @@ func Tokenize(line string) ([]string, error) {
 // read-back that showed it, pending what the read-back after a delta must
 // show.
 type Kernel struct {
-	sets   Sets // the ipsets a restore refers to are created first (nil: none is)
+	sets   Sets       // the ipsets a restore refers to are created first (nil: none is)
+	setsMu sync.Mutex // both families' Apply may run at once; sets are shared
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
@@ -572,7 +576,10 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 // good.
 func (k *Kernel) Apply(fam Family, restore string) error {
 	if k.sets != nil {
-		if err := ensureSets(k.sets, fam, restore); err != nil {
+		k.setsMu.Lock()
+		err := ensureSets(k.sets, fam, restore)
+		k.setsMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}

@@ -185,13 +185,13 @@ func unknownClass(d Desired) *rendered {
 	return &rendered{Device: c, port: dnsPort(d, c)}
 }
 
-// dnsPort is the port a device's DNS goes to (0: not redirected).
+// dnsPort is the port a device's DNS goes to while it is online (0: not
+// redirected). Offline, its connections carry MarkOffline, and renderNAT's
+// first rules send them to Desired.OfflineDNSPort whatever this says.
 func dnsPort(d Desired, dev Device) int {
 	switch {
 	case d.DNSPort <= 0:
 		return 0
-	case dev.Offline && d.OfflineDNSPort > 0:
-		return d.OfflineDNSPort
 	case dev.DNSPort > 0:
 		return dev.DNSPort
 	}
@@ -241,10 +241,22 @@ func renderMangle(b *strings.Builder, d Desired, devs []rendered, trusted, lan [
 // for its class — offline devices to the listener that refuses everything.
 // The port tells the filter whose rules answer. nat sees only a
 // connection's first packet, and the port is tested before any MAC.
+//
+// Offline is decided by the connection mark, which mangle wrote from the
+// same MAC moments before (mangle PREROUTING runs before nat PREROUTING),
+// not by a per-device rule here: so a device going offline or coming back
+// changes its one rule in mangle and none in nat, and a reload of a schedule
+// change leaves the biggest chain (two redirects a device) untouched.
 func renderNAT(b *strings.Builder, d Desired, devs []rendered, trusted, lan []string, unknown *rendered) {
 	fmt.Fprintf(b, "*nat\n:%s - [0:0]\n:%s - [0:0]\n", DNSChain, DNS53Chain)
 	for _, proto := range []string{"udp", "tcp"} {
 		fmt.Fprintf(b, "-A %s -p %s -m %s --dport 53 -j %s\n", DNSChain, proto, proto, DNS53Chain)
+	}
+	if d.OfflineDNSPort > 0 {
+		for _, proto := range []string{"udp", "tcp"} {
+			fmt.Fprintf(b, "-A %s -m connmark --mark %#x/%#x -p %s -m comment --comment \"famguard: DNS of offline devices\" -j REDIRECT --to-ports %d\n",
+				DNS53Chain, MarkOffline, MarkOffline, proto, d.OfflineDNSPort)
+		}
 	}
 	for _, mac := range trusted {
 		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment \"famguard: trusted\" -j RETURN\n", DNS53Chain, mac)
