@@ -11,16 +11,17 @@ import (
 // Chain names. Fixed and short (iptables allows 28 characters); the agent
 // owns exactly these chains and one jump rule per built-in chain it hooks.
 const (
-	Chain       = "FAMGUARD"
-	RejectChain = "FAMGUARD-REJECT"
-	DNSChain    = "FAMGUARD-DNS"
-	DNS53Chain  = "FAMGUARD-DNS53"
-	DoHChain    = "FAMGUARD-DOH"
-	BypassChain = "FAMGUARD-BYPASS"
-	InputChain  = "FAMGUARD-INPUT"
-	StrictChain = "FAMGUARD-STRICT"
-	MarkChain   = "FAMGUARD-MARK"
-	MACChain    = "FAMGUARD-MAC"
+	Chain        = "FAMGUARD"
+	RejectChain  = "FAMGUARD-REJECT"
+	DNSChain     = "FAMGUARD-DNS"
+	DNS53Chain   = "FAMGUARD-DNS53"
+	DoHChain     = "FAMGUARD-DOH"
+	BypassChain  = "FAMGUARD-BYPASS"
+	InputChain   = "FAMGUARD-INPUT"
+	StrictChain  = "FAMGUARD-STRICT"
+	MarkChain    = "FAMGUARD-MARK"
+	MACChain     = "FAMGUARD-MAC"
+	OfflineChain = "FAMGUARD-OFFLINE"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
@@ -208,7 +209,7 @@ func renderMangle(b *strings.Builder, d Desired, devs []rendered, trusted, lan [
 	if len(devs) == 0 && len(trusted) == 0 && unknown == nil {
 		return
 	}
-	fmt.Fprintf(b, "*mangle\n:%s - [0:0]\n:%s - [0:0]\n", MarkChain, MACChain)
+	fmt.Fprintf(b, "*mangle\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", MarkChain, MACChain, OfflineChain)
 	if len(lan) == 0 {
 		fmt.Fprintf(b, "-A %s -j %s\n", MarkChain, MACChain)
 	}
@@ -224,14 +225,29 @@ func renderMangle(b *strings.Builder, d Desired, devs []rendered, trusted, lan [
 		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment \"famguard: trusted\" -j CONNMARK --set-xmark %s\n", MACChain, mac, connMark(TrustedID, false))
 	}
 	for _, dev := range devs {
-		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment %s -j CONNMARK --set-xmark %s\n", MACChain, dev.mac, Comment("famguard: "+who(dev.Device)), connMark(dev.ID, dev.Offline))
+		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment %s -j CONNMARK --set-xmark %s\n", MACChain, dev.mac, Comment("famguard: "+who(dev.Device)), connMark(dev.ID, false))
 	}
 	// Any other MAC on a LAN interface is an unknown device. Without a
 	// known LAN there is no telling a LAN packet from another, so nothing
 	// is marked here: such connections are marked by their first answer
 	// from outside (above), and until then walk the list again.
 	if unknown != nil {
-		fmt.Fprintf(b, "-A %s -m connmark --mark 0x0/%#x -m comment --comment \"famguard: unknown device\" -j CONNMARK --set-xmark %s\n", MACChain, MarkDeviceMask, connMark(unknown.ID, unknown.Offline))
+		fmt.Fprintf(b, "-A %s -m connmark --mark 0x0/%#x -m comment --comment \"famguard: unknown device\" -j CONNMARK --set-xmark %s\n", MACChain, MarkDeviceMask, connMark(unknown.ID, false))
+	}
+	// Who is offline is kept apart from who is who: the MAC list above
+	// changes only when devices come or go, and a schedule change edits
+	// this short list (offline devices only) instead, so a reload does
+	// not make iptables-restore fetch and edit the whole MAC list.
+	fmt.Fprintf(b, "-A %s -j %s\n", MACChain, OfflineChain)
+	for _, dev := range devs {
+		if dev.Offline {
+			fmt.Fprintf(b, "-A %s -m connmark --mark %#x/%#x -m comment --comment %s -j CONNMARK --set-xmark %#x/%#x\n",
+				OfflineChain, DeviceMark(dev.ID), MarkDeviceMask, Comment("famguard: "+who(dev.Device)+" offline"), MarkOffline, MarkOffline)
+		}
+	}
+	if unknown != nil && unknown.Offline {
+		fmt.Fprintf(b, "-A %s -m connmark --mark %#x/%#x -m comment --comment \"famguard: unknown devices offline\" -j CONNMARK --set-xmark %#x/%#x\n",
+			OfflineChain, DeviceMark(unknown.ID), MarkDeviceMask, MarkOffline, MarkOffline)
 	}
 	b.WriteString("COMMIT\n")
 }
@@ -306,14 +322,17 @@ func renderFilter(b *strings.Builder, d Desired, fam Family, devs []rendered, tr
 	var bypass []string // rules of BypassChain: devices whose encrypted DNS is refused
 	var strict []rendered
 	for _, dev := range devs {
+		// Offline devices keep these: the mark rule above rejects their
+		// packets before they could matter, and a schedule change then
+		// leaves the (per-device, long) bypass and strict lists alone.
+		if dev.BypassPrevention && d.DNSPort > 0 {
+			bypass = append(bypass, fmt.Sprintf("-A %s -m mac --mac-source %s -m comment --comment %s -j %s\n",
+				BypassChain, dev.mac, Comment("famguard: "+who(dev.Device)+": encrypted DNS (bypass prevention)"), RejectChain))
+		}
+		if dev.Strict && dev.StrictSet != "" {
+			strict = append(strict, dev)
+		}
 		if !dev.Offline {
-			if dev.BypassPrevention && d.DNSPort > 0 {
-				bypass = append(bypass, fmt.Sprintf("-A %s -m mac --mac-source %s -m comment --comment %s -j %s\n",
-					BypassChain, dev.mac, Comment("famguard: "+who(dev.Device)+": encrypted DNS (bypass prevention)"), RejectChain))
-			}
-			if dev.Strict && dev.StrictSet != "" {
-				strict = append(strict, dev)
-			}
 			continue
 		}
 		// The connection mark catches the offline device's connections;
@@ -332,7 +351,7 @@ func renderFilter(b *strings.Builder, d Desired, fam Family, devs []rendered, tr
 			fmt.Fprintf(b, "-A %s -d %s -m comment --comment %s -j %s\n", Chain, netip.PrefixFrom(a, a.BitLen()), Comment("famguard: to "+who(dev.Device)), RejectChain)
 		}
 	}
-	if unknown != nil && !unknown.Offline && unknown.Strict && unknown.StrictSet != "" {
+	if unknown != nil && unknown.Strict && unknown.StrictSet != "" {
 		strict = append(strict, *unknown)
 	}
 	// Bypass prevention tests the port first and the device second, so a new
@@ -474,7 +493,7 @@ func RenderCleanup(tables ...string) string {
 }
 
 // ourChains are famguard's chains per table.
-var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, InputChain, StrictChain, RejectChain}, "nat": {DNSChain, DNS53Chain}, "mangle": {MarkChain, MACChain}}
+var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, InputChain, StrictChain, RejectChain}, "nat": {DNSChain, DNS53Chain}, "mangle": {MarkChain, MACChain, OfflineChain}}
 
 // tablesIn lists the tables a restore input writes.
 func tablesIn(restore string) map[string]bool {
