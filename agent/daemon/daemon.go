@@ -612,6 +612,7 @@ func (d *Daemon) reconcile(why string) {
 	if !d.inReload {
 		d.pass.begin()
 	}
+	applies := d.dp.Applies
 	states := d.evaluate()
 	d.states = states
 	if next, ok := policy.NextChange(states); ok {
@@ -660,7 +661,9 @@ func (d *Daemon) reconcile(why string) {
 	d.cutOffline(d.newlyOfflineIDs(desired))
 	d.cutDNS(desired)
 	d.pass.mark("conntrack")
-	d.dp.LastPass = d.pass.result()
+	if d.dp.Applies > applies {
+		d.dp.LastPass = d.pass.result()
+	}
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,
