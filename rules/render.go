@@ -88,9 +88,15 @@ type rendered struct {
 // Per-packet cost does not grow with the number of devices for established
 // traffic (see hooks): one connmark test in mangle, a jump, one connmark and
 // one state test in filter. Only the first packets of a connection walk the
-// per-device rules: the MAC list that attributes it (mangle), the DNS
-// redirects (nat, port 53 only) and, in filter, the rules of offline and
-// strict devices.
+// per-device rules: the MAC list that attributes it and the list of offline
+// IDs (mangle), the DNS redirects (nat, port 53 only) and, in filter, the
+// rules of offline and strict devices.
+//
+// What a schedule change touches is kept small on purpose (reload cost,
+// see delta.go): a device going offline or back changes one rule in the
+// offline list and its own rules in filter; the MAC list, the DNS
+// redirects and the bypass and strict lists depend only on which devices
+// exist, their class and their names.
 //
 // Which device a connection is, and so whose rules apply, is decided by the
 // kernel from the packet's source MAC, never from an address the agent

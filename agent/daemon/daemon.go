@@ -12,7 +12,8 @@
 // Each pass ("reconcile") is pure computation followed by a thin write:
 // evaluate the policy at the agent's clock → rules.Desired → rules.Render text
 // per family → if the text differs from what was last applied, one
-// iptables-restore --noflush transaction per family. Devices that have just
+// iptables-restore --noflush transaction per family (the two side by side,
+// see apply); status dataplane.last_pass says where the pass's time went. Devices that have just
 // gone offline then lose their conntrack entries, so connections that were
 // open at bedtime die at once instead of riding the ESTABLISHED fast path.
 //
@@ -42,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -288,11 +290,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
 		ready := make(chan struct{})
-		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged, ready)
+		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, isProfile, d.log, fsChanged, ready)
 		<-ready
 		if d.cfg.OperatorDir != "" {
 			opReady := make(chan struct{})
-			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, d.log, fsChanged, opReady)
+			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, isProfile, d.log, fsChanged, opReady)
 			<-opReady
 		}
 	}
@@ -310,7 +312,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		catChanged := make(chan struct{}, 1)
 		if d.cfg.WatchFiles {
 			ready := make(chan struct{})
-			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged, ready)
+			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, nil, d.log, catChanged, ready)
 			<-ready
 		}
 		// Until the first load finishes, the DNS filter refuses what the
@@ -400,6 +402,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// isProfile says whether a watched path is a profile the loader reads.
+func isProfile(path string) bool { return policy.IsProfileFile(filepath.Base(path)) }
 
 func healMode(c Config) string {
 	if c.EventHealing {
