@@ -25,11 +25,14 @@ func householdProfile(n int, lunch bool) string {
 }
 
 // variant is what a benchmark's profile edit changes: lunchKids children
-// (from the first) get an offline window at noon; renamed gives device 0
-// another name (its rules' comments change, nothing else).
+// (from the first) get an offline window at noon; earlyKids children have
+// their bedtime start at 11:00 instead of 21:00 (offline at noon too, and
+// the file keeps its size: the loader bounds a profile's separators);
+// renamed gives device 0 another name (its rules' comments change, nothing
+// else).
 type variant struct {
-	lunchKids int
-	renamed   bool
+	lunchKids, earlyKids int
+	renamed              bool
 }
 
 func household(n int, v variant) string {
@@ -41,7 +44,11 @@ func household(n int, v variant) string {
 			if i/4 < v.lunchKids {
 				b.WriteString("      - {name: lunch, days: [daily], from: \"11:00\", to: \"13:00\", action: offline}\n")
 			}
-			b.WriteString("      - {name: bedtime, days: [daily], from: \"21:00\", to: \"07:00\", action: offline}\n")
+			from := "21:00"
+			if i/4 < v.earlyKids {
+				from = "11:00"
+			}
+			fmt.Fprintf(&b, "      - {name: bedtime, days: [daily], from: %q, to: \"07:00\", action: offline}\n", from)
 			b.WriteString("    devices:\n")
 		}
 		name := fmt.Sprintf("device %d", i)
@@ -68,8 +75,8 @@ func BenchmarkReloadLatency(b *testing.B) {
 
 // BenchmarkReloadChanged is the same measurement by how many devices a
 // reload changes: one (a device renamed: its rules' comments), four (one
-// child's lunch window, as BenchmarkReloadLatency) or all of them (every
-// child's lunch window: every device goes offline and back).
+// child's bedtime moved to 11:00: its devices go offline and back) or all
+// of them (every child's bedtime moved).
 func BenchmarkReloadChanged(b *testing.B) {
 	for _, n := range []int{10, 250, 1000} {
 		for _, c := range []struct {
@@ -77,8 +84,8 @@ func BenchmarkReloadChanged(b *testing.B) {
 			edited variant
 		}{
 			{"one", variant{renamed: true}},
-			{"child", variant{lunchKids: 1}},
-			{"all", variant{lunchKids: (n + 3) / 4}},
+			{"child", variant{earlyKids: 1}},
+			{"all", variant{earlyKids: (n + 3) / 4}},
 		} {
 			b.Run(fmt.Sprintf("devices=%d/changed=%s", n, c.name), func(b *testing.B) {
 				reloadBench(b, n, variant{}, c.edited)
