@@ -337,10 +337,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wallJumps, rulesChanged, sighup := d.cfg.WallJumps, d.cfg.RulesChanged, d.cfg.Reload
 	clockSynced := d.cfg.ClockSynced
 
+	reported := false // the status sink already has this iteration's status
 	for {
-		if d.cfg.StatusSink != nil {
+		if d.cfg.StatusSink != nil && !reported {
 			d.cfg.StatusSink(d.status())
 		}
+		reported = false
 		d.armTimer(schedTimer)
 		var retry <-chan time.Time
 		if !d.retryAt.IsZero() {
@@ -395,6 +397,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case r := <-d.requests:
 			v, err := d.answer(r)
 			r.reply <- response{v, err}
+			if st, ok := v.(Status); ok && r.cmd == "status" && r.do == nil && d.cfg.StatusSink != nil {
+				// The status just answered is the loop's state now:
+				// hand it over instead of building it again (at 1000
+				// devices that is milliseconds, and a page polling
+				// status would keep the loop busy with it).
+				d.cfg.StatusSink(st)
+				reported = true
+			}
 			if r.cmd == "shutdown" && err == nil {
 				d.log.Info("shutdown requested over the control socket")
 				return ErrShutdownRequested
