@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -107,16 +108,23 @@ type rendered struct {
 // old rules and the new rules swap atomically: there is no moment without
 // protection.
 func Render(d Desired, fam Family) (string, error) {
-	devs := make([]rendered, len(d.Devices))
-	for i, dev := range d.Devices {
-		devs[i].Device = dev
+	// Sorted by index: moving the (large) device structs while sorting
+	// was a fifth of a render at 1000 devices.
+	order := make([]int, len(d.Devices))
+	for i := range order {
+		order[i] = i
 	}
-	sort.Slice(devs, func(i, j int) bool {
-		if devs[i].Child != devs[j].Child {
-			return devs[i].Child < devs[j].Child
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := &d.Devices[i], &d.Devices[j]
+		if c := strings.Compare(a.Child, b.Child); c != 0 {
+			return c
 		}
-		return devs[i].MAC < devs[j].MAC
+		return strings.Compare(a.MAC, b.MAC)
 	})
+	devs := make([]rendered, len(d.Devices))
+	for i, k := range order {
+		devs[i].Device = d.Devices[k]
+	}
 	for i := range devs {
 		dev := &devs[i]
 		mac, err := canonicalMAC(dev.MAC)
@@ -150,6 +158,7 @@ func Render(d Desired, fam Family) (string, error) {
 	unknown := unknownClass(d)
 
 	var b strings.Builder
+	b.Grow(2048 + 512*len(devs)) // about what a device's rules take: no regrowth
 	renderMangle(&b, d, devs, trusted, lan, unknown)
 	if d.DNSPort > 0 {
 		renderNAT(&b, d, devs, trusted, lan, unknown)
@@ -283,18 +292,19 @@ func renderNAT(b *strings.Builder, d Desired, devs []rendered, trusted, lan []st
 	for _, mac := range trusted {
 		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment \"famguard: trusted\" -j RETURN\n", DNS53Chain, mac)
 	}
-	redirect := func(match string, dev rendered) {
+	redirect := func(match string, dev *rendered) {
+		comment := Comment("famguard: DNS of " + who(dev.Device))
 		for _, proto := range []string{"udp", "tcp"} {
 			fmt.Fprintf(b, "-A %s %s -p %s -m comment --comment %s -j REDIRECT --to-ports %d\n",
-				DNS53Chain, match, proto, Comment("famguard: DNS of "+who(dev.Device)), dev.port)
+				DNS53Chain, match, proto, comment, dev.port)
 		}
 	}
-	for _, dev := range devs {
-		redirect("-m mac --mac-source "+dev.mac, dev)
+	for i := range devs {
+		redirect("-m mac --mac-source "+devs[i].mac, &devs[i])
 	}
 	if unknown != nil && unknown.port > 0 {
 		for _, l := range lan {
-			redirect("-i "+l, *unknown)
+			redirect("-i "+l, unknown)
 		}
 	}
 	b.WriteString("COMMIT\n")
@@ -524,12 +534,14 @@ func who(d Device) string {
 // the length is capped: nothing a profile says can change the rule's meaning.
 func Comment(s string) string {
 	var b strings.Builder
+	b.Grow(min(len(s), maxComment) + 2)
+	b.WriteByte('"')
 	for _, r := range s {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
+			b.WriteByte(byte(r))
 		case strings.ContainsRune(" _.,:;()/+=@-", r):
-			b.WriteRune(r)
+			b.WriteByte(byte(r))
 		case r == '\'':
 			// "Alice's phone" reads fine as "Alices phone"; iptables-save
 			// would print a quote back escaped, so keep comments quote-free.
@@ -538,15 +550,13 @@ func Comment(s string) string {
 		default:
 			b.WriteByte('_')
 		}
-		if b.Len() >= maxComment {
+		if b.Len() >= maxComment+1 {
 			break
 		}
 	}
-	out := b.String()
-	if len(out) > maxComment {
-		out = out[:maxComment]
-	}
-	return `"` + out + `"`
+	// Each step writes one byte: the text is at most maxComment long.
+	b.WriteByte('"')
+	return b.String()
 }
 
 func canonicalMAC(s string) (string, error) {
