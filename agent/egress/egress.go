@@ -17,10 +17,10 @@
 //     class before an iptables-restore that references the sets (a rule
 //     naming a missing set fails the whole restore), and Destroy(base) after
 //     a restore that no longer does;
-//   - the DNS filter calls Add(base, addr, ttl) for every address of an
-//     answer to a strict class, and sends the answer only once every Add
-//     returned nil (agent/dnsfilter/strict.go): when Add returns, the
-//     address is in the kernel;
+//   - the DNS filter calls AddAll(base, entries) with the addresses of an
+//     answer to a strict class, and sends the answer only once AddAll
+//     returned nil (agent/dnsfilter/strict.go): when AddAll returns nil,
+//     every address is in the kernel;
 //   - status calls Stats(base).
 //
 // Why netlink rather than the ipset binary: an exec per answered address
@@ -32,6 +32,21 @@
 // all — but it refreshes an address at least every RefreshEvery, so a set
 // flushed behind its back (ipset flush, a recreated set) is repaired by the
 // next answer after that at the latest.
+//
+// Group commit: the adds of concurrent answers go to the kernel together.
+// An answer's new addresses join the batch being gathered; one writer
+// goroutine at a time (started when there is work, gone when there is none)
+// takes the gathered batch and writes it with one write and one
+// acknowledgement (Kernel.AddBatch, nladd.go), while the next batch gathers
+// behind it. Each answer waits only for the batches that hold its own
+// addresses, and fails only if one of its own addresses failed. An address
+// already on its way (in a batch) is not sent twice: a later answer waits
+// for that add, or, while the batch is still gathering, lengthens it.
+// Before taking a batch the writer yields once (runtime.Gosched), so that
+// on a router with one core every goroutine ready to run (the answers the
+// upstream just sent) joins the batch first; without it, the writer would
+// run as soon as the first answer parked, and every batch would hold one
+// address.
 package egress
 
 import (
@@ -40,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -81,9 +97,11 @@ type Kernel interface {
 	// has this type, family and timeouts is kept as it is (entries too);
 	// any other set of that name is an error that says what to do.
 	Create(name string, v6 bool, maxElem uint32) error
-	// Add puts addr in the set with this timeout in seconds, replacing the
-	// timeout if it is there already; it returns once the kernel holds it.
-	Add(name string, addr netip.Addr, timeout uint32) error
+	// AddBatch puts every entry's address in its set with its timeout in
+	// seconds (replacing the timeout of an entry already there) and sets
+	// each entry's Err. An entry whose Err is nil is in the kernel when
+	// AddBatch returns; one failing entry fails only itself.
+	AddBatch(adds []KernelAdd)
 	// Info reads the set's header.
 	Info(name string) (SetInfo, error)
 	// Destroy removes the set; a set that does not exist is no error.
@@ -107,19 +125,44 @@ type Sets struct {
 	grace time.Duration
 	now   func() time.Time
 
-	mu    sync.Mutex
-	known map[string]*heldSet // set name → what Sets put there
+	mu      sync.Mutex
+	known   map[string]*heldSet // set name → what Sets put there
+	next    *batch              // the batch gathering: the writer takes it next
+	writing bool                // a writer goroutine runs (it clears this when it finds no batch)
 }
 
 // heldSet is what Sets remembers of one kernel set.
 type heldSet struct {
-	m     map[netip.Addr]held
-	swept uint32 // when expired entries were last dropped (unix seconds)
+	m       map[netip.Addr]held
+	swept   uint32               // when expired entries were last dropped (unix seconds)
+	pending map[netip.Addr]*slot // adds gathering or being written
 }
 
 // held is until when the kernel holds an address (by Sets' last Add), and
 // when that Add was: unix seconds, to keep the table small.
 type held struct{ until, added uint32 }
+
+// slot is one address on its way into the kernel.
+type slot struct {
+	hs    *heldSet
+	set   string
+	addr  netip.Addr
+	until uint32 // the expiry asked for (unix seconds); raised while its batch gathers
+	b     *batch
+	err   error // the kernel's answer; read once b.done is closed
+}
+
+// batch is the adds that go to the kernel together.
+type batch struct {
+	slots []*slot
+	done  chan struct{} // closed once every slot has its answer
+}
+
+// Entry is one address of an answer and the answer's TTL for it.
+type Entry struct {
+	Addr netip.Addr
+	TTL  time.Duration
+}
 
 // New returns Sets over k with DefaultGrace.
 func New(k Kernel) *Sets {
@@ -186,51 +229,135 @@ func (s *Sets) timeout(ttl time.Duration) time.Duration {
 	return min(max(ttl, 0)+s.grace, MaxTimeout)
 }
 
-// Add opens addr for the class base for ttl plus the grace (at least
-// MinTimeout, at most MaxTimeout). It never shortens what an earlier answer
-// opened. When it returns nil, the kernel holds the address.
+// Add opens addr for the class base for ttl plus the grace: AddAll of one.
 func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
-	addr = addr.Unmap()
-	if !addr.IsValid() {
-		return fmt.Errorf("strict set %s: invalid address", base)
-	}
+	return s.AddAll(base, []Entry{{addr, ttl}})
+}
+
+// AddAll opens every address for the class base for its TTL plus the grace
+// (at least MinTimeout, at most MaxTimeout). It never shortens what an
+// earlier answer opened. When it returns nil, the kernel holds every
+// address; when it returns an error, at least one of them may be missing.
+func (s *Sets) AddAll(base string, es []Entry) error {
 	v4, v6 := Names(base)
-	name := v4
-	if addr.Is6() {
-		name = v6
-	}
 	now := s.now()
 	nowS := uint32(now.Unix())
-	// Held through the syscall: two answers racing for one address must not
-	// let the shorter one overwrite the longer one's timeout in the kernel.
-	// (The netlink socket serialises the adds anyway.)
+	refresh := uint32(RefreshEvery / time.Second)
+	var waitBuf [8]*slot
+	wait := waitBuf[:0]
+	var bad error
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	need := nowS + uint32(max(s.timeout(ttl), MinTimeout)/time.Second)
-	hs := s.known[name]
-	if hs == nil {
-		hs = &heldSet{m: map[netip.Addr]held{}, swept: nowS}
-		s.known[name] = hs
+	for _, e := range es {
+		addr := e.Addr.Unmap()
+		if !addr.IsValid() {
+			bad = fmt.Errorf("strict set %s: invalid address", base)
+			continue
+		}
+		name := v4
+		if addr.Is6() {
+			name = v6
+		}
+		need := nowS + uint32(max(s.timeout(e.TTL), MinTimeout)/time.Second)
+		hs := s.known[name]
+		if hs == nil {
+			hs = &heldSet{m: map[netip.Addr]held{}, pending: map[netip.Addr]*slot{}, swept: nowS}
+			s.known[name] = hs
+		}
+		if p := hs.pending[addr]; p != nil {
+			if p.until >= need {
+				wait = append(wait, p) // on its way, long enough
+				continue
+			}
+			if p.b == s.next {
+				p.until = need // still gathering: ask for longer
+				wait = append(wait, p)
+				continue
+			}
+			// Being written with a shorter hold: a new add follows it.
+		}
+		h, ok := hs.m[addr]
+		// Held long enough: the kernel keeps it until h.until, and need asks
+		// for TTL plus the grace from now. Allowing h.until to fall up to
+		// RefreshEvery short of need still covers the answer's TTL (the grace
+		// is longer than RefreshEvery), and it makes a name answered again a
+		// few seconds later cost no syscall, which `h.until >= need` alone
+		// would not (need moves with the clock).
+		if ok && h.until+refresh >= need && nowS-h.added < refresh {
+			continue // held long enough, and put there recently
+		}
+		if ok && h.until > need {
+			need = h.until // never shorten
+		}
+		if s.next == nil {
+			s.next = &batch{done: make(chan struct{})}
+		}
+		sl := &slot{hs: hs, set: name, addr: addr, until: need, b: s.next}
+		s.next.slots = append(s.next.slots, sl)
+		hs.pending[addr] = sl
+		wait = append(wait, sl)
 	}
-	h, ok := hs.m[addr]
-	// Held long enough: the kernel keeps it until h.until, and need asks
-	// for TTL plus the grace from now. Allowing h.until to fall up to
-	// RefreshEvery short of need still covers the answer's TTL (the grace
-	// is longer than RefreshEvery), and it makes a name answered again a
-	// few seconds later cost no syscall, which `h.until >= need` alone
-	// would not (need moves with the clock).
-	if ok && h.until+uint32(RefreshEvery/time.Second) >= need && nowS-h.added < uint32(RefreshEvery/time.Second) {
-		return nil // held long enough, and put there recently
+	start := len(wait) > 0 && !s.writing
+	if start {
+		s.writing = true
 	}
-	if ok && h.until > need {
-		need = h.until // never shorten
+	s.mu.Unlock()
+	if start {
+		go s.write()
 	}
-	if err := s.k.Add(name, addr, need-nowS); err != nil {
-		return fmt.Errorf("strict set %s: add %s: %w", name, addr, err)
+	for _, sl := range wait {
+		<-sl.b.done
+		if sl.err != nil && bad == nil {
+			bad = fmt.Errorf("strict set %s: add %s: %w", sl.set, sl.addr, sl.err)
+		}
 	}
-	// When the table is full, expired entries are dropped — at most once
-	// per RefreshEvery, so a full table of live entries costs no sweep per
-	// answer; until then new addresses are simply not remembered.
+	return bad
+}
+
+// write is the writer: it writes the gathered batches one after the other
+// until none is left.
+func (s *Sets) write() {
+	var adds []KernelAdd
+	for {
+		// Every goroutine ready to run gets to add to this batch first.
+		runtime.Gosched()
+		s.mu.Lock()
+		b := s.next
+		s.next = nil
+		if b == nil {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		nowS := uint32(s.now().Unix())
+		adds = adds[:0]
+		for _, sl := range b.slots {
+			adds = append(adds, KernelAdd{Set: sl.set, Addr: sl.addr, Timeout: max(sl.until, nowS+1) - nowS})
+		}
+		s.mu.Unlock()
+		s.k.AddBatch(adds)
+		s.mu.Lock()
+		for i, sl := range b.slots {
+			sl.err = adds[i].Err
+			hs := sl.hs
+			if hs.pending[sl.addr] == sl {
+				delete(hs.pending, sl.addr)
+			}
+			if sl.err == nil {
+				hs.remember(sl.addr, held{until: sl.until, added: nowS}, nowS)
+			}
+		}
+		s.mu.Unlock()
+		close(b.done)
+		clear(adds) // no references to set names or errors kept while idle
+	}
+}
+
+// remember notes that the kernel holds addr until h.until. The table is
+// bounded: when it is full, expired entries are dropped — at most once per
+// RefreshEvery, so a full table of live entries costs no sweep per answer;
+// until then new addresses are simply not remembered.
+func (hs *heldSet) remember(addr netip.Addr, h held, nowS uint32) {
+	_, ok := hs.m[addr]
 	if !ok && len(hs.m) >= cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
 		hs.swept = nowS
 		for a, h := range hs.m {
@@ -240,9 +367,8 @@ func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
 		}
 	}
 	if ok || len(hs.m) < cacheMax {
-		hs.m[addr] = held{until: need, added: nowS}
+		hs.m[addr] = h
 	}
-	return nil
 }
 
 // Stats is what status shows for one class: how many addresses are open

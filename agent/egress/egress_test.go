@@ -3,8 +3,10 @@ package egress
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -352,23 +354,24 @@ func TestAckOf(t *testing.T) {
 	}
 	errno := func(e int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(-e)) }
 	for _, tc := range []struct {
-		name  string
-		in    []byte
-		errno int32
-		found bool
-		bad   bool
+		name string
+		in   []byte
+		want string // seq:errno of every acknowledgement, in order
+		bad  bool
 	}{
-		{"ack", msg(unix.NLMSG_ERROR, 7, errno(0)...), 0, true, false},
-		{"full", msg(unix.NLMSG_ERROR, 7, errno(4352)...), 4352, true, false},
-		{"stale then ours", append(msg(unix.NLMSG_ERROR, 6, errno(2)...), msg(unix.NLMSG_ERROR, 7, errno(17)...)...), 17, true, false},
-		{"odd length then ours", append(append(msg(99, 7, 1), 0, 0, 0), msg(unix.NLMSG_ERROR, 7, errno(0)...)...), 0, true, false},
-		{"only others", msg(unix.NLMSG_ERROR, 6, errno(0)...), 0, false, false},
-		{"length beyond", msg(unix.NLMSG_ERROR, 7, errno(0)...)[:18], 0, false, true},
-		{"short", []byte{1, 2, 3}, 0, false, false},
+		{"ack", msg(unix.NLMSG_ERROR, 7, errno(0)...), "7:0", false},
+		{"full", msg(unix.NLMSG_ERROR, 7, errno(4352)...), "7:4352", false},
+		{"two in one datagram", append(msg(unix.NLMSG_ERROR, 6, errno(2)...), msg(unix.NLMSG_ERROR, 7, errno(17)...)...), "6:2 7:17", false},
+		{"odd length then ours", append(append(msg(99, 7, 1), 0, 0, 0), msg(unix.NLMSG_ERROR, 7, errno(0)...)...), "7:0", false},
+		{"not an ack", msg(99, 7, errno(0)...), "", false},
+		{"ack without errno", msg(unix.NLMSG_ERROR, 7), "", false},
+		{"length beyond", msg(unix.NLMSG_ERROR, 7, errno(0)...)[:18], "", true},
+		{"short", []byte{1, 2, 3}, "", false},
 	} {
-		e, found, err := ackOf(tc.in, 7)
-		if e != tc.errno || found != tc.found || (err != nil) != tc.bad {
-			t.Errorf("%s: ackOf = %d %v %v", tc.name, e, found, err)
+		var got []string
+		err := acks(tc.in, func(seq uint32, errno int32) { got = append(got, fmt.Sprintf("%d:%d", seq, errno)) })
+		if strings.Join(got, " ") != tc.want || (err != nil) != tc.bad {
+			t.Errorf("%s: acks = %q %v, want %q", tc.name, got, err, tc.want)
 		}
 	}
 }
@@ -394,4 +397,300 @@ func TestRepeatedAnswersCostNoSyscall(t *testing.T) {
 	if n := strings.Count(strings.Join(f.Calls, "\n"), "add "); n != 2 {
 		t.Errorf("%d kernel adds after RefreshEvery, want 2 (the refresh)", n)
 	}
+}
+
+// BenchmarkNetlinkAddBatch: new addresses in batches of n (one write, one
+// acknowledgement each); ns/op is per address (README.md quotes it).
+func BenchmarkNetlinkAddBatch(b *testing.B) {
+	for _, n := range []int{1, 8, 32, 128} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			lab.RequirePrivateNetns(b)
+			k, err := NewNetlink()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer k.Close()
+			_ = k.Destroy("fg-bench4")
+			if err := k.Create("fg-bench4", false, 1<<22); err != nil {
+				b.Fatal(err)
+			}
+			defer k.Destroy("fg-bench4")
+			adds := make([]KernelAdd, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				j := i % n
+				i++
+				adds[j] = KernelAdd{Set: "fg-bench4", Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Timeout: 600}
+				if j < n-1 {
+					continue
+				}
+				k.AddBatch(adds)
+				for _, a := range adds {
+					if a.Err != nil {
+						b.Fatal(a.Err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestNetlinkBatch: one batch mixing good entries with entries the kernel
+// refuses (a missing set, the wrong family, a full set): each refused entry
+// gets its own error, every other one is in the kernel. Larger batches
+// than one write holds are split, and a batch of which every entry fails
+// loses none of the errors.
+func TestNetlinkBatch(t *testing.T) {
+	k, _, base := netlinkSets(t, "batch")
+	v4, v6 := Names(base)
+	if err := k.Create("fg-small4", false, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Destroy("fg-small4")
+	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
+	adds := []KernelAdd{
+		{Set: v4, Addr: ip(1), Timeout: 600},
+		{Set: "fg-missing4", Addr: ip(2), Timeout: 600},
+		{Set: v6, Addr: netip.MustParseAddr("2001:db8::1"), Timeout: 600},
+		{Set: v6, Addr: ip(3), Timeout: 600}, // wrong family
+		{Set: "fg-small4", Addr: ip(4), Timeout: 600},
+		{Set: "fg-small4", Addr: ip(5), Timeout: 600}, // full
+		{Set: strings.Repeat("x", 40), Addr: ip(6), Timeout: 600},
+		{Set: v4, Addr: ip(7), Timeout: 600},
+	}
+	k.AddBatch(adds)
+	for i, a := range adds {
+		wantErr := i == 1 || i == 3 || i == 5 || i == 6
+		if (a.Err != nil) != wantErr {
+			t.Errorf("entry %d (%s %s): %v, want error %v", i, a.Set, a.Addr, a.Err, wantErr)
+		}
+	}
+	if !errors.Is(adds[5].Err, ErrFull) {
+		t.Errorf("full set: %v, want ErrFull", adds[5].Err)
+	}
+	if !errors.Is(adds[1].Err, unix.ENOENT) {
+		t.Errorf("missing set: %v, want ENOENT", adds[1].Err)
+	}
+	for _, a := range []KernelAdd{adds[0], adds[2], adds[4], adds[7]} {
+		if !kernelHolds(t, k, a.Set, a.Addr) {
+			t.Errorf("%s does not hold %s", a.Set, a.Addr)
+		}
+	}
+	// Split: 300 entries, three writes.
+	many := make([]KernelAdd, 300)
+	for i := range many {
+		many[i] = KernelAdd{Set: v4, Addr: ip(1000 + i), Timeout: 600}
+	}
+	k.AddBatch(many)
+	for _, a := range many {
+		if a.Err != nil {
+			t.Fatal(a.Err)
+		}
+	}
+	if r, err := k.h.IpsetList(v4); err != nil || r.NumEntries != 302 {
+		t.Errorf("after 300 more adds the set holds %d entries (%v), want 302", r.NumEntries, err)
+	}
+	// Every entry failing: one error each, none lost.
+	for i := range many {
+		many[i] = KernelAdd{Set: "fg-small4", Addr: ip(2000 + i), Timeout: 600}
+	}
+	k.AddBatch(many)
+	for i, a := range many {
+		if !errors.Is(a.Err, ErrFull) {
+			t.Fatalf("entry %d to a full set: %v, want ErrFull", i, a.Err)
+		}
+	}
+	// And the socket is in step again afterwards.
+	if err := k.Add(v4, ip(9), 600); err != nil || !kernelHolds(t, k, v4, ip(9)) {
+		t.Errorf("add after the failing batch: %v", err)
+	}
+}
+
+// kernelHolds asks the kernel (ipset test, over the library) whether set
+// holds addr.
+func kernelHolds(t *testing.T, k *Netlink, set string, addr netip.Addr) bool {
+	t.Helper()
+	r, err := k.h.IpsetList(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range r.Entries {
+		if a, ok := netip.AddrFromSlice(e.IP); ok && a.Unmap() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// gatedSets is Sets over a Fake whose first batch waits in the kernel until
+// release is closed; held is closed when it does.
+func gatedSets(t *testing.T) (s *Sets, f *Fake, held, release chan struct{}) {
+	s, f, _ = newFakeSets(t)
+	held, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.BeforeBatch = func([]KernelAdd) {
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(held)
+			<-release
+		}
+	}
+	return s, f, held, release
+}
+
+// gathering is how many adds wait in the batch being gathered.
+func gathering(s *Sets) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next == nil {
+		return 0
+	}
+	return len(s.next.slots)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestGroupCommit: answers arriving while a batch is in the kernel go
+// together in the next batch, each returns once its own addresses are in
+// the kernel, and one address the kernel refuses fails exactly the answers
+// that held it.
+func TestGroupCommit(t *testing.T) {
+	s, f, held, release := gatedSets(t)
+	bad := netip.MustParseAddr("198.51.100.66")
+	f.Refuse = map[netip.Addr]error{bad: errors.New("ipset fg-alice4: refused")}
+	first := make(chan error, 1)
+	go func() { first <- s.Add("fg-alice", a4, time.Minute) }()
+	<-held // the first batch (a4 alone) is in the kernel
+	answers := [][]Entry{
+		{{netip.MustParseAddr("198.51.100.1"), time.Minute}},
+		{{netip.MustParseAddr("198.51.100.2"), time.Minute}, {netip.MustParseAddr("2001:db8::2"), time.Minute}},
+		{{netip.MustParseAddr("198.51.100.3"), time.Minute}, {bad, time.Minute}}, // fails
+		{{bad, time.Hour}}, // fails: the same address, in the same batch
+		{{netip.MustParseAddr("2001:db8::4"), time.Minute}},
+		{{a4, time.Second}}, // on its way already, long enough: waits for the first batch
+	}
+	errs := make([]chan error, len(answers))
+	for i, es := range answers {
+		errs[i] = make(chan error, 1)
+		go func() {
+			err := s.AddAll("fg-alice", es)
+			// When AddAll returns nil, the kernel holds every address.
+			for _, e := range es {
+				set := "fg-alice4"
+				if e.Addr.Is6() {
+					set = "fg-alice6"
+				}
+				if _, ok := f.Holds(set, e.Addr); err == nil && !ok {
+					err = fmt.Errorf("returned before the kernel held %s", e.Addr)
+				}
+			}
+			errs[i] <- err
+		}()
+	}
+	waitFor(t, "the answers to gather", func() bool { return gathering(s) == 6 }) // bad once
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i := range answers {
+		err := <-errs[i]
+		if fails := i == 2 || i == 3; (err != nil) != fails {
+			t.Errorf("answer %d: %v, want failure %v", i, err, fails)
+		}
+	}
+	f.mu.Lock()
+	batches := fmt.Sprint(f.Batches)
+	f.mu.Unlock()
+	if batches != "[1 6]" {
+		t.Errorf("batches %s, want [1 6]: the first, then everything that arrived while it was in the kernel", batches)
+	}
+	// The refused address is not remembered as held: the next answer
+	// naming it tries the kernel again.
+	delete(f.Refuse, bad)
+	if err := s.Add("fg-alice", bad, time.Minute); err != nil {
+		t.Errorf("after the kernel takes it again: %v", err)
+	}
+}
+
+// TestBatchNeverShortens: an address on its way with a short hold and
+// later answers with longer TTLs: the kernel ends up holding the longest,
+// also when the short add is already in the kernel's hands; answers for an
+// address whose batch still gathers lengthen that add, not a new one.
+func TestBatchNeverShortens(t *testing.T) {
+	s, f, held, release := gatedSets(t)
+	c := &clock{time.Unix(1_800_000_000, 0)}
+	s.now, f.Now = c.now, c.now
+	done := make(chan error, 3)
+	go func() { done <- s.Add("fg-alice", a4, 10*time.Second) }() // in the kernel's hands
+	<-held
+	gatheringUntil := func(want time.Duration) func() bool {
+		return func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.next != nil && len(s.next.slots) == 1 && s.next.slots[0].until == uint32(c.t.Add(want).Unix())
+		}
+	}
+	go func() { done <- s.Add("fg-alice", a4, time.Hour) }() // a new add behind it
+	waitFor(t, "the hour's add to gather", gatheringUntil(time.Hour+DefaultGrace))
+	go func() { done <- s.Add("fg-alice", a4, 2*time.Hour) }() // lengthens it
+	waitFor(t, "the gathering add to be lengthened", gatheringUntil(2*time.Hour+DefaultGrace))
+	close(release)
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if until, ok := f.Holds("fg-alice4", a4); !ok || until.Sub(c.t) != 2*time.Hour+DefaultGrace {
+		t.Errorf("held until +%v, want +%v", until.Sub(c.t), 2*time.Hour+DefaultGrace)
+	}
+	if n := strings.Count(strings.Join(f.Calls, "\n"), "add "); n != 2 {
+		t.Errorf("%d kernel adds, want 2: %v", n, f.Calls)
+	}
+}
+
+// TestConcurrentAdds: many answers at once, some sharing addresses: every
+// AddAll that returns nil finds its addresses in the kernel at that moment,
+// and the adds went in fewer batches than answers (run with -race).
+func TestConcurrentAdds(t *testing.T) {
+	s, f, _ := newFakeSets(t)
+	s.now, f.Now = time.Now, time.Now
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var missing []string
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				es := []Entry{{netip.AddrFrom4([4]byte{10, 2, byte(g), byte(i)}), time.Minute}, {netip.AddrFrom4([4]byte{10, 3, 0, byte(i)}), time.Duration(g) * time.Second}}
+				if err := s.AddAll("fg-alice", es); err != nil {
+					t.Error(err)
+					return
+				}
+				for _, e := range es {
+					if _, ok := f.Holds("fg-alice4", e.Addr); !ok {
+						mu.Lock()
+						missing = append(missing, e.Addr.String())
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(missing) > 0 {
+		t.Errorf("AddAll returned before the kernel held %v", missing)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t.Logf("%d answers, %d kernel adds in %d batches", 32*50, len(f.Calls)-2, len(f.Batches))
 }

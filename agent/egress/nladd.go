@@ -1,16 +1,34 @@
 package egress
 
-// The add path on its own netlink socket. Add runs once for every new
-// address a strict class is answered, between the upstream's answer and
-// ours, so its cost is DNS latency. The netlink library's generic request
-// path costs, per call, a 64 KiB receive buffer on the heap, a getsockname
-// and a read deadline on top of the two syscalls; this one builds the
-// ~70-byte message in a reused buffer and does a sendto and a recvfrom
-// (the kernel handles the message inside sendto, so the acknowledgement
-// is already queued when recvfrom asks). README.md has both figures.
+// The add path on its own netlink socket. Adds run for every new address a
+// strict class is answered, between the upstream's answer and ours, so
+// their cost is DNS latency and DNS throughput. The netlink library's
+// generic request path costs, per call, a 64 KiB receive buffer on the heap,
+// a getsockname and a read deadline on top of the two syscalls; this one
+// builds the messages in a reused buffer.
+//
+// A batch of adds is one write of several netlink messages, one add each,
+// and one acknowledgement: only the last message asks for an ACK
+// (NLM_F_ACK). The kernel handles the messages one by one, in order, inside
+// the write (netlink_rcv_skb), and answers every message that fails with
+// an error message of its own whether or not it asked for an ACK; the
+// answers queue on the socket in the order of the messages. So when the
+// last message's ACK arrives, every earlier message either succeeded
+// silently or its error has been read already, and each error names its
+// message by sequence number: one failing entry fails only itself. One
+// message per entry rather than ipset's list form (IPSET_ATTR_ADT, many
+// entries in one message) because the list form stops at the first failing
+// entry and leaves the rest undone, which would cost a round trip per
+// failure when a set is full. README.md has the figures.
+//
+// Fail closed: an entry counts as added only when the batch's last ACK was
+// read and no error named it. A receive that fails (the kernel's answer
+// lost to a full receive buffer, ENOBUFS, or none within a second) fails
+// every entry of the batch that had no answer of its own.
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -36,6 +54,22 @@ const (
 	nlaNetByteorder   = 0x4000
 )
 
+// maxPerSend bounds the messages of one write. Why 128: every failing
+// message is answered with an error message of its own (a few hundred
+// bytes of receive buffer each, counted with the kernel's overhead), and
+// 128 of them fit the default receive buffer (about 208 KiB), so even a
+// batch of which every entry fails (a full set) loses no error.
+const maxPerSend = 128
+
+// KernelAdd is one entry of a batch: put Addr in Set with Timeout seconds
+// (replacing the timeout of an entry already there). AddBatch fills in Err.
+type KernelAdd struct {
+	Set     string
+	Addr    netip.Addr
+	Timeout uint32
+	Err     error
+}
+
 type adder struct {
 	mu   sync.Mutex
 	fd   int
@@ -53,6 +87,12 @@ func newAdder() (*adder, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	// Connected to the kernel (port 0): plain write and read, no address
+	// to allocate per call.
+	if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	// A kernel that does not answer within a second is an error, not a
 	// hung DNS filter.
 	tv := unix.Timeval{Sec: 1}
@@ -60,7 +100,10 @@ func newAdder() (*adder, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &adder{fd: fd, msg: make([]byte, 0, 128), resp: make([]byte, 4096)}, nil
+	// Error answers without a copy of the failed request: smaller, so
+	// more of them fit the receive buffer (only the errno is read).
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	return &adder{fd: fd, msg: make([]byte, 0, 1024), resp: make([]byte, 4096)}, nil
 }
 
 func (a *adder) close() { unix.Close(a.fd) }
@@ -86,24 +129,28 @@ func end(b []byte, start int) []byte {
 	return b
 }
 
-// add puts addr in set with timeout (seconds), replacing an existing
-// entry's timeout (no NLM_F_EXCL), and waits for the kernel's answer.
-func (a *adder) add(set string, addr netip.Addr, timeout uint32) error {
-	if len(set) > maxNameLen {
-		return fmt.Errorf("ipset name %q too long", set)
+// appendAdd appends one IPSET_CMD_ADD message: addr into set with timeout
+// (seconds), replacing an existing entry's timeout (no NLM_F_EXCL).
+func appendAdd(b []byte, seq uint32, ack bool, set string, addr netip.Addr, timeout uint32) []byte {
+	start := len(b)
+	flags := uint16(unix.NLM_F_REQUEST)
+	if ack {
+		flags |= unix.NLM_F_ACK
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.seq++
-	b := a.msg[:0]
 	b = binary.LittleEndian.AppendUint32(b, 0) // length, below
 	b = binary.LittleEndian.AppendUint16(b, unix.NFNL_SUBSYS_IPSET<<8|ipsetCmdAdd)
-	b = binary.LittleEndian.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	b = binary.LittleEndian.AppendUint32(b, a.seq)
+	b = binary.LittleEndian.AppendUint16(b, flags)
+	b = binary.LittleEndian.AppendUint32(b, seq)
 	b = binary.LittleEndian.AppendUint32(b, 0) // port id: the kernel fills it in
 	b = append(b, unix.AF_NETLINK, 0, 0, 0)    // nfgenmsg: family, version 0, res_id 0
 	b = attr(b, ipsetAttrProtocol, []byte{ipsetProtocol})
-	b = attr(b, ipsetAttrSetname, append([]byte(set), 0))
+	b = binary.LittleEndian.AppendUint16(b, uint16(4+len(set)+1))
+	b = binary.LittleEndian.AppendUint16(b, ipsetAttrSetname)
+	b = append(b, set...)
+	b = append(b, 0)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
 	b, data := nest(b, ipsetAttrData|nlaNested)
 	b = attr(b, ipsetAttrTimeout|nlaNetByteorder, binary.BigEndian.AppendUint32(nil, timeout))
 	b, ip := nest(b, ipsetAttrIP|nlaNested)
@@ -117,49 +164,126 @@ func (a *adder) add(set string, addr netip.Addr, timeout uint32) error {
 	b = end(b, ip)
 	b = attr(b, ipsetAttrLineno|nlaNetByteorder, []byte{0, 0, 0, 0})
 	b = end(b, data)
-	binary.LittleEndian.PutUint32(b, uint32(len(b)))
-	a.msg = b
-	if err := unix.Sendto(a.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("ipset add: netlink send: %w", err)
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// add is a batch of one.
+func (a *adder) add(set string, addr netip.Addr, timeout uint32) error {
+	e := []KernelAdd{{Set: set, Addr: addr, Timeout: timeout}}
+	a.addBatch(e)
+	return e[0].Err
+}
+
+// addBatch puts every entry in its set and sets each entry's Err: nil
+// once the kernel holds it.
+func (a *adder) addBatch(adds []KernelAdd) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for len(adds) > 0 {
+		n := min(len(adds), maxPerSend)
+		a.send(adds[:n])
+		adds = adds[n:]
 	}
-	for {
-		n, _, err := unix.Recvfrom(a.fd, a.resp, 0)
+}
+
+// send writes one datagram of at most maxPerSend adds and reads the
+// kernel's answers to it.
+func (a *adder) send(adds []KernelAdd) {
+	// Entries the kernel would refuse to parse are answered here, so that
+	// sequence number first+i is always adds[i].
+	last := -1
+	for i := range adds {
+		e := &adds[i]
+		e.Err = nil
+		switch {
+		case len(e.Set) == 0 || len(e.Set) > maxNameLen:
+			e.Err = fmt.Errorf("ipset name %q: must be 1 to %d characters", e.Set, maxNameLen)
+		case !e.Addr.IsValid():
+			e.Err = fmt.Errorf("ipset add %s: invalid address %v", e.Set, e.Addr)
+		default:
+			last = i
+		}
+	}
+	if last < 0 {
+		return
+	}
+	first := a.seq + 1
+	b := a.msg[:0]
+	for i, e := range adds[:last+1] {
+		a.seq++
+		if e.Err != nil {
+			continue // its sequence number stays unused
+		}
+		b = appendAdd(b, a.seq, i == last, e.Set, e.Addr, e.Timeout)
+	}
+	a.msg = b
+	// answered[i]: the kernel said something about adds[i].
+	var answeredBuf [maxPerSend]bool
+	answered := answeredBuf[:last+1]
+	failRest := func(err error) {
+		for i := range answered {
+			if !answered[i] && adds[i].Err == nil {
+				adds[i].Err = err
+			}
+		}
+	}
+	if _, err := unix.Write(a.fd, b); err != nil {
+		failRest(fmt.Errorf("ipset add: netlink send: %w", err))
+		return
+	}
+	for !answered[last] {
+		n, err := unix.Read(a.fd, a.resp)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("ipset add: netlink receive: %w", err)
+			failRest(fmt.Errorf("ipset add: netlink receive: %w", err))
+			return
 		}
-		errno, found, err := ackOf(a.resp[:n], a.seq)
-		switch {
-		case err != nil:
-			return fmt.Errorf("ipset add: %w", err)
-		case !found:
-			continue // a late answer to an earlier request
-		case errno == 0:
-			return nil
-		case errno == ipsetErrHashFull:
-			return ErrFull
-		case errno >= 4096:
-			return fmt.Errorf("ipset add %s %s: ipset error %d", set, addr, errno)
-		default:
-			return fmt.Errorf("ipset add %s %s: %w", set, addr, unix.Errno(errno))
+		err = acks(a.resp[:n], func(seq uint32, errno int32) {
+			i := int(seq - first) // wraps to a large number for earlier batches' late answers
+			if seq-first > uint32(last) {
+				return
+			}
+			answered[i] = true
+			if errno != 0 {
+				adds[i].Err = addError(adds[i].Set, adds[i].Addr, errno)
+			}
+		})
+		if err != nil {
+			failRest(fmt.Errorf("ipset add: %w", err))
+			return
 		}
 	}
 }
 
-// ackOf finds, in one received datagram of netlink messages, the
-// acknowledgement (NLMSG_ERROR) of request seq and returns its errno (0:
-// success).
-func ackOf(m []byte, seq uint32) (errno int32, found bool, err error) {
+// addError is the error of an add the kernel refused with errno.
+func addError(set string, addr netip.Addr, errno int32) error {
+	switch {
+	case errno == ipsetErrHashFull:
+		return ErrFull
+	case errno >= 4096:
+		return fmt.Errorf("ipset add %s %s: ipset error %d", set, addr, errno)
+	default:
+		return fmt.Errorf("ipset add %s %s: %w", set, addr, unix.Errno(errno))
+	}
+}
+
+var errMalformed = errors.New("malformed netlink answer")
+
+// acks calls fn for every acknowledgement (NLMSG_ERROR) in one received
+// datagram of netlink messages, with its request's sequence number and
+// errno (0: success).
+func acks(m []byte, fn func(seq uint32, errno int32)) error {
 	for len(m) >= unix.NLMSG_HDRLEN {
 		l := int(binary.LittleEndian.Uint32(m))
 		if l < unix.NLMSG_HDRLEN || l > len(m) {
-			return 0, false, fmt.Errorf("malformed netlink answer")
+			return errMalformed
 		}
 		typ, s := binary.LittleEndian.Uint16(m[4:]), binary.LittleEndian.Uint32(m[8:])
-		if typ == unix.NLMSG_ERROR && s == seq && l >= unix.NLMSG_HDRLEN+4 {
-			return -int32(binary.LittleEndian.Uint32(m[unix.NLMSG_HDRLEN:])), true, nil
+		if typ == unix.NLMSG_ERROR && l >= unix.NLMSG_HDRLEN+4 {
+			fn(s, -int32(binary.LittleEndian.Uint32(m[unix.NLMSG_HDRLEN:])))
 		}
 		step := (l + 3) &^ 3
 		if step >= len(m) {
@@ -167,5 +291,5 @@ func ackOf(m []byte, seq uint32) (errno int32, found bool, err error) {
 		}
 		m = m[step:]
 	}
-	return 0, false, nil
+	return nil
 }
