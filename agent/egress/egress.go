@@ -57,6 +57,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,13 +127,23 @@ type Sets struct {
 	now   func() time.Time
 
 	mu      sync.Mutex
-	known   map[string]*heldSet // set name → what Sets put there
+	known   map[setKey]*heldSet // what Sets put in each set
 	next    *batch              // the batch gathering: the writer takes it next
 	writing bool                // a writer goroutine runs (it clears this when it finds no batch)
+
+	writes, written atomic.Uint64 // kernel writes (batches) and the adds they held
+}
+
+// setKey names a set by its class's base name and family: no string to
+// build per answer.
+type setKey struct {
+	base string
+	v6   bool
 }
 
 // heldSet is what Sets remembers of one kernel set.
 type heldSet struct {
+	name    string // the kernel's name of the set
 	m       map[netip.Addr]held
 	swept   uint32               // when expired entries were last dropped (unix seconds)
 	pending map[netip.Addr]*slot // adds gathering or being written
@@ -145,7 +156,6 @@ type held struct{ until, added uint32 }
 // slot is one address on its way into the kernel.
 type slot struct {
 	hs    *heldSet
-	set   string
 	addr  netip.Addr
 	until uint32 // the expiry asked for (unix seconds); raised while its batch gathers
 	b     *batch
@@ -166,7 +176,7 @@ type Entry struct {
 
 // New returns Sets over k with DefaultGrace.
 func New(k Kernel) *Sets {
-	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[string]*heldSet{}}
+	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[setKey]*heldSet{}}
 }
 
 // SetGrace changes the grace added to every TTL (DefaultGrace until called).
@@ -210,8 +220,8 @@ func (s *Sets) EnsureSets(base string) error {
 	v4, v6 := Names(base)
 	// What Sets remembers may be stale if the sets were recreated.
 	s.mu.Lock()
-	delete(s.known, v4)
-	delete(s.known, v6)
+	delete(s.known, setKey{base, false})
+	delete(s.known, setKey{base, true})
 	s.mu.Unlock()
 	for _, n := range []struct {
 		name string
@@ -239,7 +249,6 @@ func (s *Sets) Add(base string, addr netip.Addr, ttl time.Duration) error {
 // earlier answer opened. When it returns nil, the kernel holds every
 // address; when it returns an error, at least one of them may be missing.
 func (s *Sets) AddAll(base string, es []Entry) error {
-	v4, v6 := Names(base)
 	now := s.now()
 	nowS := uint32(now.Unix())
 	refresh := uint32(RefreshEvery / time.Second)
@@ -253,15 +262,16 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 			bad = fmt.Errorf("strict set %s: invalid address", base)
 			continue
 		}
-		name := v4
-		if addr.Is6() {
-			name = v6
-		}
+		key := setKey{base, addr.Is6()}
 		need := nowS + uint32(max(s.timeout(e.TTL), MinTimeout)/time.Second)
-		hs := s.known[name]
+		hs := s.known[key]
 		if hs == nil {
-			hs = &heldSet{m: map[netip.Addr]held{}, pending: map[netip.Addr]*slot{}, swept: nowS}
-			s.known[name] = hs
+			v4, v6 := Names(base)
+			hs = &heldSet{name: v4, m: map[netip.Addr]held{}, pending: map[netip.Addr]*slot{}, swept: nowS}
+			if key.v6 {
+				hs.name = v6
+			}
+			s.known[key] = hs
 		}
 		if p := hs.pending[addr]; p != nil {
 			if p.until >= need {
@@ -291,7 +301,7 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 		if s.next == nil {
 			s.next = &batch{done: make(chan struct{})}
 		}
-		sl := &slot{hs: hs, set: name, addr: addr, until: need, b: s.next}
+		sl := &slot{hs: hs, addr: addr, until: need, b: s.next}
 		s.next.slots = append(s.next.slots, sl)
 		hs.pending[addr] = sl
 		wait = append(wait, sl)
@@ -307,7 +317,7 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 	for _, sl := range wait {
 		<-sl.b.done
 		if sl.err != nil && bad == nil {
-			bad = fmt.Errorf("strict set %s: add %s: %w", sl.set, sl.addr, sl.err)
+			bad = fmt.Errorf("strict set %s: add %s: %w", sl.hs.name, sl.addr, sl.err)
 		}
 	}
 	return bad
@@ -331,10 +341,12 @@ func (s *Sets) write() {
 		nowS := uint32(s.now().Unix())
 		adds = adds[:0]
 		for _, sl := range b.slots {
-			adds = append(adds, KernelAdd{Set: sl.set, Addr: sl.addr, Timeout: max(sl.until, nowS+1) - nowS})
+			adds = append(adds, KernelAdd{Set: sl.hs.name, Addr: sl.addr, Timeout: max(sl.until, nowS+1) - nowS})
 		}
 		s.mu.Unlock()
 		s.k.AddBatch(adds)
+		s.writes.Add(1)
+		s.written.Add(uint64(len(adds)))
 		s.mu.Lock()
 		for i, sl := range b.slots {
 			sl.err = adds[i].Err
@@ -351,6 +363,10 @@ func (s *Sets) write() {
 		clear(adds) // no references to set names or errors kept while idle
 	}
 }
+
+// Writes is how many batches Sets wrote to the kernel, and how many adds
+// they held: adds/batches is the batching's gain.
+func (s *Sets) Writes() (batches, adds uint64) { return s.writes.Load(), s.written.Load() }
 
 // remember notes that the kernel holds addr until h.until. The table is
 // bounded: when it is full, expired entries are dropped — at most once per
@@ -406,8 +422,8 @@ func (s *Sets) Stats(base string) (Stats, error) {
 func (s *Sets) Destroy(base string) error {
 	v4, v6 := Names(base)
 	s.mu.Lock()
-	delete(s.known, v4)
-	delete(s.known, v6)
+	delete(s.known, setKey{base, false})
+	delete(s.known, setKey{base, true})
 	s.mu.Unlock()
 	return errors.Join(s.k.Destroy(v4), s.k.Destroy(v6))
 }

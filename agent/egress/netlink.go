@@ -70,8 +70,8 @@ func familyName(f uint8) string {
 	return fmt.Sprint(f)
 }
 
-// AddBatch implements Kernel: one write and one acknowledgement for up
-// to 128 entries (nladd.go).
+// AddBatch implements Kernel: one write and one acknowledgement for up to
+// 512 entries, a list message per set (nladd.go).
 func (n *Netlink) AddBatch(adds []KernelAdd) { n.add.addBatch(adds) }
 
 // Add is a batch of one.
