@@ -127,37 +127,41 @@ type Sets struct {
 	now   func() time.Time
 
 	mu      sync.Mutex
-	known   map[setKey]*heldSet // what Sets put in each set
-	next    *batch              // the batch gathering: the writer takes it next
-	writing bool                // a writer goroutine runs (it clears this when it finds no batch)
+	known   map[string]*classSets // base name → what Sets put in the class's sets
+	next    *batch                // the batch gathering: the writer takes it next
+	writing bool                  // a writer goroutine runs (it clears this when it finds no batch)
 
 	writes, written atomic.Uint64 // kernel writes (batches) and the adds they held
 }
 
-// setKey names a set by its class's base name and family: no string to
-// build per answer.
-type setKey struct {
-	base string
-	v6   bool
-}
+// classSets is what Sets remembers of one class's two sets.
+type classSets struct{ v4, v6 *heldSet }
 
-// heldSet is what Sets remembers of one kernel set.
+// heldSet is what Sets remembers of one kernel set: per address, until
+// when the kernel holds it and the add on its way, if any. At most cacheMax
+// addresses without an add on their way (plus those with one: as many as
+// answers are waiting).
 type heldSet struct {
-	name    string // the kernel's name of the set
-	m       map[netip.Addr]held
-	swept   uint32               // when expired entries were last dropped (unix seconds)
-	pending map[netip.Addr]*slot // adds gathering or being written
+	name  string // the kernel's name of the set
+	m     map[netip.Addr]held
+	swept uint32 // when expired entries were last dropped (unix seconds)
 }
 
-// held is until when the kernel holds an address (by Sets' last Add), and
-// when that Add was: unix seconds, to keep the table small.
-type held struct{ until, added uint32 }
+// held is until when the kernel holds an address (by Sets' last add), and
+// when that add was: unix seconds, to keep the table small; added 0: no add
+// of Sets' succeeded yet. p is the add on its way (gathering or being
+// written), nil when none is.
+type held struct {
+	until, added uint32
+	p            *slot
+}
 
 // slot is one address on its way into the kernel.
 type slot struct {
 	hs    *heldSet
 	addr  netip.Addr
 	until uint32 // the expiry asked for (unix seconds); raised while its batch gathers
+	fresh bool   // the table had no address it put in the kernel before
 	b     *batch
 	err   error // the kernel's answer; read once b.done is closed
 }
@@ -176,7 +180,7 @@ type Entry struct {
 
 // New returns Sets over k with DefaultGrace.
 func New(k Kernel) *Sets {
-	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[setKey]*heldSet{}}
+	return &Sets{k: k, grace: DefaultGrace, now: time.Now, known: map[string]*classSets{}}
 }
 
 // SetGrace changes the grace added to every TTL (DefaultGrace until called).
@@ -220,8 +224,7 @@ func (s *Sets) EnsureSets(base string) error {
 	v4, v6 := Names(base)
 	// What Sets remembers may be stale if the sets were recreated.
 	s.mu.Lock()
-	delete(s.known, setKey{base, false})
-	delete(s.known, setKey{base, true})
+	delete(s.known, base)
 	s.mu.Unlock()
 	for _, n := range []struct {
 		name string
@@ -256,24 +259,25 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 	wait := waitBuf[:0]
 	var bad error
 	s.mu.Lock()
+	cs := s.known[base]
+	if cs == nil {
+		v4, v6 := Names(base)
+		cs = &classSets{&heldSet{name: v4, m: map[netip.Addr]held{}, swept: nowS}, &heldSet{name: v6, m: map[netip.Addr]held{}, swept: nowS}}
+		s.known[base] = cs
+	}
 	for _, e := range es {
 		addr := e.Addr.Unmap()
 		if !addr.IsValid() {
 			bad = fmt.Errorf("strict set %s: invalid address", base)
 			continue
 		}
-		key := setKey{base, addr.Is6()}
-		need := nowS + uint32(max(s.timeout(e.TTL), MinTimeout)/time.Second)
-		hs := s.known[key]
-		if hs == nil {
-			v4, v6 := Names(base)
-			hs = &heldSet{name: v4, m: map[netip.Addr]held{}, pending: map[netip.Addr]*slot{}, swept: nowS}
-			if key.v6 {
-				hs.name = v6
-			}
-			s.known[key] = hs
+		hs := cs.v4
+		if addr.Is6() {
+			hs = cs.v6
 		}
-		if p := hs.pending[addr]; p != nil {
+		need := nowS + uint32(max(s.timeout(e.TTL), MinTimeout)/time.Second)
+		h := hs.m[addr]
+		if p := h.p; p != nil {
 			if p.until >= need {
 				wait = append(wait, p) // on its way, long enough
 				continue
@@ -285,25 +289,25 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 			}
 			// Being written with a shorter hold: a new add follows it.
 		}
-		h, ok := hs.m[addr]
 		// Held long enough: the kernel keeps it until h.until, and need asks
 		// for TTL plus the grace from now. Allowing h.until to fall up to
 		// RefreshEvery short of need still covers the answer's TTL (the grace
 		// is longer than RefreshEvery), and it makes a name answered again a
 		// few seconds later cost no syscall, which `h.until >= need` alone
 		// would not (need moves with the clock).
-		if ok && h.until+refresh >= need && nowS-h.added < refresh {
+		if h.added != 0 && h.until+refresh >= need && nowS-h.added < refresh {
 			continue // held long enough, and put there recently
 		}
-		if ok && h.until > need {
+		if h.until > need {
 			need = h.until // never shorten
 		}
 		if s.next == nil {
 			s.next = &batch{done: make(chan struct{})}
 		}
-		sl := &slot{hs: hs, addr: addr, until: need, b: s.next}
+		sl := &slot{hs: hs, addr: addr, until: need, fresh: h.added == 0, b: s.next}
 		s.next.slots = append(s.next.slots, sl)
-		hs.pending[addr] = sl
+		h.p = sl
+		hs.m[addr] = h
 		wait = append(wait, sl)
 	}
 	start := len(wait) > 0 && !s.writing
@@ -350,13 +354,7 @@ func (s *Sets) write() {
 		s.mu.Lock()
 		for i, sl := range b.slots {
 			sl.err = adds[i].Err
-			hs := sl.hs
-			if hs.pending[sl.addr] == sl {
-				delete(hs.pending, sl.addr)
-			}
-			if sl.err == nil {
-				hs.remember(sl.addr, held{until: sl.until, added: nowS}, nowS)
-			}
+			sl.hs.settle(sl, nowS)
 		}
 		s.mu.Unlock()
 		close(b.done)
@@ -368,23 +366,34 @@ func (s *Sets) write() {
 // they held: adds/batches is the batching's gain.
 func (s *Sets) Writes() (batches, adds uint64) { return s.writes.Load(), s.written.Load() }
 
-// remember notes that the kernel holds addr until h.until. The table is
-// bounded: when it is full, expired entries are dropped — at most once per
+// settle notes the kernel's answer to sl. The table is bounded: when it
+// holds cacheMax addresses, expired entries are dropped — at most once per
 // RefreshEvery, so a full table of live entries costs no sweep per answer;
 // until then new addresses are simply not remembered.
-func (hs *heldSet) remember(addr netip.Addr, h held, nowS uint32) {
-	_, ok := hs.m[addr]
-	if !ok && len(hs.m) >= cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
+func (hs *heldSet) settle(sl *slot, nowS uint32) {
+	h, ok := hs.m[sl.addr]
+	if !ok {
+		return // the table was dropped meanwhile
+	}
+	if h.p == sl {
+		h.p = nil
+	}
+	if sl.err == nil {
+		h.until, h.added = sl.until, nowS
+	}
+	if len(hs.m) > cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
 		hs.swept = nowS
-		for a, h := range hs.m {
-			if h.until <= nowS {
+		for a, e := range hs.m {
+			if e.until <= nowS && e.p == nil {
 				delete(hs.m, a)
 			}
 		}
 	}
-	if ok || len(hs.m) < cacheMax {
-		hs.m[addr] = h
+	if h.p == nil && (h.added == 0 || sl.fresh && len(hs.m) > cacheMax) {
+		delete(hs.m, sl.addr) // nothing to remember, or no room for a new one
+		return
 	}
+	hs.m[sl.addr] = h
 }
 
 // Stats is what status shows for one class: how many addresses are open
@@ -422,8 +431,7 @@ func (s *Sets) Stats(base string) (Stats, error) {
 func (s *Sets) Destroy(base string) error {
 	v4, v6 := Names(base)
 	s.mu.Lock()
-	delete(s.known, setKey{base, false})
-	delete(s.known, setKey{base, true})
+	delete(s.known, base)
 	s.mu.Unlock()
 	return errors.Join(s.k.Destroy(v4), s.k.Destroy(v6))
 }

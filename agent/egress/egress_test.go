@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -723,4 +725,105 @@ func reportCPU(b *testing.B) func() {
 	}
 	start := cpu()
 	return func() { b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op") }
+}
+
+// BenchmarkSetsAddAllUnique: answers of one new address each, from p
+// concurrent goroutines on one P (a router's single core, the bench's
+// pinned server), through Sets into the real kernel: the strict cost of an
+// answer whose address is new, per answer (cpu-ns/op), and the batch size
+// the group commit reached (adds/write).
+func BenchmarkSetsAddAllUnique(b *testing.B) {
+	for _, p := range []int{1, 8, 64} {
+		b.Run(fmt.Sprint(p), func(b *testing.B) {
+			lab.RequirePrivateNetns(b)
+			k, err := NewNetlink()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer k.Close()
+			s := New(k)
+			_ = s.Destroy("fg-bench")
+			if err := k.Create("fg-bench4", false, 1<<22); err != nil {
+				b.Fatal(err)
+			}
+			defer k.Destroy("fg-bench4")
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			var next atomic.Uint32
+			b.SetParallelism(p)
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					if err := s.Add("fg-bench", netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), time.Minute); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			w, a := s.Writes()
+			b.ReportMetric(float64(a)/float64(max(w, 1)), "adds/write")
+		})
+	}
+}
+
+// BenchmarkSetsAddAllHeld: answers whose two addresses the set holds
+// already (the steady state of popular names): no kernel call, the cost
+// is Sets' own table.
+func BenchmarkSetsAddAllHeld(b *testing.B) {
+	f := &Fake{}
+	s := New(f)
+	if err := s.EnsureSets("fg-bench"); err != nil {
+		b.Fatal(err)
+	}
+	es := make([][]Entry, 4096)
+	for i := range es {
+		es[i] = []Entry{{netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5 * time.Minute}, {netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}), 5 * time.Minute}}
+		if err := s.AddAll("fg-bench", es[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.AddAll("fg-bench", es[i%len(es)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// TestTableBounded: Sets remembers at most cacheMax addresses a set;
+// beyond that new addresses still go to the kernel (every answer), an
+// address it remembers keeps being remembered, and once entries expired a
+// sweep makes room again.
+func TestTableBounded(t *testing.T) {
+	s, f, c := newFakeSets(t)
+	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := range cacheMax + 100 {
+		if err := s.Add("fg-alice", ip(i), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.known["fg-alice"].v4.m)
+	}
+	if n := table(); n != cacheMax {
+		t.Errorf("table holds %d addresses, want %d", n, cacheMax)
+	}
+	adds := func() int { return strings.Count(strings.Join(f.Calls, "\n"), "add ") }
+	before := adds()
+	_ = s.Add("fg-alice", ip(0), time.Minute)           // remembered: no kernel call
+	_ = s.Add("fg-alice", ip(cacheMax+50), time.Minute) // not remembered: a kernel call
+	if got := adds() - before; got != 1 {
+		t.Errorf("%d kernel adds, want 1", got)
+	}
+	// Everything expired: the next new address sweeps the table.
+	c.t = c.t.Add(2*time.Minute + RefreshEvery)
+	_ = s.Add("fg-alice", ip(cacheMax+200), time.Minute)
+	if n := table(); n != 1 {
+		t.Errorf("after the sweep the table holds %d addresses, want 1", n)
+	}
 }
