@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/famguard/famguard/scripts/lab"
@@ -825,5 +826,56 @@ func TestTableBounded(t *testing.T) {
 	_ = s.Add("fg-alice", ip(cacheMax+200), time.Minute)
 	if n := table(); n != 1 {
 		t.Errorf("after the sweep the table holds %d addresses, want 1", n)
+	}
+}
+
+// TestNetlinkGroupCommit: many answers at once through Sets into the real
+// kernel (the test's private namespace): every AddAll that returns nil
+// finds each of its addresses in the kernel set at that moment (asked over
+// a separate netlink socket), and the adds went in fewer writes than
+// answers.
+func TestNetlinkGroupCommit(t *testing.T) {
+	k, s, base := netlinkSets(t, "group")
+	v4, v6 := Names(base)
+	const workers, each = 32, 100
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var missing []string
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				es := []Entry{{netip.AddrFrom4([4]byte{10, 4, byte(g), byte(i)}), time.Minute}, {netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4, byte(g), 15: byte(i)}), time.Minute}}
+				if err := s.AddAll(base, es); err != nil {
+					t.Error(err)
+					return
+				}
+				for _, e := range es {
+					set := v4
+					if e.Addr.Is6() {
+						set = v6
+					}
+					if ok, err := k.h.IpsetTest(set, &netlink.IPSetEntry{IP: e.Addr.AsSlice()}); err != nil || !ok {
+						mu.Lock()
+						missing = append(missing, fmt.Sprintf("%s (%v)", e.Addr, err))
+						mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(missing) > 0 {
+		t.Errorf("%d addresses not in the kernel set when AddAll returned: %v", len(missing), missing[:min(len(missing), 5)])
+	}
+	st, err := s.Stats(base)
+	if err != nil || st.Open4 != workers*each || st.Open6 != workers*each {
+		t.Errorf("stats %+v %v, want %d addresses each", st, err, workers*each)
+	}
+	w, a := s.Writes()
+	t.Logf("%d answers of 2 new addresses: %d adds in %d kernel writes (%.1f a write)", workers*each, a, w, float64(a)/float64(w))
+	if a != 2*workers*each || w >= workers*each {
+		t.Errorf("%d adds in %d writes: want %d adds in fewer writes than %d answers", a, w, 2*workers*each, workers*each)
 	}
 }
