@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/famguard/famguard/scripts/lab"
@@ -348,14 +350,14 @@ func BenchmarkNetlinkAdd(b *testing.B) {
 
 func TestAckOf(t *testing.T) {
 	msg := func(typ uint16, seq uint32, payload ...byte) []byte {
-		b := binary.LittleEndian.AppendUint32(nil, uint32(16+len(payload)))
-		b = binary.LittleEndian.AppendUint16(b, typ)
-		b = binary.LittleEndian.AppendUint16(b, 0)
-		b = binary.LittleEndian.AppendUint32(b, seq)
-		b = binary.LittleEndian.AppendUint32(b, 0)
+		b := binary.NativeEndian.AppendUint32(nil, uint32(16+len(payload)))
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		b = binary.NativeEndian.AppendUint16(b, 0)
+		b = binary.NativeEndian.AppendUint32(b, seq)
+		b = binary.NativeEndian.AppendUint32(b, 0)
 		return append(b, payload...)
 	}
-	errno := func(e int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(-e)) }
+	errno := func(e int32) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(-e)) }
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -877,5 +879,76 @@ func TestNetlinkGroupCommit(t *testing.T) {
 	t.Logf("%d answers of 2 new addresses: %d adds in %d kernel writes (%.1f a write)", workers*each, a, w, float64(a)/float64(w))
 	if a != 2*workers*each || w >= workers*each {
 		t.Errorf("%d adds in %d writes: want %d adds in fewer writes than %d answers", a, w, 2*workers*each, workers*each)
+	}
+}
+
+// TestMessageLayout parses a list message with the netlink library's and
+// the syscall package's parsers, which read the host's byte order: on the
+// big-endian mips routers too (run it there with qemu: GOARCH=mips go test
+// -c, no kernel needed). The kernel's error answer to it, with the
+// failing line written in, gives that line back.
+func TestMessageLayout(t *testing.T) {
+	adds := []KernelAdd{
+		{Set: "fg-alice4", Addr: netip.MustParseAddr("198.51.100.7"), Timeout: 360},
+		{Set: "fg-alice4", Addr: netip.MustParseAddr("198.51.100.8"), Timeout: 90},
+	}
+	b := appendList(nil, 77, true, "fg-alice4", adds, []int{0, 1})
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("parse: %v %d messages", err, len(msgs))
+	}
+	h := msgs[0].Header
+	if h.Type != unix.NFNL_SUBSYS_IPSET<<8|ipsetCmdAdd || h.Flags != unix.NLM_F_REQUEST|unix.NLM_F_ACK || h.Seq != 77 || int(h.Len) != len(b) {
+		t.Errorf("header %+v", h)
+	}
+	top, err := nl.ParseRouteAttrAsMap(msgs[0].Data[4:]) // after nfgenmsg
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := top[ipsetAttrProtocol].Value; len(v) != 1 || v[0] != ipsetProtocol {
+		t.Errorf("protocol %v", v)
+	}
+	if v := string(top[ipsetAttrSetname].Value); v != "fg-alice4\x00" {
+		t.Errorf("set name %q", v)
+	}
+	datas, err := nl.ParseRouteAttr(top[ipsetAttrADT|nlaNested].Value)
+	if err != nil || len(datas) != 2 {
+		t.Fatalf("list: %v %d entries", err, len(datas))
+	}
+	for i, d := range datas {
+		if d.Attr.Type != ipsetAttrData|nlaNested {
+			t.Errorf("entry %d: attribute type %#x", i, d.Attr.Type)
+		}
+		e, err := nl.ParseRouteAttrAsMap(d.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint32(e[ipsetAttrTimeout|nlaNetByteorder].Value); got != adds[i].Timeout {
+			t.Errorf("entry %d: timeout %d", i, got)
+		}
+		if got := nl.NativeEndian().Uint32(e[ipsetAttrLineno].Value); got != uint32(i+1) {
+			t.Errorf("entry %d: line %d", i, got)
+		}
+		ip, err := nl.ParseRouteAttr(e[ipsetAttrIP|nlaNested].Value)
+		if err != nil || len(ip) != 1 || netip.AddrFrom4([4]byte(ip[0].Value)) != adds[i].Addr {
+			t.Errorf("entry %d: address %v %v", i, ip, err)
+		}
+	}
+	// ipset's error answer: the request with its top-level line number
+	// set to the failing entry's.
+	echo := append([]byte(nil), b...)
+	for off := unix.NLMSG_HDRLEN + 4; off < len(echo); {
+		l := int(nl.NativeEndian().Uint16(echo[off:]))
+		if nl.NativeEndian().Uint16(echo[off+2:]) == ipsetAttrLineno {
+			nl.NativeEndian().PutUint32(echo[off+4:], 2)
+			break
+		}
+		off += (l + 3) &^ 3
+	}
+	if got := linenoOf(echo); got != 2 {
+		t.Errorf("linenoOf = %d, want 2", got)
+	}
+	if got := linenoOf(b[:unix.NLMSG_HDRLEN]); got != 0 {
+		t.Errorf("linenoOf(a header alone) = %d, want 0", got)
 	}
 }

@@ -153,7 +153,9 @@ func attr(b []byte, typ uint16, val []byte) []byte {
 
 // nest starts a nested attribute; end fixes its length.
 func nest(b []byte, typ uint16) ([]byte, int) {
-	return append(b, 0, 0, byte(typ), byte(typ>>8)), len(b)
+	start := len(b)
+	b = binary.NativeEndian.AppendUint16(b, 0) // length: end
+	return binary.NativeEndian.AppendUint16(b, typ), start
 }
 
 func end(b []byte, start int) []byte {
