@@ -315,6 +315,23 @@ func TestNetlinkAddMatchesLibrary(t *testing.T) {
 	}
 }
 
+// benchSet is a fresh kernel set fg-bench4 for benchmarks (room for 4 Mi
+// entries: benchmarks add many), removed when the benchmark ends.
+func benchSet(b *testing.B) *Netlink {
+	lab.RequirePrivateNetns(b)
+	k, err := NewNetlink()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = k.Destroy("fg-bench4")
+	if err := k.Create("fg-bench4", false, 1<<22); err != nil {
+		k.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = k.Destroy("fg-bench4"); k.Close() })
+	return k
+}
+
 // BenchmarkNetlinkAdd: one add of a new address, hand-built and through
 // the netlink library (README.md quotes both).
 func BenchmarkNetlinkAdd(b *testing.B) {
@@ -324,17 +341,7 @@ func BenchmarkNetlinkAdd(b *testing.B) {
 	}{{"own", func(k *Netlink) func(string, netip.Addr, uint32) error { return k.Add }},
 		{"library", func(k *Netlink) func(string, netip.Addr, uint32) error { return k.addLib }}} {
 		b.Run(tc.name, func(b *testing.B) {
-			lab.RequirePrivateNetns(b)
-			k, err := NewNetlink()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer k.Close()
-			_ = k.Destroy("fg-bench4")
-			if err := k.Create("fg-bench4", false, 1<<20); err != nil {
-				b.Fatal(err)
-			}
-			defer k.Destroy("fg-bench4")
+			k := benchSet(b)
 			add := tc.add(k)
 			b.ReportAllocs()
 			i := 0
@@ -412,17 +419,7 @@ func BenchmarkNetlinkAddBatch(b *testing.B) {
 	for _, form := range []string{"list", "each"} {
 		for _, n := range []int{1, 8, 32, 128} {
 			b.Run(fmt.Sprintf("%s/%d", form, n), func(b *testing.B) {
-				lab.RequirePrivateNetns(b)
-				k, err := NewNetlink()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer k.Close()
-				_ = k.Destroy("fg-bench4")
-				if err := k.Create("fg-bench4", false, 1<<22); err != nil {
-					b.Fatal(err)
-				}
-				defer k.Destroy("fg-bench4")
+				k := benchSet(b)
 				adds := make([]KernelAdd, n)
 				idx := make([]int, n)
 				for i := range idx {
@@ -738,18 +735,7 @@ func reportCPU(b *testing.B) func() {
 func BenchmarkSetsAddAllUnique(b *testing.B) {
 	for _, p := range []int{1, 8, 64} {
 		b.Run(fmt.Sprint(p), func(b *testing.B) {
-			lab.RequirePrivateNetns(b)
-			k, err := NewNetlink()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer k.Close()
-			s := New(k)
-			_ = s.Destroy("fg-bench")
-			if err := k.Create("fg-bench4", false, 1<<22); err != nil {
-				b.Fatal(err)
-			}
-			defer k.Destroy("fg-bench4")
+			s := New(benchSet(b))
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			var next atomic.Uint32
 			b.SetParallelism(p)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,37 +228,21 @@ func TestStrictSetsBeforeAnswer(t *testing.T) {
 	// The same from 16 sockets at once: answers arrive together, and
 	// their adds share kernel writes.
 	const askers = 16
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	cmisses := 0
-	var cerr error
+	var cmisses atomic.Int64
 	start = time.Now()
-	for w := range askers {
+	if err := spread(askers, tries, func() func(int) error {
 		a := newAsker(t)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 1 + w; i <= tries; i += askers {
-				m, err := try(a, 2, i)
-				mu.Lock()
-				cmisses += m
-				if err != nil && cerr == nil {
-					cerr = err
-				}
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
+		return func(i int) error {
+			m, err := try(a, 2, i)
+			cmisses.Add(int64(m))
+			return err
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	if cerr != nil {
-		t.Fatal(cerr)
-	}
-	t.Logf("%d resolve-then-check tries from %d sockets at once in %v: %d misses", tries, askers, time.Since(start).Round(time.Millisecond), cmisses)
+	t.Logf("%d resolve-then-check tries from %d sockets at once in %v: %d misses", tries, askers, time.Since(start).Round(time.Millisecond), cmisses.Load())
 	reliability(t, "strict egress", fmt.Sprintf("%d resolve-then-check tries from %d sockets at once (adds batched), each answer's address looked up the moment the answer arrived", tries, askers),
-		"%d misses", cmisses)
+		"%d misses", cmisses.Load())
 
 	// ipset's own view, inside the router namespace.
 	for set, want := range map[string]int{"fg-kid4": tries + 1, "fg-kid6": tries} {
@@ -305,6 +290,31 @@ func TestStrictSetsBeforeAnswer(t *testing.T) {
 	if adds < 2*tries || writes >= adds {
 		t.Errorf("the filter made %d kernel adds in %d writes: want at least %d adds, batched into fewer writes", adds, writes, 2*tries)
 	}
+}
+
+// spread runs tries number 1 to tries on workers goroutines at once (worker
+// w takes w+1, w+1+workers, …), each with the try function newWorker made
+// for it (on the test's goroutine), and returns the first error; a worker
+// stops at its first.
+func spread(workers, tries int, newWorker func() func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		try := newWorker()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1 + w; i <= tries; i += workers {
+				if err := try(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 const strictFamily = `version: 1
@@ -453,42 +463,24 @@ func TestStrictResolveThenConnect(t *testing.T) {
 	// resolve: concurrent answers' adds share kernel writes, and each
 	// answer still waits for its own.
 	const resolvers = 8
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	cfailed := 0
-	var cerr error
+	var cfailed atomic.Int64
 	start = time.Now()
-	for w := range resolvers {
+	if err := spread(resolvers, tries, func() func(int) error {
 		resolve := newResolver(t)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 1 + w; i <= tries; i += resolvers {
-				bad, err := try(resolve, 2, i)
-				mu.Lock()
-				if bad != "" {
-					if cfailed++; cfailed <= 5 {
-						t.Error(bad)
-					}
-				}
-				if err != nil && cerr == nil {
-					cerr = err
-				}
-				mu.Unlock()
-				if err != nil {
-					return
-				}
+		return func(i int) error {
+			bad, err := try(resolve, 2, i)
+			if bad != "" && cfailed.Add(1) <= 5 {
+				t.Error(bad)
 			}
-		}()
-	}
-	wg.Wait()
-	if cerr != nil {
-		t.Fatal(cerr)
+			return err
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("%d resolve-then-connect tries from %d sockets at once in %v: %d first connections failed",
-		tries, resolvers, time.Since(start).Round(time.Millisecond), cfailed)
+		tries, resolvers, time.Since(start).Round(time.Millisecond), cfailed.Load())
 	reliability(t, "strict egress", fmt.Sprintf("%d resolve-then-connect tries by a strict child from %d sockets at once (adds batched)", tries, resolvers),
-		"%d failed first connections", cfailed)
+		"%d failed first connections", cfailed.Load())
 
 	t.Run("not answered: refused for the strict child only", func(t *testing.T) {
 		for _, to := range []string{"10.200.0.1:8080", "[2001:db8:3::dead]:8080"} {
