@@ -85,9 +85,10 @@ const (
 	// maxNameLen is the kernel's ipset name limit (IPSET_MAXNAMELEN 32,
 	// with the terminating NUL).
 	maxNameLen = 31
-	// cacheMax bounds the per-set memory of what Sets remembers (about 40
-	// bytes an entry); beyond it addresses are added without being
-	// remembered (each answer then costs its syscall).
+	// cacheMax bounds the per-set memory of what Sets remembers: a full
+	// table is about 0.8 MiB (51 bytes an entry, measured with 16-byte
+	// keys); beyond it addresses are added without being remembered (each
+	// answer then costs a kernel add).
 	cacheMax = 16384
 )
 
@@ -137,31 +138,26 @@ type Sets struct {
 // classSets is what Sets remembers of one class's two sets.
 type classSets struct{ v4, v6 *heldSet }
 
-// heldSet is what Sets remembers of one kernel set: per address, until
-// when the kernel holds it and the add on its way, if any. At most cacheMax
-// addresses without an add on their way (plus those with one: as many as
-// answers are waiting).
+// heldSet is what Sets remembers of one kernel set: per address (in its
+// 16-byte form: a smaller table than netip.Addr keys, and one without
+// pointers, which the garbage collector does not scan), until when the
+// kernel holds it; and the adds on their way.
 type heldSet struct {
-	name  string // the kernel's name of the set
-	m     map[netip.Addr]held
-	swept uint32 // when expired entries were last dropped (unix seconds)
+	name    string // the kernel's name of the set
+	m       map[[16]byte]held
+	swept   uint32             // when expired entries were last dropped (unix seconds)
+	pending map[[16]byte]*slot // adds gathering or being written: as many as answers wait for
 }
 
 // held is until when the kernel holds an address (by Sets' last add), and
-// when that add was: unix seconds, to keep the table small; added 0: no add
-// of Sets' succeeded yet. p is the add on its way (gathering or being
-// written), nil when none is.
-type held struct {
-	until, added uint32
-	p            *slot
-}
+// when that add was: unix seconds, to keep the table small.
+type held struct{ until, added uint32 }
 
 // slot is one address on its way into the kernel.
 type slot struct {
 	hs    *heldSet
 	addr  netip.Addr
 	until uint32 // the expiry asked for (unix seconds); raised while its batch gathers
-	fresh bool   // the table had no address it put in the kernel before
 	b     *batch
 	err   error // the kernel's answer; read once b.done is closed
 }
@@ -262,7 +258,7 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 	cs := s.known[base]
 	if cs == nil {
 		v4, v6 := Names(base)
-		cs = &classSets{&heldSet{name: v4, m: map[netip.Addr]held{}, swept: nowS}, &heldSet{name: v6, m: map[netip.Addr]held{}, swept: nowS}}
+		cs = &classSets{newHeldSet(v4, nowS), newHeldSet(v6, nowS)}
 		s.known[base] = cs
 	}
 	for _, e := range es {
@@ -276,8 +272,19 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 			hs = cs.v6
 		}
 		need := nowS + uint32(max(s.timeout(e.TTL), MinTimeout)/time.Second)
-		h := hs.m[addr]
-		if p := h.p; p != nil {
+		key := addr.As16()
+		h, ok := hs.m[key]
+		// Held long enough: the kernel keeps it until h.until, and need asks
+		// for TTL plus the grace from now. Allowing h.until to fall up to
+		// RefreshEvery short of need still covers the answer's TTL (the grace
+		// is longer than RefreshEvery), and it makes a name answered again a
+		// few seconds later cost no syscall, which `h.until >= need` alone
+		// would not (need moves with the clock). An add on its way cannot
+		// shorten that: it asked for at least h.until.
+		if ok && h.until+refresh >= need && nowS-h.added < refresh {
+			continue // held long enough, and put there recently
+		}
+		if p := hs.pending[key]; p != nil {
 			if p.until >= need {
 				wait = append(wait, p) // on its way, long enough
 				continue
@@ -289,25 +296,15 @@ func (s *Sets) AddAll(base string, es []Entry) error {
 			}
 			// Being written with a shorter hold: a new add follows it.
 		}
-		// Held long enough: the kernel keeps it until h.until, and need asks
-		// for TTL plus the grace from now. Allowing h.until to fall up to
-		// RefreshEvery short of need still covers the answer's TTL (the grace
-		// is longer than RefreshEvery), and it makes a name answered again a
-		// few seconds later cost no syscall, which `h.until >= need` alone
-		// would not (need moves with the clock).
-		if h.added != 0 && h.until+refresh >= need && nowS-h.added < refresh {
-			continue // held long enough, and put there recently
-		}
-		if h.until > need {
+		if ok && h.until > need {
 			need = h.until // never shorten
 		}
 		if s.next == nil {
 			s.next = &batch{done: make(chan struct{})}
 		}
-		sl := &slot{hs: hs, addr: addr, until: need, fresh: h.added == 0, b: s.next}
+		sl := &slot{hs: hs, addr: addr, until: need, b: s.next}
 		s.next.slots = append(s.next.slots, sl)
-		h.p = sl
-		hs.m[addr] = h
+		hs.pending[key] = sl
 		wait = append(wait, sl)
 	}
 	start := len(wait) > 0 && !s.writing
@@ -366,34 +363,34 @@ func (s *Sets) write() {
 // they held: adds/batches is the batching's gain.
 func (s *Sets) Writes() (batches, adds uint64) { return s.writes.Load(), s.written.Load() }
 
+func newHeldSet(name string, nowS uint32) *heldSet {
+	return &heldSet{name: name, m: map[[16]byte]held{}, pending: map[[16]byte]*slot{}, swept: nowS}
+}
+
 // settle notes the kernel's answer to sl. The table is bounded: when it
 // holds cacheMax addresses, expired entries are dropped — at most once per
 // RefreshEvery, so a full table of live entries costs no sweep per answer;
 // until then new addresses are simply not remembered.
 func (hs *heldSet) settle(sl *slot, nowS uint32) {
-	h, ok := hs.m[sl.addr]
-	if !ok {
-		return // the table was dropped meanwhile
+	key := sl.addr.As16()
+	if hs.pending[key] == sl {
+		delete(hs.pending, key)
 	}
-	if h.p == sl {
-		h.p = nil
+	if sl.err != nil {
+		return
 	}
-	if sl.err == nil {
-		h.until, h.added = sl.until, nowS
-	}
-	if len(hs.m) > cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
+	_, ok := hs.m[key]
+	if !ok && len(hs.m) >= cacheMax && nowS-hs.swept >= uint32(RefreshEvery/time.Second) {
 		hs.swept = nowS
-		for a, e := range hs.m {
-			if e.until <= nowS && e.p == nil {
+		for a, h := range hs.m {
+			if h.until <= nowS {
 				delete(hs.m, a)
 			}
 		}
 	}
-	if h.p == nil && (h.added == 0 || sl.fresh && len(hs.m) > cacheMax) {
-		delete(hs.m, sl.addr) // nothing to remember, or no room for a new one
-		return
+	if ok || len(hs.m) < cacheMax {
+		hs.m[key] = held{until: sl.until, added: nowS}
 	}
-	hs.m[sl.addr] = h
 }
 
 // Stats is what status shows for one class: how many addresses are open
