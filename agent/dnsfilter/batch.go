@@ -260,9 +260,19 @@ func newSender(rc syscall.RawConn, onErr func(error)) *sender {
 	return &sender{w: newBatchWriter(rc, udpBatch), onErr: onErr, wake: make(chan struct{}, 1)}
 }
 
-// send queues o.
+// senderQueue bounds a sender's queue. Workers no longer wait for their own
+// write, so while the socket cannot send (its send buffer full) answers
+// would pile up without bound; beyond this they are dropped, as the kernel
+// drops datagrams a full queue cannot take.
+const senderQueue = maxUDPInFlight
+
+// send queues o (dropped when the queue is full).
 func (s *sender) send(o outgoing) {
 	s.mu.Lock()
+	if len(s.q) >= senderQueue {
+		s.mu.Unlock()
+		return
+	}
 	s.q = append(s.q, o)
 	first := len(s.q) == 1
 	s.mu.Unlock()

@@ -153,7 +153,19 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 				lastOOB = append(lastOOB[:0], oob...)
 				replyOOB = sourceFor(lastOOB)
 			}
-			j := udpJob{query: append([]byte(nil), q...), src: src, to: in.peers[i], oob: replyOOB, tk: tk}
+			// What needs no upstream (a blocked name, REFUSED, FORMERR) is
+			// answered here; only a query waiting for the upstream goes to
+			// a worker. A handoff per query cost more than the answer.
+			query := append([]byte(nil), q...)
+			resp, fw := l.s.answerLocal(query, l.port, src)
+			if fw == nil {
+				if resp != nil {
+					out.send(outgoing{b: resp, to: in.peers[i], oob: replyOOB})
+				}
+				l.s.done(tk)
+				continue
+			}
+			j := udpJob{query: query, fw: fw, to: in.peers[i], oob: replyOOB, tk: tk}
 			sem <- struct{}{}
 			select {
 			case jobs <- j:
@@ -164,10 +176,11 @@ func (l *Listener) serveUDP(ctx context.Context) error {
 	}
 }
 
-// udpJob is one admitted UDP query on its way to a worker.
+// udpJob is one admitted UDP query on its way to a worker, to be
+// answered with the upstream's help.
 type udpJob struct {
 	query []byte
-	src   netip.Addr
+	fw    *forwarding
 	to    peer   // where the answer goes: the query's source, raw
 	oob   []byte // the reply's control message (shared, read only)
 	tk    ticket
@@ -184,7 +197,7 @@ const udpIdleWorkers = 16
 // the few idle workers.
 func (l *Listener) udpWorker(ctx context.Context, j udpJob, jobs <-chan udpJob, sem <-chan struct{}, idle *atomic.Int32, out *sender) {
 	for {
-		if resp := l.s.Answer(ctx, j.query, l.port, j.src, "udp"); resp != nil {
+		if resp := l.s.answerUpstream(ctx, j.query, j.fw, "udp"); resp != nil {
 			out.send(outgoing{b: resp, to: j.to, oob: j.oob})
 		}
 		l.s.done(j.tk)
