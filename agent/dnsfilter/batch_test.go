@@ -233,3 +233,26 @@ func BenchmarkLoopbackBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestUpstreamTimeout: a query the upstream never answers fails at its
+// deadline (the reader's sweep, no timer of its own), and the shared socket
+// goes on answering the next one.
+func TestUpstreamTimeout(t *testing.T) {
+	addr, _ := rawUpstream(t, func(q []byte) [][]byte {
+		if bytes.Contains(q, []byte("silent")) {
+			return nil
+		}
+		return [][]byte{unusualAnswer(t, q, 1)}
+	}, nil)
+	ex := UpstreamExchange(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	wire, _ := query("silent.example", dns.TypeA).Pack()
+	if resp, err := ex(ctx, wire, "udp"); !errors.Is(err, errUpstreamTimeout) {
+		t.Errorf("unanswered query: %v (answer % x), want the timeout", err, resp)
+	}
+	wire, _ = query("a.example", dns.TypeA).Pack()
+	if resp, err := ex(context.Background(), wire, "udp"); err != nil || unpack(t, resp).Id != binary.BigEndian.Uint16(wire) {
+		t.Errorf("next query: %v", err)
+	}
+}

@@ -84,6 +84,7 @@ type udpUpstream struct {
 // where its answer goes.
 type upWait struct {
 	question []byte
+	deadline time.Time
 	done     chan upResult // buffered 1: the reader never blocks on it
 }
 
@@ -93,8 +94,13 @@ type upResult struct {
 }
 
 // upstreamIdle is how long the reader goroutine waits with no query in
-// flight before it ends.
-const upstreamIdle = 5 * time.Second
+// flight before it ends. upstreamSweep is how often it fails the queries
+// past their deadline: a timer per query cost more than its answer's
+// checking, and a timeout a tenth of a second late changes nothing.
+const (
+	upstreamIdle  = 5 * time.Second
+	upstreamSweep = 100 * time.Millisecond
+)
 
 // exchange sends msg (its ID overwritten with one of ours, returned) and
 // waits for the answer until deadline. The answer is a copy; a length above
@@ -104,7 +110,7 @@ func (u *udpUpstream) exchange(msg []byte, deadline time.Time) ([]byte, uint16, 
 	if err != nil || qend+4 > len(msg) || binary.BigEndian.Uint16(msg[4:]) != 1 {
 		qend = headerLen - 4 // not one question: matched by ID alone
 	}
-	w := &upWait{question: msg[headerLen : qend+4], done: make(chan upResult, 1)}
+	w := &upWait{question: msg[headerLen : qend+4], deadline: deadline, done: make(chan upResult, 1)}
 	u.mu.Lock()
 	if u.conn == nil {
 		c, err := net.DialTimeout("udp", u.addr, time.Until(deadline))
@@ -129,74 +135,36 @@ func (u *udpUpstream) exchange(msg []byte, deadline time.Time) ([]byte, uint16, 
 	}
 	u.out.send(outgoing{b: msg})
 	u.mu.Unlock()
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case r := <-w.done:
-		return r.resp, id, r.err
-	case <-t.C:
-		if u.finish(id, w, nil, errUpstreamTimeout) {
-			return nil, id, errUpstreamTimeout
-		}
-		r := <-w.done // answered as the timer fired
-		return r.resp, id, r.err
-	}
+	r := <-w.done // the answer, an error, or the reader's sweep at the deadline
+	return r.resp, id, r.err
 }
 
 var errUpstreamTimeout = errors.New("upstream: no answer in time")
 
-// finish hands w its result if it is still in flight as id; false when it
-// already had one.
-func (u *udpUpstream) finish(id uint16, w *upWait, resp []byte, err error) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.pending[id] != w {
-		return false
-	}
-	delete(u.pending, id)
-	w.done <- upResult{resp, err}
-	return true
-}
-
-// start starts the reader and the sender of u.conn (u.mu held).
-func (u *udpUpstream) start() error {
-	rc, err := u.conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	u.out = newSender(rc, func(err error) {
-		if errors.Is(err, unix.ECONNREFUSED) {
-			u.failPending(err) // see read
-		}
-	})
-	go u.out.run(ctx)
-	go u.read(u.conn, rc, stop)
-	return nil
-}
-
-// read delivers answers to the queries in flight until none has been for
-// upstreamIdle, or the socket fails (then every query in flight fails with
-// it, and the next query dials anew). It stops the sender as it ends.
+// read delivers answers to the queries in flight, and fails those past
+// their deadline, until none has been in flight for upstreamIdle, or the
+// socket fails (then every query in flight fails with it, and the next
+// query dials anew). It stops the sender as it ends.
 func (u *udpUpstream) read(conn *net.UDPConn, rc syscall.RawConn, stopSender context.CancelFunc) {
 	defer stopSender()
 	in := newBatchReader(rc, udpBatch, upstreamUDPBuf+1, 0)
-	var armed time.Time
+	var swept time.Time
+	busy := time.Now()
 	for {
-		if now := time.Now(); now.Sub(armed) > time.Second {
-			armed = now
-			_ = conn.SetReadDeadline(now.Add(upstreamIdle))
+		if now := time.Now(); now.Sub(swept) >= upstreamSweep {
+			swept = now
+			inFlight, ended := u.sweep(now, now.Sub(busy) >= upstreamIdle)
+			if ended {
+				return
+			}
+			if inFlight {
+				busy = now
+			}
+			// Woken by the next answer, or in time for the next sweep.
+			_ = conn.SetReadDeadline(now.Add(upstreamSweep))
 		}
 		n, err := in.read()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			u.mu.Lock()
-			if len(u.pending) == 0 {
-				u.out = nil
-				u.mu.Unlock()
-				return
-			}
-			u.mu.Unlock()
-			armed = time.Time{}
 			continue
 		}
 		if errors.Is(err, unix.ECONNREFUSED) {
@@ -226,6 +194,43 @@ func (u *udpUpstream) read(conn *net.UDPConn, rc syscall.RawConn, stopSender con
 		}
 		u.mu.Unlock()
 	}
+}
+
+// sweep fails the queries in flight past their deadline, and reports
+// whether any is still in flight. When none is and mayEnd, the reader ends:
+// marked (u.out nil) under the same lock, so that the next query starts a
+// new one.
+func (u *udpUpstream) sweep(now time.Time, mayEnd bool) (inFlight, ended bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, w := range u.pending {
+		if !now.Before(w.deadline) {
+			delete(u.pending, id)
+			w.done <- upResult{err: errUpstreamTimeout}
+		}
+	}
+	if len(u.pending) == 0 && mayEnd {
+		u.out = nil
+		return false, true
+	}
+	return len(u.pending) > 0, false
+}
+
+// start starts the reader and the sender of u.conn (u.mu held).
+func (u *udpUpstream) start() error {
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	u.out = newSender(rc, func(err error) {
+		if errors.Is(err, unix.ECONNREFUSED) {
+			u.failPending(err) // see read
+		}
+	})
+	go u.out.run(ctx)
+	go u.read(u.conn, rc, stop)
+	return nil
 }
 
 // sameQuestion: answer a carries question q (the query's question section:
