@@ -98,7 +98,8 @@ type DNSStatus struct {
 // new connections strict egress refused since the agent started — the
 // packet counters of the firewall's strict reject rules, read from the
 // kernel when someone asks for the status (famguard status, the control
-// socket's status), not for status.json: absent there.
+// socket's status), never at the loop's other events: status.json carries
+// the count of the last such request, or none.
 //
 // Refused counts the child's devices and the unknown devices that follow
 // the child's rules (unknown_devices: {like: child}): they share its sets.
