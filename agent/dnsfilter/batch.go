@@ -19,6 +19,12 @@ package dnsfilter
 // direct form: the kernel's struct mmsghdr, filled from Go memory, and the
 // socket's RawConn, so that waiting for readiness goes through Go's poller
 // as any other socket read.
+//
+// The calls are not raw (RawSyscall, no entersyscall), although with
+// MSG_DONTWAIT neither blocks: tried, the CPU per query fell a little but
+// the queries per second at 64 in flight halved — a processor never
+// released during a system call leaves the goroutines parked in the
+// network poller (the upstream's reader) waiting longer.
 
 import (
 	"context"
