@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 )
 
 // Dataplane is what the daemon needs from the firewall. Kernel is the real
-// one; Fake is a stateful in-memory one for tests.
+// one; Fake is a stateful in-memory one for tests. The two families are
+// independent: Apply and Snapshot of IPv4 may run at the same time as those
+// of IPv6 (never two calls for the same family at once).
 type Dataplane interface {
 	// Apply writes a Render output in one transaction and makes sure the
 	// jump from FORWARD is in place, first.
@@ -528,7 +531,8 @@ func Tokenize(line string) ([]string, error) {
 // read-back that showed it, pending what the read-back after a delta must
 // show.
 type Kernel struct {
-	sets   Sets // the ipsets a restore refers to are created first (nil: none is)
+	sets   Sets       // the ipsets a restore refers to are created first (nil: none is)
+	setsMu sync.Mutex // both families' Apply may run at once; sets are shared
 	r      [2]*Runner
 	jumpOK [2]bool
 	used   [2]map[string]bool // tables the last Apply wrote
@@ -537,6 +541,13 @@ type Kernel struct {
 	base    [2]string
 	fresh   [2]bool        // written since the last read-back
 	pending [2]expectation // non-nil: the last write was a delta
+
+	// The nf_tables generation (nftgen.go) just before the last read-back
+	// of each family; genOK: known. Only with the nf_tables backend.
+	useGen bool
+	gen    [2]uint32
+	genOK  [2]bool
+	reads  [2]int // iptables-save runs (tests)
 }
 
 // NewKernel prepares both families.
@@ -549,7 +560,12 @@ func NewKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{r: [2]*Runner{v4, v6}}, nil
+	k := &Kernel{r: [2]*Runner{v4, v6}}
+	if strings.Contains(v4.Backend(), "nf_tables") {
+		_, err := nftGeneration()
+		k.useGen = err == nil
+	}
+	return k, nil
 }
 
 // SetSets makes Apply create the ipsets a restore refers to first (strict
@@ -572,7 +588,10 @@ func (k *Kernel) Runner(fam Family) *Runner { return k.r[fam] }
 // good.
 func (k *Kernel) Apply(fam Family, restore string) error {
 	if k.sets != nil {
-		if err := ensureSets(k.sets, fam, restore); err != nil {
+		k.setsMu.Lock()
+		err := ensureSets(k.sets, fam, restore)
+		k.setsMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -649,8 +668,27 @@ const divergedMark = "# famguard: rules differ from the last write; a full write
 // Snapshot reads our rules back and, from them, whether the jump is still
 // first and single, and whether the next write may be a delta: only while
 // the kernel holds exactly what was written.
+//
+// With nf_tables, a read-back is skipped when nothing in the namespace's
+// ruleset changed since the last one, which showed exactly what was
+// written: the answer is that read-back again. The generation is read
+// before iptables-save runs, so a change racing with the read moves it
+// past the value kept, and the next call reads again.
 func (k *Kernel) Snapshot(fam Family) (string, error) {
+	var gen uint32
+	genErr := errNoDelta
+	if k.useGen {
+		gen, genErr = nftGeneration()
+	}
+	if genErr == nil && k.genOK[fam] && gen == k.gen[fam] && !k.fresh[fam] && k.last[fam] != "" {
+		return k.base[fam], nil
+	}
+	k.genOK[fam] = false
+	k.reads[fam]++
 	snap, err := k.r[fam].Snapshot()
+	if err == nil && genErr == nil {
+		k.gen[fam], k.genOK[fam] = gen, true
+	}
 	switch {
 	case err != nil:
 		k.last[fam] = ""

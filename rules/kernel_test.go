@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -447,4 +448,86 @@ type egressSets struct{ n *egress.Netlink }
 
 func (s egressSets) Ensure(name string, fam Family) error {
 	return s.n.Create(name, fam == IPv6, egress.MaxElem)
+}
+
+// TestSnapshotOnlyWhenTheRulesetMoved: with nf_tables, a read-back while
+// nothing in the namespace changed since the last one is that read-back
+// again, without an iptables-save run; any change, ours or another
+// program's, in any table or family, makes the next one read the kernel.
+func TestSnapshotOnlyWhenTheRulesetMoved(t *testing.T) {
+	k := kernel(t)
+	if !k.useGen {
+		t.Skipf("backend %s: no nf_tables generation to watch", k.Backend())
+	}
+	defer k.Cleanup(IPv4)
+	text, err := Render(household(3, true), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	first, err := k.Snapshot(IPv4)
+	if err != nil || !Holds(text, first) {
+		t.Fatalf("read-back after the write: %v\n%s", err, first)
+	}
+	again, _ := k.Snapshot(IPv4)
+	if again != first || k.reads[IPv4] != 1 {
+		t.Fatalf("nothing changed: want the same read-back without a run; %d runs, same=%v", k.reads[IPv4], again == first)
+	}
+	// Another family's change moves the generation too: read, same text.
+	if out, err := exec.Command("ip6tables", "-A", "FORWARD", "-p", "tcp", "--dport", "25", "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	defer exec.Command("ip6tables", "-D", "FORWARD", "-p", "tcp", "--dport", "25", "-j", "DROP").Run()
+	if s, _ := k.Snapshot(IPv4); s != first || k.reads[IPv4] != 2 {
+		t.Fatalf("after an ip6tables change: %d runs (want 2), same=%v", k.reads[IPv4], s == first)
+	}
+	// Another program edits our chain: read, and it shows.
+	if out, err := exec.Command("iptables", "-I", Chain, "3", "-j", "RETURN").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	s, _ := k.Snapshot(IPv4)
+	if s == first || k.reads[IPv4] != 3 {
+		t.Fatalf("after a foreign edit of %s: %d runs (want 3), changed=%v", Chain, k.reads[IPv4], s != first)
+	}
+	// The kernel no longer holds the last write: every later read-back
+	// reads (no cached answer until the next write), and the write after
+	// it is a full one.
+	if _, _ = k.Snapshot(IPv4); k.reads[IPv4] != 4 {
+		t.Fatalf("after a divergence: %d runs, want 4", k.reads[IPv4])
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := k.Snapshot(IPv4); s != first {
+		t.Fatalf("rewrite did not restore the rules:\n%s", s)
+	}
+}
+
+func TestParseGeneration(t *testing.T) {
+	// NFT_MSG_NEWGEN: nlmsghdr, nfgenmsg, NFTA_GEN_ID = 0x01020304 (big
+	// endian), NFTA_GEN_PROC_PID, NFTA_GEN_PROC_NAME "nft" (padded).
+	msg := []byte{
+		0, 0, 0, 0, 15, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+		0, 0, 0, 0,
+		8, 0, 1, 0, 1, 2, 3, 4,
+		8, 0, 2, 0, 0, 0, 0, 7,
+		8, 0, 3, 0, 'n', 'f', 't', 0,
+	}
+	binary.NativeEndian.PutUint32(msg, uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], nfnlSubsysNftables<<8|nftMsgNewGen)
+	if g, err := parseGeneration(msg); err != nil || g != 0x01020304 {
+		t.Fatalf("parseGeneration = %#x, %v", g, err)
+	}
+	for _, bad := range [][]byte{nil, msg[:10], msg[:20]} {
+		if _, err := parseGeneration(bad); err == nil {
+			t.Errorf("parseGeneration(%d bytes) accepted", len(bad))
+		}
+	}
+	if g, err := nftGeneration(); err != nil {
+		t.Logf("no nf_tables here: %v", err)
+	} else {
+		t.Logf("generation %d", g)
+	}
 }

@@ -12,7 +12,8 @@
 // Each pass ("reconcile") is pure computation followed by a thin write:
 // evaluate the policy at the agent's clock → rules.Desired → rules.Render text
 // per family → if the text differs from what was last applied, one
-// iptables-restore --noflush transaction per family. Devices that have just
+// iptables-restore --noflush transaction per family (the two side by side,
+// see apply); status dataplane.last_pass says where the pass's time went. Devices that have just
 // gone offline then lose their conntrack entries, so connections that were
 // open at bedtime die at once instead of riding the ESTABLISHED fast path.
 //
@@ -42,7 +43,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/famguard/famguard/agent/categories"
@@ -168,6 +171,9 @@ type Daemon struct {
 	savedErr    string          // the last load or save problem, for status
 	saveFailed  bool            // the last save failed: retried at each heal tick
 
+	pass     passTimer // the steps of the current pass (status: dataplane.last_pass)
+	inReload bool      // reconcile runs inside reload: the pass began there
+
 	retryDelay time.Duration // the current backoff after failed applies (0: none failed)
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
 
@@ -284,11 +290,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	fsChanged := make(chan struct{}, 1)
 	if d.cfg.WatchFiles {
 		ready := make(chan struct{})
-		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, d.log, fsChanged, ready)
+		go watchDir(ctx, d.cfg.ProfilesDir, d.cfg.Debounce, isProfile, d.log, fsChanged, ready)
 		<-ready
 		if d.cfg.OperatorDir != "" {
 			opReady := make(chan struct{})
-			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, d.log, fsChanged, opReady)
+			go watchDir(ctx, d.cfg.OperatorDir, d.cfg.Debounce, isProfile, d.log, fsChanged, opReady)
 			<-opReady
 		}
 	}
@@ -306,7 +312,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		catChanged := make(chan struct{}, 1)
 		if d.cfg.WatchFiles {
 			ready := make(chan struct{})
-			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, d.log, catChanged, ready)
+			go watchDir(ctx, d.cfg.CategoriesDir, d.cfg.Debounce, nil, d.log, catChanged, ready)
 			<-ready
 		}
 		// Until the first load finishes, the DNS filter refuses what the
@@ -331,10 +337,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wallJumps, rulesChanged, sighup := d.cfg.WallJumps, d.cfg.RulesChanged, d.cfg.Reload
 	clockSynced := d.cfg.ClockSynced
 
+	reported := false // the status sink already has this iteration's status
 	for {
-		if d.cfg.StatusSink != nil {
+		if d.cfg.StatusSink != nil && !reported {
 			d.cfg.StatusSink(d.status())
 		}
+		reported = false
 		d.armTimer(schedTimer)
 		var retry <-chan time.Time
 		if !d.retryAt.IsZero() {
@@ -356,7 +364,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case t := <-neighCh:
 			d.neigh = t
 			d.observe(t)
-			d.reconcile("neighbour table changed")
+			// While a failed apply waits for its retry, a new table only
+			// updates what the retry will write. The table changes every
+			// few seconds on a busy LAN, and each attempt against a failing
+			// or hung iptables-restore can hold the loop for
+			// --restore-timeout: without this the backoff would be
+			// bypassed, and status and the parents' verbs would queue
+			// behind back-to-back attempts.
+			if d.retryAt.IsZero() {
+				d.reconcile("neighbour table changed")
+			}
 			d.noticeRestricted(false)
 		case c := <-catCh:
 			d.categoriesLoaded(c)
@@ -389,6 +406,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case r := <-d.requests:
 			v, err := d.answer(r)
 			r.reply <- response{v, err}
+			if st, ok := v.(Status); ok && r.cmd == "status" && r.do == nil && d.cfg.StatusSink != nil {
+				// The status just answered is the loop's state now:
+				// hand it over instead of building it again (at 1000
+				// devices that is milliseconds, and a page polling
+				// status would keep the loop busy with it).
+				d.cfg.StatusSink(st)
+				reported = true
+			}
 			if r.cmd == "shutdown" && err == nil {
 				d.log.Info("shutdown requested over the control socket")
 				return ErrShutdownRequested
@@ -396,6 +421,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// isProfile says whether a watched path is a profile the loader reads.
+func isProfile(path string) bool { return policy.IsProfileFile(filepath.Base(path)) }
 
 func healMode(c Config) string {
 	if c.EventHealing {
@@ -511,7 +539,11 @@ func resetTimer(t *time.Timer, wait time.Duration) {
 // the policy in force.
 func (d *Daemon) reload(why string) {
 	now := time.Now()
+	d.pass.begin()
+	d.inReload = true
+	defer func() { d.inReload = false }()
 	pol, err := policy.Load(d.cfg.OperatorDir, d.cfg.ProfilesDir)
+	d.pass.mark("load")
 	res := ReloadResult{At: now, Trigger: why}
 	if err != nil {
 		res.OK = false
@@ -601,6 +633,10 @@ func (d *Daemon) reconcile(why string) {
 	if d.pol == nil {
 		return
 	}
+	if !d.inReload {
+		d.pass.begin()
+	}
+	applies := d.dp.Applies
 	states := d.evaluate()
 	d.states = states
 	if next, ok := policy.NextChange(states); ok {
@@ -608,8 +644,10 @@ func (d *Daemon) reconcile(why string) {
 	} else {
 		d.next = time.Time{}
 	}
+	d.pass.mark("evaluate")
 
 	desired, err := d.desired(states)
+	d.pass.mark("desired")
 	if err != nil {
 		d.dp.LastError = err.Error()
 		d.log.Error("cannot prepare the rules; keeping the current ones", "err", err)
@@ -620,6 +658,7 @@ func (d *Daemon) reconcile(why string) {
 	// The DNS filter learns the new state before the firewall changes, so
 	// a redirected query never meets stale rules.
 	d.publishDNS()
+	d.pass.mark("dns snapshot")
 	if !d.apply(desired) {
 		d.scheduleRetry()
 		return
@@ -645,6 +684,10 @@ func (d *Daemon) reconcile(why string) {
 	d.saveStates(states)
 	d.cutOffline(d.newlyOfflineIDs(desired))
 	d.cutDNS(desired)
+	d.pass.mark("conntrack")
+	if d.dp.Applies > applies {
+		d.dp.LastPass = d.pass.result()
+	}
 }
 
 // evaluate is the device states now: the schedule when the clock is trusted,
@@ -749,22 +792,39 @@ func (d *Daemon) applySucceeded() {
 // apply writes the desired state for both families if it changed, then
 // reads both back (the snapshots heal compares against). It reports whether
 // the kernel now holds the desired state.
+//
+// The two families are independent tables, each written in its own
+// transaction, so their renders, restores and read-backs run side by side
+// (eachFamily): at 1000 devices a restore or a read-back is tens of
+// milliseconds of a tool's CPU, and a router has two cores more often than
+// not. The loop still owns all of it: it waits for both before going on,
+// and each family's state is only ever touched by that family's goroutine.
 func (d *Daemon) apply(desired rules.Desired) bool {
-	ok := true
-	var written []rules.Family
-	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		text, err := rules.Render(desired, fam)
-		if err != nil {
+	var texts [2]string
+	var errs [2]error
+	eachFamily(allFamilies, func(fam rules.Family) { texts[fam], errs[fam] = rules.Render(desired, fam) })
+	d.pass.mark("render")
+	for _, fam := range allFamilies {
+		if errs[fam] != nil {
 			// Render only fails on data the loader should have rejected.
-			d.dp.LastError = err.Error()
-			d.log.Error("cannot render rules; keeping the current ones", "family", fam, "err", err)
+			d.dp.LastError = errs[fam].Error()
+			d.log.Error("cannot render rules; keeping the current ones", "family", fam, "err", errs[fam])
 			return false
 		}
-		if text == d.applied[fam] {
-			continue
+	}
+	var changed []rules.Family
+	for _, fam := range allFamilies {
+		if texts[fam] != d.applied[fam] {
+			changed = append(changed, fam)
 		}
-		start := time.Now()
-		if err := d.cfg.Dataplane.Apply(fam, text); err != nil {
+	}
+	start := time.Now()
+	eachFamily(changed, func(fam rules.Family) { errs[fam] = d.cfg.Dataplane.Apply(fam, texts[fam]) })
+	d.pass.mark("write")
+	ok := true
+	var written []rules.Family
+	for _, fam := range changed {
+		if err := errs[fam]; err != nil {
 			d.applied[fam] = ""
 			d.dp.LastError = fmt.Sprintf("%s: %v", fam, err)
 			d.dp.Failures++
@@ -772,7 +832,7 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 			ok = false
 			continue
 		}
-		d.applied[fam] = text
+		d.applied[fam] = texts[fam]
 		d.dp.LastApply = time.Now()
 		d.dp.LastApplyDuration = time.Since(start).String()
 		d.dp.Applies++
@@ -781,8 +841,13 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 	if ok && len(written) > 0 {
 		d.dp.LastError = ""
 	}
+	var snaps [2]string
+	eachFamily(written, func(fam rules.Family) { snaps[fam], errs[fam] = d.cfg.Dataplane.Snapshot(fam) })
+	if len(written) > 0 {
+		d.pass.mark("read-back")
+	}
 	for _, fam := range written {
-		snap, err := d.cfg.Dataplane.Snapshot(fam)
+		snap, err := snaps[fam], errs[fam]
 		if err != nil {
 			d.log.Warn("reading rules back failed", "family", fam, "err", err)
 		}
@@ -812,6 +877,27 @@ func (d *Daemon) apply(desired rules.Desired) bool {
 	return ok
 }
 
+// allFamilies are the families famguard writes, in the order it reports them.
+var allFamilies = []rules.Family{rules.IPv4, rules.IPv6}
+
+// eachFamily runs f for each of fams side by side and returns when all
+// have returned. f may only touch its own family's state.
+func eachFamily(fams []rules.Family, f func(rules.Family)) {
+	if len(fams) == 1 {
+		f(fams[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, fam := range fams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(fam)
+		}()
+	}
+	wg.Wait()
+}
+
 // heal compares the kernel with the snapshot taken after the last write and
 // rewrites everything if another program changed or removed our chains or
 // the jump (firewall restart, `nft flush ruleset`, a manual flush).
@@ -819,16 +905,21 @@ func (d *Daemon) heal() {
 	if d.pol == nil {
 		return
 	}
-	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		if d.applied[fam] == "" {
-			continue // a failed apply: retried below through reconcile
+	var check []rules.Family
+	for _, fam := range allFamilies {
+		if d.applied[fam] != "" { // else a failed apply: retried below through reconcile
+			check = append(check, fam)
 		}
-		snap, err := d.cfg.Dataplane.Snapshot(fam)
-		if err != nil {
+	}
+	var snaps [2]string
+	var errs [2]error
+	eachFamily(check, func(fam rules.Family) { snaps[fam], errs[fam] = d.cfg.Dataplane.Snapshot(fam) })
+	for _, fam := range check {
+		if err := errs[fam]; err != nil {
 			d.log.Warn("reading rules back failed", "family", fam, "err", err)
 			continue
 		}
-		if snap == d.snapshot[fam] {
+		if snaps[fam] == d.snapshot[fam] {
 			continue
 		}
 		d.log.Warn("famguard's rules were changed or removed by another program (firewall restart or flush?); restoring them", "family", fam)

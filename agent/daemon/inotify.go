@@ -48,9 +48,9 @@ func (e dirEvent) attribOnly() bool {
 
 // watchMask is what fsnotify watched for: entries created, removed, written,
 // renamed in or out, metadata changed, and the directory itself removed or
-// renamed.
+// renamed; and entries closed after writing (a write is complete).
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
-	unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+	unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_CLOSE_WRITE
 
 func newDirWatcher() (*dirWatcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)

@@ -51,6 +51,9 @@ func TestDirWatcherReportsEntriesAndItself(t *testing.T) {
 	if ev := nextEvent(t, w); ev.Name != long || ev.Mask&unix.IN_MODIFY == 0 {
 		t.Fatalf("second event %+v, want IN_MODIFY of %s", ev, long)
 	}
+	if ev := nextEvent(t, w); ev.Name != long || ev.Mask&unix.IN_CLOSE_WRITE == 0 {
+		t.Fatalf("third event %+v, want IN_CLOSE_WRITE of %s (the write is complete)", ev, long)
+	}
 	final := filepath.Join(dir, "family.yaml")
 	if err := os.Rename(long, final); err != nil {
 		t.Fatal(err)
@@ -136,5 +139,43 @@ func TestDirWatcherCloseWithUnreadEvents(t *testing.T) {
 		case <-deadline:
 			t.Fatal("reader did not end after Close")
 		}
+	}
+}
+
+// TestEventWait: a profile renamed into place or closed after writing is
+// complete and waits only settle; a temporary file, a write still going
+// on, a removal, or the directory itself being swapped wait the quiet.
+func TestEventWait(t *testing.T) {
+	const quiet = 20 * time.Millisecond
+	for _, c := range []struct {
+		name   string
+		mask   uint32
+		inDir  bool
+		nilFn  bool
+		expect time.Duration
+	}{
+		{"family.yaml", unix.IN_MOVED_TO, true, false, settle},
+		{"family.yaml", unix.IN_CLOSE_WRITE, true, false, settle},
+		{"family.yml", unix.IN_MOVED_TO, true, false, settle},
+		{"family.yaml.tmp", unix.IN_CLOSE_WRITE, true, false, quiet},
+		{".family.yaml.swp", unix.IN_MOVED_TO, true, false, quiet},
+		{"family.yaml", unix.IN_MODIFY, true, false, quiet},
+		{"family.yaml", unix.IN_CREATE, true, false, quiet},
+		{"family.yaml", unix.IN_DELETE, true, false, quiet},
+		{"family.yaml", unix.IN_MOVED_FROM, true, false, quiet},
+		{"profiles.d", unix.IN_MOVED_TO | unix.IN_ISDIR, false, false, quiet},
+		{"adult.txt", unix.IN_CLOSE_WRITE, true, true, quiet},
+	} {
+		var fn func(string) bool = isProfile
+		if c.nilFn {
+			fn = nil
+		}
+		ev := dirEvent{Name: filepath.Join("/etc/famguard/profiles.d", c.name), Mask: c.mask}
+		if got := eventWait(ev, c.inDir, quiet, fn); got != c.expect {
+			t.Errorf("%s mask %#x: wait %v, want %v", c.name, c.mask, got, c.expect)
+		}
+	}
+	if got := eventWait(dirEvent{Name: "/p/family.yaml", Mask: unix.IN_MOVED_TO}, true, time.Millisecond, isProfile); got != time.Millisecond {
+		t.Errorf("a quiet shorter than settle: wait %v, want the quiet", got)
 	}
 }

@@ -158,6 +158,9 @@ type DataplaneStatus struct {
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	RetryBackoff        string     `json:"retry_backoff,omitempty"`
 	NextRetry           *time.Time `json:"next_retry,omitempty"`
+	// LastPass is where the last pass that wrote rules spent its time, step
+	// by step in order (pass.go): what a slow reload is slow at.
+	LastPass []PassStep `json:"last_pass,omitempty"`
 }
 
 // DeviceStatus is plan's per-device view plus what the network shows.

@@ -6,10 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxDelay bounds how long a burst of events can postpone a reload.
 const maxDelay = 500 * time.Millisecond
+
+// settle is the quiet after a file was completed (see watchDir).
+const settle = 2 * time.Millisecond
 
 // watchDir tells the loop (through changed, coalescing) that a watched
 // directory (the profiles, the category lists) may have changed.
@@ -27,10 +32,18 @@ const maxDelay = 500 * time.Millisecond
 // anything really changed (by content digest), and a half-written file is
 // simply rejected until its last write arrives.
 //
+// A file that is complete — renamed into place (how editors, pushes and
+// `famguard assign` write) or closed after writing — and that complete
+// accepts (a profile, not an editor's temporary file) needs no quiet of
+// `quiet`: only `settle`, enough to fold the back-to-back renames of a
+// multi-file push. So a parent's save is applied some 20 ms sooner, while
+// a write still in progress (no close yet) waits as before. complete may
+// be nil: every event then waits `quiet`.
+//
 // ready is closed once the watches are in place (or could not be): the loop
 // waits for it before its first load, so an edit made while the agent starts
 // is either read by that load or seen by the watch, never lost between them.
-func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Logger, changed chan<- struct{}, ready chan<- struct{}) {
+func watchDir(ctx context.Context, dir string, quiet time.Duration, complete func(name string) bool, log *slog.Logger, changed chan<- struct{}, ready chan<- struct{}) {
 	w, err := newDirWatcher()
 	if err != nil {
 		close(ready)
@@ -58,12 +71,11 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 	var debounce *time.Timer
 	var fire <-chan time.Time
 	var first time.Time // first event of the current burst
-	touch := func() {
+	touch := func(wait time.Duration) {
 		now := time.Now()
 		if fire == nil {
 			first = now
 		}
-		wait := quiet
 		if rest := maxDelay - now.Sub(first); rest < wait {
 			wait = max(rest, 0)
 		}
@@ -79,7 +91,7 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 			}
 			// An overflowed queue means we lost events: reload to be sure.
 			log.Warn("profile watch error; reloading to be safe", "err", err)
-			touch()
+			touch(quiet)
 		case ev, ok := <-w.Events:
 			if !ok {
 				return
@@ -101,7 +113,7 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 				}
 				addDir()
 			}
-			touch()
+			touch(eventWait(ev, inDir, quiet, complete))
 		case <-fire:
 			fire = nil
 			select {
@@ -110,6 +122,15 @@ func watchDir(ctx context.Context, dir string, quiet time.Duration, log *slog.Lo
 			}
 		}
 	}
+}
+
+// eventWait is the quiet an event asks for: settle for a complete file
+// in the directory that complete accepts, quiet for anything else.
+func eventWait(ev dirEvent, inDir bool, quiet time.Duration, complete func(string) bool) time.Duration {
+	if inDir && ev.Mask&(unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE) != 0 && complete != nil && complete(ev.Name) {
+		return min(quiet, settle)
+	}
+	return quiet
 }
 
 func arm(t *time.Timer, d time.Duration) (*time.Timer, <-chan time.Time) {
