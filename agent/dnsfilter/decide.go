@@ -27,6 +27,15 @@
 // REFUSED (the filter fails closed) until the first load has finished.
 // Without lists (none installed, or the load failed) categories are simply
 // not enforced, as status says: refusing then would break all DNS.
+//
+// The UDP path is built for CPU per query, most of which went to system
+// calls: datagrams move in batches (recvmmsg/sendmmsg, batch.go), a query
+// the filter answers alone (blocked, refused) is answered on the reading
+// goroutine and only forwarded ones go to workers (listen.go), and
+// forwarded queries share one upstream socket, their answers read in
+// batches (upstream.go). Measured with scripts/dns-bench: CPU per query
+// from a median 2.07× the bare Go UDP echo's to 1.35× (figures in
+// scripts/dns-bench/README.md).
 package dnsfilter
 
 import (
