@@ -364,7 +364,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case t := <-neighCh:
 			d.neigh = t
 			d.observe(t)
-			d.reconcile("neighbour table changed")
+			// While a failed apply waits for its retry, a new table only
+			// updates what the retry will write. The table changes every
+			// few seconds on a busy LAN, and each attempt against a failing
+			// or hung iptables-restore can hold the loop for
+			// --restore-timeout: without this the backoff would be
+			// bypassed, and status and the parents' verbs would queue
+			// behind back-to-back attempts.
+			if d.retryAt.IsZero() {
+				d.reconcile("neighbour table changed")
+			}
 			d.noticeRestricted(false)
 		case c := <-catCh:
 			d.categoriesLoaded(c)

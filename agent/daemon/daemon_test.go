@@ -28,6 +28,7 @@ type fakeDataplane struct {
 	mu      sync.Mutex
 	fake    *rules.Fake
 	applies int
+	tries   int // applies attempted, failed ones included
 	fail    error
 }
 
@@ -36,6 +37,7 @@ func newFakeDataplane() *fakeDataplane { return &fakeDataplane{fake: rules.NewFa
 func (f *fakeDataplane) Apply(fam rules.Family, text string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tries++
 	if f.fail != nil {
 		return f.fail
 	}
@@ -151,10 +153,11 @@ func TestBedtimeTransitionAppliesRulesAndCutsConnections(t *testing.T) {
 		t.Fatal("Alice's MAC is in the rules before bedtime")
 	}
 	// The loop sleeps until 21:00 on the agent's clock, then blocks.
-	eventually(t, "bedtime rules", func() bool { return blocksAlice(h.dp.get(rules.IPv4)) })
-	if !blocksAlice(h.dp.get(rules.IPv6)) {
-		t.Error("IPv6 rules do not block Alice's MAC at bedtime")
-	}
+	// One pass writes IPv4, then IPv6: wait for both (checking IPv6 the
+	// moment IPv4 shows the change raced the second write).
+	eventually(t, "bedtime rules", func() bool {
+		return blocksAlice(h.dp.get(rules.IPv4)) && blocksAlice(h.dp.get(rules.IPv6))
+	})
 	if !strings.Contains(h.dp.get(rules.IPv6), "2001:db8:1::11") {
 		t.Error("IPv6 rules do not cut traffic towards Alice's known address")
 	}
@@ -598,4 +601,68 @@ func harnessConntrack(h *harness) rules.Conntrack { return chanConntrack(h.cut) 
 // device's MAC, offline or not).
 func blocksAlice(text string) bool {
 	return strings.Contains(text, "-A FAMGUARD -m mac --mac-source 02:00:00:00:00:11 ")
+}
+
+// churningNeighbours sends a changed table every few milliseconds, as a
+// busy LAN does.
+type churningNeighbours struct{ every time.Duration }
+
+func (n churningNeighbours) Run(ctx context.Context, out chan<- netwatch.Table) error {
+	tick := time.NewTicker(n.every)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		t := netwatch.Table{"02:00:00:00:00:11": {netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i%100)})}}
+		select {
+		case out <- t:
+		case <-ctx.Done():
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// TestNeighbourChurnKeepsTheRetryBackoff: while applies fail, neighbour
+// table changes must not start attempts of their own. Each attempt against
+// a hung iptables-restore holds the loop for --restore-timeout, so
+// attempts on every table change kept the loop busy back to back (status
+// queued behind them in the fault lab).
+func TestNeighbourChurnKeepsTheRetryBackoff(t *testing.T) {
+	dir := profileDir(t, profile)
+	dp := newFakeDataplane()
+	dp.setFail(errors.New("iptables-restore: stand-in failure"))
+	d := New(Config{
+		ProfilesDir: dir,
+		Clock:       clock.StartingAt(time.Date(2026, 11, 26, 22, 0, 0, 0, berlin)),
+		Env:         tz.Env{Root: t.TempDir(), Getenv: func(string) string { return "" }},
+		Dataplane:   dp,
+		Neighbours:  churningNeighbours{every: 2 * time.Millisecond},
+		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RetryBase:   250 * time.Millisecond,
+		RetryMax:    250 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+
+	time.Sleep(time.Second)
+	dp.mu.Lock()
+	tries := dp.tries
+	dp.mu.Unlock()
+	// The start, then one retry every 250 ms: about 5 attempts of at most
+	// 2 families in one second. Generous for a slow machine: churn-driven
+	// attempts would be in the hundreds.
+	if tries > 16 {
+		t.Errorf("%d apply attempts in 1 s with a 250 ms backoff: neighbour changes bypass the backoff", tries)
+	}
+	if tries == 0 {
+		t.Error("no apply was attempted at all")
+	}
+	// Once the tool works, the retry applies the newest table.
+	dp.setFail(nil)
+	eventually(t, "rules applied after recovery", func() bool { return strings.Contains(dp.get(rules.IPv4), ":FAMGUARD ") })
 }

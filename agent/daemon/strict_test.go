@@ -83,10 +83,12 @@ type recordingOpener struct {
 	opened []string
 }
 
-func (o *recordingOpener) Add(set string, addr netip.Addr, _ time.Duration) error {
+func (o *recordingOpener) AddAll(set string, addrs []egress.Entry) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.opened = append(o.opened, set+" "+addr.String())
+	for _, a := range addrs {
+		o.opened = append(o.opened, set+" "+a.Addr.String())
+	}
 	return nil
 }
 

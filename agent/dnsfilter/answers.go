@@ -27,6 +27,9 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"time"
+
+	"github.com/famguard/famguard/agent/egress"
 )
 
 // Record types the walker looks into.
@@ -51,10 +54,12 @@ type target struct {
 	name string // lower case, no root dot
 }
 
-// opened is an address an answer gives the client, with its TTL (seconds).
-type opened struct {
-	addr netip.Addr
-	ttl  uint32
+// opened is an address an answer gives the client, with its TTL: what
+// strict egress opens (egress.Sets.AddAll takes them as they are).
+type opened = egress.Entry
+
+func openedAt(a netip.Addr, ttl uint32) opened {
+	return opened{Addr: a, TTL: time.Duration(ttl) * time.Second}
 }
 
 // answerScan is what walkAnswers found.
@@ -134,11 +139,11 @@ func walkAnswers(msg []byte, collect bool, maxTTL uint32) (answerScan, error) {
 			}
 		case typeA:
 			if collect && class == classIN && rdlen == 4 {
-				sc.addrs = append(sc.addrs, opened{netip.AddrFrom4([4]byte(msg[rd:end])), ttl})
+				sc.addrs = append(sc.addrs, openedAt(netip.AddrFrom4([4]byte(msg[rd:end])), ttl))
 			}
 		case typeAAAA:
 			if collect && class == classIN && rdlen == 16 {
-				sc.addrs = append(sc.addrs, opened{netip.AddrFrom16([16]byte(msg[rd:end])).Unmap(), ttl})
+				sc.addrs = append(sc.addrs, openedAt(netip.AddrFrom16([16]byte(msg[rd:end])).Unmap(), ttl))
 			}
 		}
 		off = end
@@ -162,11 +167,11 @@ func svcHints(params []byte, ttl uint32, out []opened) ([]opened, error) {
 		switch {
 		case key == svcParamIPv4Hint && n%4 == 0:
 			for i := 0; i < n; i += 4 {
-				out = append(out, opened{netip.AddrFrom4([4]byte(v[i:])), ttl})
+				out = append(out, openedAt(netip.AddrFrom4([4]byte(v[i:])), ttl))
 			}
 		case key == svcParamIPv6Hint && n%16 == 0:
 			for i := 0; i < n; i += 16 {
-				out = append(out, opened{netip.AddrFrom16([16]byte(v[i:])).Unmap(), ttl})
+				out = append(out, openedAt(netip.AddrFrom16([16]byte(v[i:])).Unmap(), ttl))
 			}
 		}
 		params = params[4+n:]

@@ -4,9 +4,10 @@ import (
 	"context"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/famguard/famguard/agent/egress"
 )
 
 // The CPU cost of checking answers, in process (no sockets): a protected
@@ -15,7 +16,7 @@ import (
 
 type nopOpener struct{}
 
-func (nopOpener) Add(string, netip.Addr, time.Duration) error { return nil }
+func (nopOpener) AddAll(string, []egress.Entry) error { return nil }
 
 func benchAnswer(b *testing.B, rules Rules, texts []string) {
 	m := query("www.example.org", dns.TypeA)

@@ -102,56 +102,86 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return l.Serve(ctx)
 }
 
+// udpBatch is how many datagrams one recvmmsg or sendmmsg moves at most
+// (batch.go): beyond some 30 the fixed cost of a call is spread thin.
+const udpBatch = 32
+
 func (l *Listener) serveUDP(ctx context.Context) error {
-	buf := make([]byte, udpReadBuf)
-	oob := make([]byte, 128)
+	rc, err := l.udp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	out := newSender(rc, nil)
+	rctx, stop := context.WithCancel(ctx)
+	replied := make(chan struct{})
+	go func() { out.run(rctx); close(replied) }()
+	defer func() { stop(); <-replied }()
+
+	in := newBatchReader(rc, udpBatch, udpReadBuf, 128)
 	sem := make(chan struct{}, maxUDPInFlight)
 	jobs := make(chan udpJob) // to an idle worker, if one waits
 	var idle atomic.Int32
 	var lastOOB, replyOOB []byte
 	for {
-		n, oobn, flags, from, err := l.udp.ReadMsgUDPAddrPort(buf, oob)
+		n, err := in.read()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		if flags&unix.MSG_TRUNC != 0 || n < headerLen {
-			continue
-		}
-		// The per-client limits are applied here, before the query takes
-		// one of the shared slots: a client over them costs one table
-		// lookup, and its query is dropped unanswered. Dropped rather than
-		// REFUSED: an answer would cost a write per flooded datagram and
-		// reflect traffic at whatever source address the flood carries,
-		// while a real device's stub simply retries a second later.
-		src := from.Addr().Unmap().WithZone("")
-		tk, ok := l.s.admit(src)
-		if !ok {
-			continue
-		}
-		// Datagrams to one address carry the same control message: its
-		// reply form is worked out once, not parsed anew per query.
-		if !bytes.Equal(oob[:oobn], lastOOB) {
-			lastOOB = append(lastOOB[:0], oob[:oobn]...)
-			replyOOB = sourceFor(lastOOB)
-		}
-		j := udpJob{query: append([]byte(nil), buf[:n]...), src: src, from: from, oob: replyOOB, tk: tk}
-		sem <- struct{}{}
-		select {
-		case jobs <- j:
-		default:
-			go l.udpWorker(ctx, j, jobs, sem, &idle)
+		for i := range n {
+			q := in.payload(i)
+			if in.truncated(i) || len(q) < headerLen {
+				continue
+			}
+			// The per-client limits are applied here, before the query
+			// takes one of the shared slots: a client over them costs one
+			// table lookup, and its query is dropped unanswered. Dropped
+			// rather than REFUSED: an answer would cost a write per flooded
+			// datagram and reflect traffic at whatever source address the
+			// flood carries, while a real device's stub simply retries a
+			// second later.
+			src := in.peers[i].addrPort().Addr().Unmap()
+			tk, ok := l.s.admit(src)
+			if !ok {
+				continue
+			}
+			// Datagrams to one address carry the same control message: its
+			// reply form is worked out once, not parsed anew per query.
+			if oob := in.oob(i); !bytes.Equal(oob, lastOOB) {
+				lastOOB = append(lastOOB[:0], oob...)
+				replyOOB = sourceFor(lastOOB)
+			}
+			// What needs no upstream (a blocked name, REFUSED, FORMERR) is
+			// answered here; only a query waiting for the upstream goes to
+			// a worker. A handoff per query cost more than the answer.
+			query := append([]byte(nil), q...)
+			resp, fw := l.s.answerLocal(query, l.port, src)
+			if fw == nil {
+				if resp != nil {
+					out.send(outgoing{b: resp, to: in.peers[i], oob: replyOOB})
+				}
+				l.s.done(tk)
+				continue
+			}
+			j := udpJob{query: query, fw: fw, to: in.peers[i], oob: replyOOB, tk: tk}
+			sem <- struct{}{}
+			select {
+			case jobs <- j:
+			default:
+				go l.udpWorker(ctx, j, jobs, sem, &idle, out)
+			}
 		}
 	}
 }
 
-// udpJob is one admitted UDP query on its way to a worker.
+// udpJob is one admitted UDP query on its way to a worker, to be
+// answered with the upstream's help.
 type udpJob struct {
 	query []byte
-	src   netip.Addr
-	from  netip.AddrPort
+	fw    *forwarding
+	to    peer   // where the answer goes: the query's source, raw
 	oob   []byte // the reply's control message (shared, read only)
 	tk    ticket
 }
@@ -165,10 +195,10 @@ const udpIdleWorkers = 16
 
 // udpWorker answers j, then further queries from jobs while it is one of
 // the few idle workers.
-func (l *Listener) udpWorker(ctx context.Context, j udpJob, jobs <-chan udpJob, sem <-chan struct{}, idle *atomic.Int32) {
+func (l *Listener) udpWorker(ctx context.Context, j udpJob, jobs <-chan udpJob, sem <-chan struct{}, idle *atomic.Int32, out *sender) {
 	for {
-		if resp := l.s.Answer(ctx, j.query, l.port, j.src, "udp"); resp != nil {
-			_, _, _ = l.udp.WriteMsgUDPAddrPort(resp, j.oob, j.from)
+		if resp := l.s.answerUpstream(ctx, j.query, j.fw, "udp"); resp != nil {
+			out.send(outgoing{b: resp, to: j.to, oob: j.oob})
 		}
 		l.s.done(j.tk)
 		<-sem

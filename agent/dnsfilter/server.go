@@ -167,34 +167,57 @@ func (s *Server) Publish(snap *Snapshot) { s.snap.Store(snap) }
 // are still loading at start (WithListsPending), a query they could decide
 // is REFUSED and counted, never answered unfiltered.
 func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.Addr, network string) []byte {
+	resp, fw := s.answerLocal(query, port, src)
+	if fw == nil {
+		return resp
+	}
+	return s.answerUpstream(ctx, query, fw, network)
+}
+
+// forwarding is a query whose answer needs the upstream: a forwarded name,
+// or a safe-search rewrite.
+type forwarding struct {
+	r     *request
+	d     Decision
+	mac   string
+	rules Rules
+	snap  *Snapshot
+}
+
+// answerLocal is the part of Answer that needs no upstream: it returns the
+// answer, or (for a forwarded name or a safe-search rewrite) what
+// answerUpstream needs to finish it. The UDP listener calls it on the
+// reading goroutine, so a blocked or refused query is answered without a
+// handoff to a worker; query must stay unchanged until answerUpstream.
+func (s *Server) answerLocal(query []byte, port int, src netip.Addr) ([]byte, *forwarding) {
 	if len(query) < headerLen {
-		return nil
+		return nil, nil
 	}
 	s.queries.Add(1)
 	r := &request{}
 	var err error
 	if r.h, err = r.p.Start(query); err != nil {
-		return nil
+		return nil, nil
 	}
 	if r.h.Response || r.h.OpCode != 0 || binary.BigEndian.Uint16(query[4:]) != 1 {
-		return s.reply(r, dnsmessage.RCodeFormatError)
+		return s.reply(r, dnsmessage.RCodeFormatError), nil
 	}
 	if r.q, err = r.p.Question(); err != nil {
-		return s.reply(r, dnsmessage.RCodeFormatError)
+		return s.reply(r, dnsmessage.RCodeFormatError), nil
 	}
 	r.hasQ = true
 	snap := s.snap.Load()
 	rules, ok := snap.classOf(port)
 	if !ok {
 		s.refused.count(port == snap.offlinePort && port != 0)
-		return s.reply(r, dnsmessage.RCodeRefused)
+		return s.reply(r, dnsmessage.RCodeRefused), nil
 	}
 	mac := snap.clientName(src, rules)
 	name := r.q.Name.String()
 	d := Decide(name, rules, snap.store)
 	if snap.listsPending && waitsForLists(d, rules) {
 		s.notReady.Add(1)
-		return s.reply(r, dnsmessage.RCodeRefused)
+		return s.reply(r, dnsmessage.RCodeRefused), nil
 	}
 	switch d.Action {
 	case Block:
@@ -203,15 +226,21 @@ func (s *Server) Answer(ctx context.Context, query []byte, port int, src netip.A
 			what = "deny"
 		}
 		s.note(mac, rules.Child, name, what, d.Reason)
-		return s.blocked(r)
+		return s.blocked(r), nil
 	case Refuse:
 		s.note(mac, rules.Child, name, "bypass", d.Reason)
-		return s.nxdomain(r)
-	case Rewrite:
-		s.count(mac, "safe-search")
-		return s.open(r, s.rewrite(ctx, r, d.SafeHost, network), mac, rules)
+		return s.nxdomain(r), nil
 	}
-	return s.forwardChecked(ctx, query, r, network, mac, rules, snap)
+	return nil, &forwarding{r: r, d: d, mac: mac, rules: rules, snap: snap}
+}
+
+// answerUpstream finishes what answerLocal could not answer alone.
+func (s *Server) answerUpstream(ctx context.Context, query []byte, f *forwarding, network string) []byte {
+	if f.d.Action == Rewrite {
+		s.count(f.mac, "safe-search")
+		return s.open(f.r, s.rewrite(ctx, f.r, f.d.SafeHost, network), f.mac, f.rules)
+	}
+	return s.forwardChecked(ctx, query, f.r, network, f.mac, f.rules, f.snap)
 }
 
 // waitsForLists reports whether the lists not loaded yet could change

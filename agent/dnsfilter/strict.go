@@ -17,22 +17,24 @@ package dnsfilter
 
 import (
 	"context"
-	"net/netip"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/famguard/famguard/agent/egress"
 )
 
 // StrictMaxTTL caps the TTL of every record answered to a strict class (and
 // so the time an address stays open after one answer): one day.
 const StrictMaxTTL = 86400
 
-// Opener opens an address for a strict class: egress.Sets implements it.
-// set is the class's base set name (Rules.StrictSet); ttl is the answer's
-// TTL, to which the opener adds its grace. It must not return before the
-// address is in force in the kernel.
+// Opener opens addresses for a strict class: egress.Sets implements it.
+// set is the class's base set name (Rules.StrictSet); each entry's TTL is
+// the answer's, to which the opener adds its grace. It must not return nil
+// before every address is in force in the kernel. All the addresses of one
+// answer go in one call, so that they reach the kernel together (and with
+// other answers' addresses: egress batches concurrent calls).
 type Opener interface {
-	Add(set string, addr netip.Addr, ttl time.Duration) error
+	AddAll(set string, addrs []egress.Entry) error
 }
 
 type openerBox struct{ o Opener }
@@ -115,20 +117,19 @@ type errNoOpener struct{}
 func (errNoOpener) Error() string { return "strict egress: no opener set" }
 
 func (s *Server) openAll(addrs []opened, rules Rules) error {
-	if len(addrs) == 0 {
+	// A blocked answer's 0.0.0.0 or :: opens nothing.
+	open := addrs[:0]
+	for _, a := range addrs {
+		if !a.Addr.IsUnspecified() {
+			open = append(open, a)
+		}
+	}
+	if len(open) == 0 {
 		return nil
 	}
 	box := s.opener.Load()
 	if box == nil || box.o == nil || rules.StrictSet == "" {
 		return errNoOpener{}
 	}
-	for _, a := range addrs {
-		if a.addr.IsUnspecified() {
-			continue // a blocked answer's 0.0.0.0 or :: opens nothing
-		}
-		if err := box.o.Add(rules.StrictSet, a.addr, time.Duration(a.ttl)*time.Second); err != nil {
-			return err
-		}
-	}
-	return nil
+	return box.o.AddAll(rules.StrictSet, open)
 }

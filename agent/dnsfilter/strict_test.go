@@ -2,32 +2,37 @@ package dnsfilter
 
 import (
 	"errors"
-	"net/netip"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/famguard/famguard/agent/egress"
 )
 
-// fakeOpener records what it opened; fail makes every Add fail.
+// fakeOpener records what it opened; fail makes every AddAll fail.
 type fakeOpener struct {
 	mu     sync.Mutex
 	opened map[string]time.Duration // "set addr" → ttl
+	calls  int
 	fail   error
 }
 
-func (o *fakeOpener) Add(set string, addr netip.Addr, ttl time.Duration) error {
+func (o *fakeOpener) AddAll(set string, addrs []egress.Entry) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.calls++
 	if o.fail != nil {
 		return o.fail
 	}
 	if o.opened == nil {
 		o.opened = map[string]time.Duration{}
 	}
-	o.opened[set+" "+addr.String()] = ttl
+	for _, a := range addrs {
+		o.opened[set+" "+a.Addr.String()] = a.TTL
+	}
 	return nil
 }
 
@@ -73,6 +78,11 @@ func TestStrictOpensBeforeAnswering(t *testing.T) {
 			}
 			if !reflect.DeepEqual(o.opened, tc.opened) {
 				t.Errorf("opened %v, want %v", o.opened, tc.opened)
+			}
+			// All of an answer's addresses in one call: they reach the
+			// kernel in one batch.
+			if want := min(len(tc.opened), 1); o.calls != want {
+				t.Errorf("%d opener calls, want %d", o.calls, want)
 			}
 			var ttls []uint32
 			for _, rr := range resp.Answer {

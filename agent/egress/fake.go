@@ -9,13 +9,20 @@ import (
 
 // Fake is a stateful Kernel for tests: sets with entries that expire on
 // its clock, the kernel's errors for a missing set, a wrong family and a
-// full set, and a call log.
+// full set, addresses it refuses, batches, and a call log.
 type Fake struct {
 	Now func() time.Time // the clock entries expire on (time.Now if nil)
+	// Refuse makes the kernel refuse these addresses with their error,
+	// whatever else the batch holds.
+	Refuse map[netip.Addr]error
+	// BeforeBatch, if set, is called with each batch before the kernel
+	// takes it (without Fake's lock): tests hold a batch there.
+	BeforeBatch func(adds []KernelAdd)
 
-	mu    sync.Mutex
-	sets  map[string]*fakeSet
-	Calls []string // "create NAME", "add NAME ADDR TIMEOUT", "destroy NAME"
+	mu      sync.Mutex
+	sets    map[string]*fakeSet
+	Calls   []string // "create NAME", "add NAME ADDR TIMEOUT", "destroy NAME"
+	Batches []int    // the size of every AddBatch, in order
 }
 
 type fakeSet struct {
@@ -49,10 +56,27 @@ func (f *Fake) Create(name string, v6 bool, maxElem uint32) error {
 	return nil
 }
 
-// Add implements Kernel.
-func (f *Fake) Add(name string, addr netip.Addr, timeout uint32) error {
+// AddBatch implements Kernel.
+func (f *Fake) AddBatch(adds []KernelAdd) {
+	if f.BeforeBatch != nil {
+		f.BeforeBatch(adds)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Batches = append(f.Batches, len(adds))
+	for i := range adds {
+		adds[i].Err = f.add(adds[i].Set, adds[i].Addr, adds[i].Timeout)
+	}
+}
+
+// Add is a batch of one.
+func (f *Fake) Add(name string, addr netip.Addr, timeout uint32) error {
+	e := []KernelAdd{{Set: name, Addr: addr, Timeout: timeout}}
+	f.AddBatch(e)
+	return e[0].Err
+}
+
+func (f *Fake) add(name string, addr netip.Addr, timeout uint32) error {
 	f.Calls = append(f.Calls, fmt.Sprintf("add %s %s %d", name, addr, timeout))
 	s, ok := f.sets[name]
 	switch {
@@ -60,6 +84,8 @@ func (f *Fake) Add(name string, addr netip.Addr, timeout uint32) error {
 		return fmt.Errorf("ipset %s: no such set", name)
 	case s.v6 != addr.Is6():
 		return fmt.Errorf("ipset %s: invalid protocol (address family)", name)
+	case f.Refuse[addr] != nil:
+		return f.Refuse[addr]
 	}
 	now := f.now()
 	s.expire(now)

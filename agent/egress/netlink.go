@@ -70,7 +70,11 @@ func familyName(f uint8) string {
 	return fmt.Sprint(f)
 }
 
-// Add implements Kernel.
+// AddBatch implements Kernel: one write and one acknowledgement for up to
+// 512 entries, a list message per set (nladd.go).
+func (n *Netlink) AddBatch(adds []KernelAdd) { n.add.addBatch(adds) }
+
+// Add is a batch of one.
 func (n *Netlink) Add(name string, addr netip.Addr, timeout uint32) error {
 	return n.add.add(name, addr, timeout)
 }

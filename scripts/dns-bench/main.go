@@ -45,6 +45,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -142,6 +143,7 @@ type result struct {
 	// famguard-strict: what its kernel sets hold after the query load
 	// (addresses and kernel memory, from the kernel's own set header).
 	open4, setBytes int
+	adds, writes    int // its kernel adds and the writes (batches) they took
 }
 
 func run(srvCPU string) error {
@@ -244,7 +246,9 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", s.name, err)
 	}
-	defer stop(cmd)
+	var once sync.Once
+	stopServer := func() { once.Do(func() { stop(cmd) }) }
+	defer stopServer()
 	exited := make(chan struct{})
 	go func() { _, _ = cmd.Process.Wait(); close(exited) }()
 	if err := waitReadyOrExit(filterAddr, probe, *ready, exited); err != nil {
@@ -281,8 +285,21 @@ func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result,
 			return r, fmt.Errorf("%s: reading its sets: %w", s.name, err)
 		}
 		r.open4, r.setBytes = st.Open4, st.MemBytes
+		// It prints its adds and writes when it stops.
+		stopServer()
+		log, _ := os.ReadFile(filepath.Join(dir, s.name+".log"))
+		r.adds, r.writes = strictWrites(string(log))
 	}
 	return r, nil
+}
+
+// strictWrites reads famguard-strict's last "strict: N kernel adds in M
+// writes" line (0, 0 when there is none).
+func strictWrites(log string) (adds, writes int) {
+	for _, line := range strings.Split(log, "\n") {
+		_, _ = fmt.Sscanf(line, "strict: %d kernel adds in %d writes", &adds, &writes)
+	}
+	return adds, writes
 }
 
 // strictStats reads famguard-strict's sets from the kernel (the bench runs
@@ -423,7 +440,7 @@ func setFields(r result) string {
 	if r.name != "famguard-strict" {
 		return ""
 	}
-	return fmt.Sprintf(" set_ipv4=%d set_bytes=%d", r.open4, r.setBytes)
+	return fmt.Sprintf(" set_ipv4=%d set_bytes=%d kernel_adds=%d kernel_writes=%d", r.open4, r.setBytes, r.adds, r.writes)
 }
 
 // strictReport prints, per list size measured with both famguard and
@@ -448,8 +465,9 @@ func strictReport(results []result) {
 		if st.name != "famguard-strict" || !ok || f.thr.qps == 0 {
 			continue
 		}
-		fmt.Printf("strict egress at %d domains (%s): on/off %.2f× q/s (%.0f vs %.0f), CPU %.1f vs %.1f µs/query; sets hold %d IPv4 addresses in %.1f KiB of kernel memory (bounded: 65,536 entries a set); RSS after %.1f vs %.1f MiB\n",
-			st.domains, mixName, st.thr.qps/f.thr.qps, st.thr.qps, f.thr.qps, us(st.cpuPerQ), us(f.cpuPerQ), st.open4, float64(st.setBytes)/1024, mib(st.afterKiB), mib(f.afterKiB))
+		fmt.Printf("strict egress at %d domains (%s): on/off %.2f× q/s (%.0f vs %.0f), CPU %.1f vs %.1f µs/query; sets hold %d IPv4 addresses in %.1f KiB of kernel memory (bounded: 65,536 entries a set); %d kernel adds in %d writes (%.1f a write); RSS after %.1f vs %.1f MiB\n",
+			st.domains, mixName, st.thr.qps/f.thr.qps, st.thr.qps, f.thr.qps, us(st.cpuPerQ), us(f.cpuPerQ), st.open4, float64(st.setBytes)/1024,
+			st.adds, st.writes, float64(st.adds)/float64(max(st.writes, 1)), mib(st.afterKiB), mib(f.afterKiB))
 	}
 }
 

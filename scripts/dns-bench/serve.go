@@ -71,6 +71,12 @@ func serveFamguard(args []string) {
 		}
 		s.SetOpener(sets)
 		rules.Strict, rules.StrictSet = true, *strictSet
+		// On stop: how well the adds were batched (the bench reads it
+		// from the log, strictWrites).
+		defer func() {
+			w, a := sets.Writes()
+			fmt.Fprintf(os.Stderr, "strict: %d kernel adds in %d writes\n", a, w)
+		}()
 	}
 	_, portText, err := net.SplitHostPort(listen)
 	port, perr := strconv.Atoi(portText)
