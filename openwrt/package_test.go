@@ -149,7 +149,7 @@ func TestIPKs(t *testing.T) {
 		fields, size := controlFields(control), dataSize(data)
 		for k, v := range map[string]string{
 			"Package": "famguard", "Version": "0.1.0-1", "Architecture": arch, "Section": "net",
-			"Depends":        "iptables-nft, ip6tables-nft, kmod-nft-compat, kmod-ipt-core, kmod-ip6tables, kmod-ipt-conntrack, kmod-ipt-nat, kmod-nft-nat, kmod-nf-conntrack-netlink",
+			"Depends":        "iptables-nft, ip6tables-nft, kmod-nft-compat, kmod-ipt-core, kmod-ip6tables, kmod-ipt-conntrack, kmod-ipt-nat, kmod-nft-nat, kmod-nf-conntrack-netlink, kmod-ipt-ipset",
 			"Installed-Size": fmt.Sprint(size),
 		} {
 			if fields[k] != v {

@@ -143,4 +143,20 @@ type Desired struct {
 	// Unknown is the unknown-device policy (zero value: Allow false with a
 	// zero Class means "offline" — the safe default — once LAN is set).
 	Unknown UnknownPolicy
+	// InboundSet is the base name of the inbound sets (InboundSet+"4",
+	// hash:ip inet; +"6", inet6): the LAN addresses that devices which are
+	// not offline used. The kernel adds the source of the first LAN packet
+	// of every connection whose mark says "a device, not offline"; the
+	// daemon adds the neighbour-table addresses of such devices. While any
+	// device or the unknown class is offline, a connection opened from
+	// outside the LAN to a LAN address in neither set is rejected before its
+	// first packet is forwarded (see renderInbound). Empty, or no LAN known:
+	// no inbound guard. The daemon switches to a fresh, refilled set
+	// whenever a device stops being online (INBOUND.md).
+	InboundSet string
 }
+
+// InboundTimeout is how long, in seconds, the kernel keeps an address in
+// the inbound set after the last connection a device opened from it (and
+// the daemon after the last neighbour-table sighting it wrote).
+const InboundTimeout = 3600

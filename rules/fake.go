@@ -423,7 +423,7 @@ func ruleArgs(rule string) []string {
 
 func isStandardTarget(t string) bool {
 	switch t {
-	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE", "CONNMARK", "MARK":
+	case "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "REDIRECT", "DNAT", "MASQUERADE", "CONNMARK", "MARK", "SET":
 		return true
 	}
 	return false

@@ -282,17 +282,25 @@ func isJumpTo(line, chain string) bool {
 // Snapshot returns, for every table famguard uses, our chains' declarations,
 // their rules and the jumps with their positions.
 func (r *Runner) Snapshot() (string, error) {
+	out, err := r.runSave()
+	if err != nil {
+		return "", err
+	}
+	return ourLines(out), nil
+}
+
+// runSave runs iptables-save (or ip6tables-save) with args, bounded by the
+// runner's timeout.
+func (r *Runner) runSave(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	cmd := command(ctx, r.save)
+	cmd := command(ctx, r.save, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
-	err := runBounded(ctx, cmd, r.timeout)
-	out := stdout.Bytes()
-	if err != nil {
+	if err := runBounded(ctx, cmd, r.timeout); err != nil {
 		return "", fmt.Errorf("%s: %w", r.save, err)
 	}
-	return ourLines(string(out)), nil
+	return stdout.String(), nil
 }
 
 // ourLines extracts famguard's part of iptables-save output, each line
@@ -542,6 +550,9 @@ type Kernel struct {
 	fresh   [2]bool        // written since the last read-back
 	pending [2]expectation // non-nil: the last write was a delta
 
+	strict  [2]bool             // the kernel holds strict reject rules (refused.go)
+	refused [2]map[uint16]int64 // what writes reset of their counters
+
 	// The nf_tables generation (nftgen.go) just before the last read-back
 	// of each family; genOK: known. Only with the nf_tables backend.
 	useGen bool
@@ -596,22 +607,25 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 		}
 	}
 	var exp expectation
-	err := errNoDelta
-	if k.last[fam] != "" && !k.fresh[fam] {
-		if d, e, ok := delta(k.last[fam], restore, k.base[fam]); ok {
-			exp, err = e, nil
-			if d != "" {
-				err = k.r[fam].Apply(d)
+	err := k.keepRefused(fam, func() error {
+		err := errNoDelta
+		if k.last[fam] != "" && !k.fresh[fam] {
+			if d, e, ok := delta(k.last[fam], restore, k.base[fam]); ok {
+				exp, err = e, nil
+				if d != "" {
+					err = k.r[fam].Apply(d)
+				}
 			}
 		}
-	}
-	if err != nil {
-		// A full write: the first, after a read-back showed another
-		// program's change, or when a delta was refused (the positions
-		// it edits were not where it expected them).
-		exp = nil
-		err = k.r[fam].Apply(restore)
-	}
+		if err != nil {
+			// A full write: the first, after a read-back showed another
+			// program's change, or when a delta was refused (the positions
+			// it edits were not where it expected them).
+			exp = nil
+			err = k.r[fam].Apply(restore)
+		}
+		return err
+	})
 	k.last[fam], k.fresh[fam], k.pending[fam] = "", true, exp
 	if err != nil {
 		// Whatever made it fail (often another program flushing the
@@ -620,7 +634,7 @@ func (k *Kernel) Apply(fam Family, restore string) error {
 		k.jumpOK[fam] = false
 		return err
 	}
-	k.last[fam] = restore
+	k.last[fam], k.strict[fam] = restore, hasStrict(restore)
 	used := tablesIn(restore)
 	// A table famguard wrote before but not now (DNS interception switched
 	// off) loses famguard's jump and chain.
@@ -715,7 +729,7 @@ func (k *Kernel) Snapshot(fam Family) (string, error) {
 func (k *Kernel) Cleanup(fam Family) error {
 	k.jumpOK[fam] = false
 	k.last[fam], k.fresh[fam], k.pending[fam] = "", false, nil
-	k.used[fam] = nil
+	k.used[fam], k.strict[fam] = nil, false
 	return k.r[fam].Cleanup()
 }
 

@@ -400,15 +400,11 @@ func TestKernelReplacesAnOlderJump(t *testing.T) {
 // first (hash:ip, inet and inet6, with a timeout), once per family, by
 // agent/egress's netlink sets as the agent wires them.
 func TestKernelStrictSets(t *testing.T) {
-	k := kernel(t)
-	n, err := egress.NewNetlink()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	k.SetSets(egressSets{n})
+	k := kernelWithSets(t)
 	for _, fam := range []Family{IPv4, IPv6} {
-		text, err := Render(identityDesired(), fam)
+		// With the inbound guard: its set is named twice (the kernel's
+		// -j SET in mangle, the guard's match in filter).
+		text, err := Render(inboundDesired(), fam)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +419,7 @@ func TestKernelStrictSets(t *testing.T) {
 			t.Errorf("%s: the applied identity rules do not hold (%v):\n%s", fam, err, snap)
 		}
 	}
-	for _, set := range []struct{ name, family string }{{"fg-bob4", "inet"}, {"fg-bob6", "inet6"}} {
+	for _, set := range []struct{ name, family string }{{"fg-bob4", "inet"}, {"fg-bob6", "inet6"}, {"fgin-a4", "inet"}, {"fgin-a6", "inet6"}} {
 		out, err := exec.Command("ipset", "list", "-t", set.name).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Type: hash:ip") || !strings.Contains(string(out), "family "+set.family) || !strings.Contains(string(out), "timeout") {
 			t.Errorf("ipset %s: %v\n%s", set.name, err, out)
@@ -443,11 +439,111 @@ func TestKernelStrictSets(t *testing.T) {
 	}
 }
 
+// kernelWithSets is a Kernel that creates the sets a restore names over
+// agent/egress's netlink socket, as the agent wires it.
+func kernelWithSets(t *testing.T) *Kernel {
+	t.Helper()
+	k := kernel(t)
+	n, err := egress.NewNetlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	k.SetSets(egressSets{n})
+	return k
+}
+
 // egressSets is the agent's rules.Sets (agent/cmd/famguard: kernelSets).
 type egressSets struct{ n *egress.Netlink }
 
 func (s egressSets) Ensure(name string, fam Family) error {
 	return s.n.Create(name, fam == IPv6, egress.MaxElem)
+}
+
+// TestKernelRefusedSurvivesWrites: the strict reject counters the Kernel
+// reports are the kernel's, and what a write resets (a rewritten strict
+// chain) is kept. The kernel's counter is set by hand (iptables -R -c), as
+// seven refused connections of bob's would.
+func TestKernelRefusedSurvivesWrites(t *testing.T) {
+	k := kernelWithSets(t)
+	defer func() { _ = k.Cleanup(IPv4); _ = k.Cleanup(IPv6) }()
+	d := identityDesired()
+	text, err := Render(d, IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's strict reject rule, as iptables -S prints it, and its position.
+	out, err := exec.Command("iptables", "-S", StrictChain).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, rule := 0, ""
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "-A ") {
+			pos++
+			if strings.HasSuffix(line, "-j "+RejectChain) {
+				rule = strings.TrimPrefix(line, "-A "+StrictChain+" ")
+				break
+			}
+		}
+	}
+	args, err := Tokenize(rule)
+	if err != nil || rule == "" {
+		t.Fatalf("no strict reject rule in:\n%s", out)
+	}
+	if out, err := exec.Command("iptables", append([]string{"-R", StrictChain, fmt.Sprint(pos), "-c", "7", "420"}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("setting the counter: %v %s", err, out)
+	}
+	got, err := k.Refused()
+	if err != nil || got[bobTablet.ID] != 7 {
+		t.Fatalf("Refused = %v %v, want bob (%d) 7", got, err, bobTablet.ID)
+	}
+	// A full rewrite (Snapshot saw a change, so no delta) resets the
+	// kernel's counter; the Kernel keeps the seven.
+	if _, err := k.Snapshot(IPv4); err != nil {
+		t.Fatal(err)
+	}
+	d.Devices[1].StrictAllow = append(d.Devices[1].StrictAllow, netip.MustParsePrefix("10.99.0.0/16"))
+	if text, err = Render(d, IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	got, err = k.Refused()
+	if err != nil || got[bobTablet.ID] != 7 {
+		t.Errorf("after a delta write: Refused = %v %v, want bob 7", got, err)
+	}
+	// Another program's rule in our chain: the read-back differs, so the
+	// next write is a full one, which flushes the chain and its counters.
+	if out, err := exec.Command("iptables", "-A", StrictChain, "-j", "RETURN").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if _, err := k.Snapshot(IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(IPv4, text); err != nil {
+		t.Fatal(err)
+	}
+	if kernelNow := parseRefused(saveCounters(t)); kernelNow[bobTablet.ID] != 0 {
+		t.Fatalf("the full write did not reset the kernel's counter: %v", kernelNow)
+	}
+	got, err = k.Refused()
+	if err != nil || got[bobTablet.ID] != 7 {
+		t.Errorf("after a full write: Refused = %v %v, want bob 7", got, err)
+	}
+}
+
+func saveCounters(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-c", "-t", "filter").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // TestSnapshotOnlyWhenTheRulesetMoved: with nf_tables, a read-back while

@@ -22,6 +22,8 @@ const (
 	MarkChain    = "FAMGUARD-MARK"
 	MACChain     = "FAMGUARD-MAC"
 	OfflineChain = "FAMGUARD-OFFLINE"
+	// InboundChain holds the inbound guard (renderInbound).
+	InboundChain = "FAMGUARD-INBOUND"
 	// JumpComment marks the single jump from FORWARD, so a person reading
 	// iptables-save knows whose rule it is.
 	JumpComment = "famguard: enforce per-device schedules"
@@ -158,7 +160,7 @@ func Render(d Desired, fam Family) (string, error) {
 
 	var b strings.Builder
 	b.Grow(2048 + 512*len(devs)) // about what a device's rules take: no regrowth
-	renderMangle(&b, d, devs, trusted, lan, unknown)
+	renderMangle(&b, d, fam, devs, trusted, lan, unknown)
 	if d.DNSPort > 0 {
 		renderNAT(&b, d, devs, trusted, lan, unknown)
 	}
@@ -219,7 +221,7 @@ func dnsPort(d Desired, dev Device) int {
 // class's), with MarkOffline when that device is offline. A connection
 // opened from outside gets its ID from the device's first answer, so an
 // offline device cannot be reached either, at any address.
-func renderMangle(b *strings.Builder, d Desired, devs []rendered, trusted, lan []string, unknown *rendered) {
+func renderMangle(b *strings.Builder, d Desired, fam Family, devs []rendered, trusted, lan []string, unknown *rendered) {
 	if len(devs) == 0 && len(trusted) == 0 && unknown == nil {
 		return
 	}
@@ -262,6 +264,19 @@ func renderMangle(b *strings.Builder, d Desired, devs []rendered, trusted, lan [
 	if unknown != nil && unknown.Offline {
 		fmt.Fprintf(b, "-A %s -m connmark --mark %#x/%#x -m comment --comment \"famguard: unknown devices offline\" -j CONNMARK --set-xmark %#x/%#x\n",
 			OfflineChain, DeviceMark(unknown.ID), MarkDeviceMask, MarkOffline, MarkOffline)
+	}
+	// The inbound set learns the LAN addresses of devices that are not
+	// offline, from the kernel's own attribution just above, last in the
+	// offline list: a packet of an offline device always carries
+	// MarkOffline here (the MAC list gave it its ID, the offline list the
+	// bit), so an offline device can never put an address in the set,
+	// whatever address it makes up. Only the first packets of a connection
+	// come here (the hook skips marked ones). In this short list, the set's
+	// switch at a device's bedtime (agent/daemon/inbound.go) leaves the MAC
+	// list alone, like the rest of a schedule change.
+	if set := inboundSet(d, fam, lan); set != "" {
+		fmt.Fprintf(b, "-A %s -m connmark --mark 0x0/%#x -m connmark ! --mark 0x0/%#x -m comment --comment \"famguard: inbound set\" -j SET --add-set %s src --exist --timeout %d\n",
+			OfflineChain, MarkOffline, MarkDeviceMask, set, InboundTimeout)
 	}
 	b.WriteString("COMMIT\n")
 }
@@ -311,7 +326,7 @@ func renderNAT(b *strings.Builder, d Desired, devs []rendered, trusted, lan []st
 
 func renderFilter(b *strings.Builder, d Desired, fam Family, devs []rendered, trusted, lan []string, unknown *rendered) {
 	b.WriteString("*filter\n")
-	fmt.Fprintf(b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, BypassChain, DoHChain, InputChain, RejectChain, StrictChain)
+	fmt.Fprintf(b, ":%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", Chain, BypassChain, DoHChain, InboundChain, InputChain, RejectChain, StrictChain)
 	// The DNS filter's ports are for redirected queries only. It listens on
 	// every address (a redirect delivers to the address the packet came in
 	// on), so without this anyone who can reach the router — the WAN side
@@ -331,6 +346,7 @@ func renderFilter(b *strings.Builder, d Desired, fam Family, devs []rendered, tr
 	// kernel marked as an offline device's, in both directions.
 	fmt.Fprintf(b, "-A %s -m connmark --mark %#x/%#x -m comment --comment \"famguard: offline device\" -j %s\n", Chain, MarkOffline, MarkOffline, RejectChain)
 	fmt.Fprintf(b, "-A %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n", Chain)
+	renderInbound(b, d, fam, devs, lan, unknown)
 	for _, mac := range trusted {
 		fmt.Fprintf(b, "-A %s -m mac --mac-source %s -m comment --comment \"famguard: trusted\" -j RETURN\n", Chain, mac)
 	}
@@ -405,6 +421,50 @@ func renderFilter(b *strings.Builder, d Desired, fam Family, devs []rendered, tr
 	b.WriteString("COMMIT\n")
 }
 
+// inboundSet is the inbound set of the family that the rules use ("":
+// none; the guard needs to know the LAN to tell inbound from outbound).
+func inboundSet(d Desired, fam Family, lan []string) string {
+	if d.InboundSet == "" || len(lan) == 0 {
+		return ""
+	}
+	if fam == IPv6 {
+		return d.InboundSet + "6"
+	}
+	return d.InboundSet + "4"
+}
+
+// renderInbound writes the inbound guard: while any device or the unknown
+// class is offline, a connection opened from outside the LAN to a LAN
+// address that no device which is not offline used (the inbound set) is
+// rejected at its first packet. The connection mark cannot do this: a
+// connection opened from outside gets its device ID only from the device's
+// first answer, so the first packet (a SYN, a UDP datagram) would reach an
+// offline device at an address the agent has not learnt yet. What it costs
+// devices that are online is in INBOUND.md. Established traffic never gets
+// here (the RELATED,ESTABLISHED return is just before), and outbound new
+// connections leave at the first rule (-o LAN only).
+func renderInbound(b *strings.Builder, d Desired, fam Family, devs []rendered, lan []string, unknown *rendered) {
+	set := inboundSet(d, fam, lan)
+	if set == "" {
+		return
+	}
+	offline := unknown != nil && unknown.Offline
+	for _, dev := range devs {
+		offline = offline || dev.Offline
+	}
+	if !offline {
+		return
+	}
+	for _, l := range lan {
+		fmt.Fprintf(b, "-A %s -o %s -j %s\n", Chain, l, InboundChain)
+	}
+	for _, l := range lan {
+		fmt.Fprintf(b, "-A %s -i %s -j RETURN\n", InboundChain, l)
+	}
+	fmt.Fprintf(b, "-A %s -m set --match-set %s dst -j RETURN\n", InboundChain, set)
+	fmt.Fprintf(b, "-A %s -m comment --comment \"famguard: inbound, not in the set\" -j %s\n", InboundChain, RejectChain)
+}
+
 // renderStrict writes strict egress: a new connection of a strict device
 // (told by its connection mark, which the kernel set from its MAC) goes only
 // to the LAN, its allow_ips, and the addresses in its class's set — those
@@ -467,7 +527,7 @@ func StrictSets(restore string) []string {
 	for _, line := range strings.Split(restore, "\n") {
 		f := strings.Fields(line)
 		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "--match-set" && !seen[f[i+1]] {
+			if (f[i] == "--match-set" || f[i] == "--add-set") && !seen[f[i+1]] {
 				seen[f[i+1]] = true
 				out = append(out, f[i+1])
 			}
@@ -508,7 +568,7 @@ func RenderCleanup(tables ...string) string {
 }
 
 // ourChains are famguard's chains per table.
-var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, InputChain, StrictChain, RejectChain}, "nat": {DNSChain, DNS53Chain}, "mangle": {MarkChain, MACChain, OfflineChain}}
+var ourChains = map[string][]string{"filter": {Chain, DoHChain, BypassChain, InboundChain, InputChain, StrictChain, RejectChain}, "nat": {DNSChain, DNS53Chain}, "mangle": {MarkChain, MACChain, OfflineChain}}
 
 // tablesIn lists the tables a restore input writes.
 func tablesIn(restore string) map[string]bool {

@@ -41,6 +41,9 @@ type Verdict struct {
 	// RedirectPort is the port nat PREROUTING redirected the packet to (0:
 	// none); the packet then entered INPUT.
 	RedirectPort int
+	// Added are the set entries the packet added (-j SET --add-set), as
+	// "SET ADDR"; the rules after it see them (Packet.Sets is not changed).
+	Added []string
 }
 
 // Trace walks p through iptables-save text the way the kernel would, for
@@ -150,6 +153,18 @@ func walk(chains map[string][]string, chain string, p *Packet, v *Verdict, depth
 			return "RETURN", nil
 		case "CONNMARK":
 			p.CtMark = p.CtMark&^m.markMask ^ m.markValue
+		case "SET":
+			addr := p.Src
+			if m.setDir == "dst" {
+				addr = p.Dst
+			}
+			sets := make(map[string][]netip.Addr, len(p.Sets)+1)
+			for k, v := range p.Sets {
+				sets[k] = v
+			}
+			sets[m.addSet] = append(append([]netip.Addr(nil), sets[m.addSet]...), addr)
+			p.Sets = sets
+			v.Added = append(v.Added, m.addSet+" "+addr.String())
 		case "REDIRECT":
 			if m.toPort == 0 {
 				return "", fmt.Errorf("%s: %q: REDIRECT without --to-ports is not traced", chain, r)
@@ -178,6 +193,7 @@ type ruleMatch struct {
 	goTo                bool
 	markValue, markMask uint32 // CONNMARK --set-xmark
 	toPort              int    // REDIRECT --to-ports
+	addSet, setDir      string // SET --add-set NAME src|dst
 }
 
 // evaluate checks one rule's matches against p.
@@ -333,6 +349,22 @@ func evaluate(args []string, p Packet) (ruleMatch, error) {
 					return fail(err)
 				}
 				if r.markValue, r.markMask, err = parseMark(v); err != nil {
+					return fail(err)
+				}
+			case "--add-set":
+				var err error
+				if r.addSet, err = next(); err != nil {
+					return fail(err)
+				}
+				if r.setDir, err = next(); err != nil {
+					return fail(err)
+				}
+				if r.setDir != "src" && r.setDir != "dst" {
+					return fail(fmt.Errorf("set direction %q is not traced", r.setDir))
+				}
+			case "--exist":
+			case "--timeout":
+				if _, err := next(); err != nil {
 					return fail(err)
 				}
 			case "--to-ports":

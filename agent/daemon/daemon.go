@@ -102,7 +102,11 @@ type Config struct {
 	DNSPorts DNSPorts
 	// StrictSets reports the strict-egress sets for status (egress.Sets,
 	// which the DNS filter also opens addresses in); nil: not reported.
-	StrictSets   StrictSets
+	StrictSets StrictSets
+	// Inbound keeps the inbound guard's sets (inbound.go; egress.Netlink);
+	// nil: no inbound guard, a connection opened from outside reaches an
+	// offline device's address the kernel has not attributed yet.
+	Inbound      InboundSets
 	Neighbours   Neighbours      // nil: addresses unknown
 	Conntrack    rules.Conntrack // cuts connections by device ID; nil: no conntrack deletion
 	WallJumps    <-chan struct{} // nil: none
@@ -178,6 +182,7 @@ type Daemon struct {
 	retryAt    time.Time     // when the next retry runs (zero: none pending)
 
 	devs devicesState   // devices seen on the LAN (inventory.go)
+	in   inboundState   // the inbound guard's sets (inbound.go)
 	kid  kernelIdentity // device IDs, class ports, installed redirects (identity.go, dataplane.go)
 	ov   overridesState // pauses, extra time, budgets (overrides.go)
 }
@@ -654,6 +659,7 @@ func (d *Daemon) reconcile(why string) {
 		d.scheduleRetry()
 		return
 	}
+	d.prepareInbound(&desired)
 	d.noteDesired(desired)
 	// The DNS filter learns the new state before the firewall changes, so
 	// a redirected query never meets stale rules.
@@ -664,6 +670,7 @@ func (d *Daemon) reconcile(why string) {
 		return
 	}
 	d.applySucceeded()
+	d.inboundApplied()
 
 	// Conntrack: cut what the newly offline devices had open, by the
 	// device IDs in the connection marks.

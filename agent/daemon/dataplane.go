@@ -25,6 +25,9 @@ type kernelIdentity struct {
 	redirect   map[uint16]int  // device ID → the port its DNS goes to, as applied
 	installed  bool            // redirects were applied at least once since start
 	offline    map[uint16]bool // IDs (devices, the unknown class) offline as applied
+	// unknownStrict is the child whose strict rules unknown devices follow
+	// ("": none); status counts their refusals under it.
+	unknownStrict string
 }
 
 // newlyOfflineIDs are the IDs whose connections must be cut now: devices
@@ -107,6 +110,7 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 		keepClass[unknownRule.Like] = true
 	}
 	classPorts := map[string]int{}
+	d.kid.unknownStrict = ""
 	switch unknownRule.Action {
 	case policy.UnknownAllow:
 		desired.Unknown = rules.UnknownPolicy{Allow: true}
@@ -121,6 +125,9 @@ func (d *Daemon) desired(states []policy.DeviceState) (rules.Desired, error) {
 			c.DNSPort, classPorts[class.Child] = port, port
 			c.Name = "any other device, like " + class.Child
 			setStrict(&c, children[class.Child])
+			if c.Strict {
+				d.kid.unknownStrict = class.Child
+			}
 		}
 		desired.Unknown = rules.UnknownPolicy{Class: c}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/agent/overrides"
 	"github.com/famguard/famguard/agent/policy"
+	"github.com/famguard/famguard/rules"
 )
 
 // Status is what `famguard status --json` prints: the running agent's view.
@@ -27,8 +28,11 @@ type Status struct {
 	LastReload ReloadResult  `json:"last_reload"`
 	// LastChange is the last reload that loaded a new policy or failed;
 	// equal to LastReload unless the profiles were re-read unchanged since.
-	LastChange ReloadResult      `json:"last_change"`
-	Dataplane  DataplaneStatus   `json:"dataplane"`
+	LastChange ReloadResult    `json:"last_change"`
+	Dataplane  DataplaneStatus `json:"dataplane"`
+	// Inbound is the inbound guard (inbound.go, rules/INBOUND.md); absent
+	// without a LAN or the ipset netlink socket.
+	Inbound    *InboundStatus    `json:"inbound,omitempty"`
 	Warnings   []string          `json:"warnings"`
 	SavedState *SavedStateStatus `json:"saved_state"` // null when states are not persisted
 	DNS        *DNSStatus        `json:"dns"`         // null when DNS filtering is off
@@ -87,7 +91,21 @@ type DNSStatus struct {
 	// Answers that could not open their addresses are the "strict-failed"
 	// counters of blocked_by_device; connections refused are counted by
 	// the firewall's reject rule.
-	Strict map[string]egress.Stats `json:"strict,omitempty"`
+	Strict map[string]StrictStatus `json:"strict,omitempty"`
+}
+
+// StrictStatus is one strict child's strict egress: its sets, and how many
+// new connections strict egress refused since the agent started — the
+// packet counters of the firewall's strict reject rules, read from the
+// kernel when someone asks for the status (famguard status, the control
+// socket's status), never at the loop's other events: status.json carries
+// the count of the last such request, or none.
+//
+// Refused counts the child's devices and the unknown devices that follow
+// the child's rules (unknown_devices: {like: child}): they share its sets.
+type StrictStatus struct {
+	egress.Stats
+	Refused *uint64 `json:"refused,omitempty"`
 }
 
 // ClockStatus says which time the agent evaluates schedules at, and whether
@@ -183,7 +201,9 @@ func (d *Daemon) answer(r request) (any, error) {
 		if d.pol != nil {
 			d.states = d.evaluate()
 		}
-		return d.status(), nil
+		st := d.status()
+		d.countRefused(&st)
+		return st, nil
 	case "devices":
 		return d.devices(), nil
 	case "reload":
@@ -231,6 +251,7 @@ func (d *Daemon) status() Status {
 		LastReload: d.lastReload,
 		LastChange: d.lastChange,
 		Dataplane:  d.dp,
+		Inbound:    d.inboundStatus(),
 		Warnings:   append(append([]string{}, d.missingCats...), d.restrictedWarnings()...),
 		Devices:    []DeviceStatus{},
 		Runtime:    runtimeStatus(),
@@ -306,11 +327,11 @@ func (d *Daemon) stepClock(args []string) (any, error) {
 }
 
 // strictStats reads every strict child's sets (nil when there are none).
-func (d *Daemon) strictStats() map[string]egress.Stats {
+func (d *Daemon) strictStats() map[string]StrictStatus {
 	if d.cfg.StrictSets == nil || d.pol == nil {
 		return nil
 	}
-	var out map[string]egress.Stats
+	var out map[string]StrictStatus
 	for _, c := range d.pol.Children {
 		if !c.Strict {
 			continue
@@ -322,9 +343,35 @@ func (d *Daemon) strictStats() map[string]egress.Stats {
 			continue
 		}
 		if out == nil {
-			out = map[string]egress.Stats{}
+			out = map[string]StrictStatus{}
 		}
-		out[c.Name] = st
+		out[c.Name] = StrictStatus{Stats: st}
 	}
 	return out
+}
+
+// countRefused adds to st the connections strict egress refused, per child,
+// from the kernel's counters (rules.RefusedCounter): two iptables-save
+// execs, so only when the status is asked for, never per packet or event.
+func (d *Daemon) countRefused(st *Status) {
+	rc, ok := d.cfg.Dataplane.(rules.RefusedCounter)
+	if !ok || st.DNS == nil || len(st.DNS.Strict) == 0 {
+		return
+	}
+	counts, err := rc.Refused()
+	if err != nil {
+		d.log.Warn("cannot read the strict reject counters", "err", err)
+		return
+	}
+	per := map[string]uint64{d.kid.unknownStrict: counts[rules.DefaultUnknownID]}
+	for id, c := range counts {
+		if child, ok := d.ov.ids[id]; ok {
+			per[child] += c
+		}
+	}
+	for child, s := range st.DNS.Strict {
+		n := per[child]
+		s.Refused = &n
+		st.DNS.Strict[child] = s
+	}
 }

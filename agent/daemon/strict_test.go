@@ -153,3 +153,84 @@ func TestStrictChild(t *testing.T) {
 		t.Errorf("status strict = %+v", st.DNS)
 	}
 }
+
+// refusingDataplane is the fake dataplane with the kernel's strict reject
+// counters (rules.RefusedCounter), set by the test.
+type refusingDataplane struct {
+	*fakeDataplane
+	counts map[uint16]uint64
+	asked  int
+}
+
+func (r *refusingDataplane) Refused() (map[uint16]uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked++
+	return r.counts, nil
+}
+
+// TestStrictRefusedStatus: status counts the connections strict egress
+// refused per strict child, from the dataplane's counters by device ID
+// (with the unknown devices that follow her rules); the counters are read
+// when the status is asked for, not at every event of the loop.
+func TestStrictRefusedStatus(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(strictProfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := dnsfilter.NewServer(answersA7, dnsfilter.NullIP)
+	srv.SetOpener(&recordingOpener{})
+	fake := &egress.Fake{}
+	sets := egress.New(fake)
+	if err := sets.EnsureSets(egress.SetBase("alice")); err != nil {
+		t.Fatal(err)
+	}
+	dp := &refusingDataplane{fakeDataplane: newFakeDataplane()}
+	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), dp.fakeDataplane, srv, &fakePorts{})
+	cfg.Dataplane, cfg.StrictSets = dp, sets
+	var sinks int
+	var sinkMu sync.Mutex
+	cfg.StatusSink = func(Status) {
+		sinkMu.Lock()
+		defer sinkMu.Unlock()
+		sinks++
+	}
+	d := runDaemon(t, cfg)
+	eventually(t, "strict rules applied", func() bool { return strings.Contains(dp.get(rules.IPv4), "--match-set fg-alice4 dst") })
+	// Alice's phone's ID from the rules (its strict reject rule's mark).
+	var alice uint16
+	for _, line := range strings.Split(dp.get(rules.IPv4), "\n") {
+		if strings.Contains(line, "alice/Alices phone: strict") {
+			f := strings.Fields(line)
+			for i := range f {
+				if f[i] == "--mark" {
+					v, _, _ := strings.Cut(f[i+1], "/")
+					n, _ := strconv.ParseUint(v, 0, 32)
+					alice = rules.MarkDevice(uint32(n))
+				}
+			}
+		}
+	}
+	if alice == 0 {
+		t.Fatalf("no strict rule of alice's phone:\n%s", dp.get(rules.IPv4))
+	}
+	dp.mu.Lock()
+	dp.counts = map[uint16]uint64{alice: 5, rules.DefaultUnknownID: 2, alice + 100: 9}
+	dp.mu.Unlock()
+	st := statusOf(t, d)
+	got := st.DNS.Strict["alice"]
+	if got.Refused == nil || *got.Refused != 5+2 {
+		t.Errorf("alice: refused %v, want 7 (her phone's 5 and the unknown devices' 2)", got.Refused)
+	}
+	if _, ok := st.DNS.Strict["bob"]; ok {
+		t.Errorf("bob is not strict: %+v", st.DNS.Strict)
+	}
+	dp.mu.Lock()
+	asked := dp.asked
+	dp.mu.Unlock()
+	sinkMu.Lock()
+	defer sinkMu.Unlock()
+	if asked != 1 || sinks == 0 {
+		t.Errorf("counters read %d times for one status request (%d loop events)", asked, sinks)
+	}
+}

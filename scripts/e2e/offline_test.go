@@ -193,9 +193,9 @@ func TestOfflineMeansOffline(t *testing.T) {
 		}
 	}
 	// A fresh IPv6 address, taken after bedtime, that the internet connects
-	// to: the first packet reaches the device (nothing can know yet whose
-	// address it is), its answer is rejected by the connection mark, and
-	// the next packet of the flow is rejected back to the internet host.
+	// to: no device that is online used it, so the inbound guard rejects
+	// the first packet (rules/INBOUND.md; the red-team lab also checks that
+	// nothing reaches the device).
 	fresh6 := "2001:db8:1::77"
 	if _, code := f.runExit(f.alice, 5*time.Second, "ip", "addr", "add", fresh6+"/64", "dev", "eth0", "nodad"); code != 0 {
 		t.Fatal("cannot add an IPv6 address to Alice's device")

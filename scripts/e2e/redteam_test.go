@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -877,6 +878,85 @@ func heldFlows(name, phase string) technique {
 		verdict: reach}
 }
 
+// inboundFresh is a technique: at bedtime Alice adds a fresh address and
+// a host on the internet opens a connection to it (TCP or UDP to her echo
+// server, or an ICMP echo). A refusal the internet side sees is not enough:
+// the first packet must not have reached Alice either. Her own namespace
+// counts what arrives for the address (a counting rule in its INPUT), and
+// a single packet is a bypass — the router forwarded it.
+func inboundFresh(proto, addr string) technique {
+	family, ipt, bits := "IPv6", "ip6tables", "/128"
+	if !strings.Contains(addr, ":") {
+		family, ipt, bits = "IPv4", "iptables", "/32"
+	}
+	name := fmt.Sprintf("inbound %s from the internet to a fresh %s address", proto, family)
+	match := []string{"-d", addr + bits, "-m", "comment", "--comment", "fg-redteam-inbound"}
+	return technique{name: name, phase: "bedtime",
+		setup: func(r *rtLab) func() {
+			plen := "/64"
+			if family == "IPv4" {
+				plen = "/24"
+			}
+			r.ip(r.alice, "addr", "add", addr+plen, "dev", "eth0", "nodad")
+			if _, err := r.Run(context.Background(), r.alice, append([]string{ipt, "-w", "-I", "INPUT"}, match...)...); err != nil {
+				r.t.Fatal(err)
+			}
+			return func() {
+				_, _ = r.Run(context.Background(), r.alice, append([]string{ipt, "-w", "-D", "INPUT"}, match...)...)
+				r.ip(r.alice, "addr", "del", addr+plen, "dev", "eth0")
+			}
+		},
+		attack: func(r *rtLab) []redteam.Outcome {
+			to := addr + ":7100"
+			if family == "IPv6" {
+				to = "[" + addr + "]:7100"
+			}
+			var o redteam.Outcome
+			switch proto {
+			case "TCP":
+				o = r.tool(r.Internet, "tcp", "--to", to)
+			case "UDP":
+				o = r.tool(r.Internet, "udp", "--to", to)
+			default:
+				o = r.ping(r.Internet, addr)
+			}
+			return []redteam.Outcome{o, r.arrived(ipt, addr)}
+		},
+		verdict: reachNothing}
+}
+
+// arrived reads the counting rule of inboundFresh in Alice's namespace:
+// "arrived N" packets (an error outcome when it cannot be read).
+func (r *rtLab) arrived(ipt, dst string) redteam.Outcome {
+	out, err := r.Run(context.Background(), r.alice, ipt, "-w", "-L", "INPUT", "-v", "-x", "-n")
+	if err != nil {
+		return redteam.Outcome("error " + err.Error())
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "fg-redteam-inbound") && slices.Contains(f, dst) {
+			return redteam.Outcome("arrived " + f[0])
+		}
+	}
+	return redteam.Outcome("error no counting rule for " + dst + " in " + out)
+}
+
+// reachNothing judges a connection opened from outside: the opener's
+// outcome as reach does, and the device's count of packets that arrived
+// (the last outcome, "arrived N"): any packet that reached the device is a
+// bypass, whatever the opener saw afterwards.
+func reachNothing(outs []redteam.Outcome) (redteam.Verdict, string) {
+	last := outs[len(outs)-1]
+	v, ev := reach(outs[:len(outs)-1])
+	f := strings.Fields(string(last))
+	if len(f) != 2 || f[0] != "arrived" {
+		return redteam.Unclear, ev + "; the device's count unreadable: " + last.Human()
+	}
+	if f[1] != "0" {
+		return redteam.Bypass, fmt.Sprintf("%s, but %s packet(s) reached the device", ev, f[1])
+	}
+	return v, ev + "; nothing reached the device"
+}
+
 // rtRestart is the last phase: the agent starts (again) at Alice's bedtime,
 // after its rules were removed.
 const rtRestart = "agent starts at bedtime"
@@ -1257,24 +1337,10 @@ var rtTechniques = []technique{
 			return one(r.tool(r.alice, "tcp", "--to", r.bob.IPv4.String()+":7100"))
 		},
 		verdict: reach},
-	{name: "inbound TCP from the internet to a fresh IPv6 address", phase: "bedtime",
-		setup: func(r *rtLab) func() {
-			r.ip(r.alice, "addr", "add", "2001:db8:1::e:1/64", "dev", "eth0", "nodad")
-			return func() { r.ip(r.alice, "addr", "del", "2001:db8:1::e:1/64", "dev", "eth0") }
-		},
-		attack: func(r *rtLab) []redteam.Outcome {
-			return one(r.tool(r.Internet, "tcp", "--to", "[2001:db8:1::e:1]:7100"))
-		},
-		verdict: reach},
-	{name: "inbound UDP from the internet to a fresh IPv6 address", phase: "bedtime",
-		setup: func(r *rtLab) func() {
-			r.ip(r.alice, "addr", "add", "2001:db8:1::e:2/64", "dev", "eth0", "nodad")
-			return func() { r.ip(r.alice, "addr", "del", "2001:db8:1::e:2/64", "dev", "eth0") }
-		},
-		attack: func(r *rtLab) []redteam.Outcome {
-			return one(r.tool(r.Internet, "udp", "--to", "[2001:db8:1::e:2]:7100"))
-		},
-		verdict: reach},
+	inboundFresh("TCP", "2001:db8:1::e:1"),
+	inboundFresh("UDP", "2001:db8:1::e:2"),
+	inboundFresh("ICMP echo", "2001:db8:1::e:4"),
+	inboundFresh("TCP", "192.0.2.230"),
 	heldFlows("flow opened before bedtime (TCP, both families)", "bedtime"),
 	{name: "flow opened before bedtime from a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
@@ -1294,6 +1360,13 @@ var rtTechniques = []technique{
 	{name: "inbound flow opened before bedtime to a fresh IPv6 address", phase: "bedtime",
 		prepare: func(r *rtLab) {
 			r.ip(r.alice, "addr", "add", "2001:db8:1::e:3/64", "dev", "eth0", "nodad")
+			// The address speaks first (as any address of a device does
+			// before a peer can know it): while anyone is offline, only
+			// LAN addresses that a device which is not offline used can
+			// be reached from outside (rules/INBOUND.md).
+			if _, err := r.Run(context.Background(), r.alice, "ping", "-c1", "-W2", "-I", "2001:db8:1::e:3", "2001:db8:1::1"); err != nil {
+				r.t.Logf("the fresh address could not reach the router: %v", err)
+			}
 			r.prepareHold("inbound fresh before bedtime", r.Internet, "[2001:db8:1::e:3]:7100", "")
 		},
 		attack: func(r *rtLab) []redteam.Outcome {
@@ -1385,6 +1458,12 @@ func TestRedTeamVerdicts(t *testing.T) {
 		{reach, []O{"reset", "prohibited EHOSTUNREACH", "port-unreachable"}, redteam.Holds},
 		{reach, []O{"timeout"}, redteam.Unclear},
 		{reach, []O{"error closed without an answer"}, redteam.Unclear},
+		{reachNothing, []O{"reset", "arrived 0"}, redteam.Holds},
+		{reachNothing, []O{"prohibited ping: Packet filtered (from 198.51.100.1)", "arrived 0"}, redteam.Holds},
+		{reachNothing, []O{"reset", "arrived 3"}, redteam.Bypass}, // refused, but the first packets got in
+		{reachNothing, []O{"connected", "arrived 0"}, redteam.Bypass},
+		{reachNothing, []O{"timeout", "arrived 0"}, redteam.Unclear},
+		{reachNothing, []O{"reset", "error no counting rule"}, redteam.Unclear},
 	} {
 		if got, ev := tc.judge(tc.outs); got != tc.want {
 			t.Errorf("%v: got %s (%s), want %s", tc.outs, got, ev, tc.want)

@@ -328,13 +328,19 @@ children:
     devices: [{mac: "02:00:00:00:00:21", name: "Bob's tablet"}]
 `
 
-// TestStrictResolveThenConnect is strict egress end to end: the agent with
-// its firewall rules and DNS filter; Alice (strict) resolves a name that
-// answers an address no one asked for before and at once opens a TCP
-// connection to it — 10,000 times, IPv4 and IPv6 — and none may fail. An
-// address she was never answered is REJECTed (connection refused, a real
-// answer), while Bob (not strict) reaches it.
-func TestStrictResolveThenConnect(t *testing.T) {
+// strictLab is the lab of the strict tests: the agent with strictFamily,
+// the internet host answering on every address of 10.0.0.0/8 and
+// 2001:db8:3::/64, and the router's resolver synthesising an address for
+// every h-… name. newStrictLab returns once Alice's strict egress is in
+// force.
+type strictLab struct {
+	f           *familyLab
+	a           *agent
+	dial        func(h *lab.Host, network, addr string) error
+	newResolver func(t *testing.T) func(name string, qtype uint16) (netip.Addr, error)
+}
+
+func newStrictLab(t *testing.T) *strictLab {
 	f := newFamilyLab(t)
 	ctx := context.Background()
 	// The internet host answers on every address of 10.0.0.0/8 and
@@ -421,6 +427,19 @@ func TestStrictResolveThenConnect(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return &strictLab{f: f, a: a, dial: dial, newResolver: newResolver}
+}
+
+// TestStrictResolveThenConnect is strict egress end to end: the agent with
+// its firewall rules and DNS filter; Alice (strict) resolves a name that
+// answers an address no one asked for before and at once opens a TCP
+// connection to it — 10,000 times, IPv4 and IPv6 — and none may fail. An
+// address she was never answered is REJECTed (connection refused, a real
+// answer), while Bob (not strict) reaches it.
+func TestStrictResolveThenConnect(t *testing.T) {
+	l := newStrictLab(t)
+	f, a, dial, newResolver := l.f, l.a, l.dial, l.newResolver
+	resolve := newResolver(t)
 
 	// try resolves name number i (odd: AAAA over IPv6, even: A over
 	// IPv4; p keeps the phases' addresses apart) and at once connects to
@@ -507,4 +526,62 @@ func TestStrictResolveThenConnect(t *testing.T) {
 			t.Errorf("human status does not show strict egress:\n%s", human)
 		}
 	})
+}
+
+// TestStrictRefusedCount: status counts the connections strict egress
+// refused, per child (acceptance 5 of issue 9): Alice opens connections to
+// addresses she was never answered, each is REJECTed and her count rises by
+// as many; a rewrite of the rules (a changed profile) does not lose what
+// was counted; Bob (not strict) has no count.
+func TestStrictRefusedCount(t *testing.T) {
+	l := newStrictLab(t)
+	refused := func() uint64 {
+		t.Helper()
+		st := l.a.status()
+		if st.DNS == nil || st.DNS.Strict["alice"].Refused == nil {
+			t.Fatalf("status has no refused count for alice: %+v", st.DNS)
+		}
+		if _, ok := st.DNS.Strict["bob"]; ok {
+			t.Errorf("bob is not strict, yet status has %+v", st.DNS.Strict["bob"])
+		}
+		return *st.DNS.Strict["alice"].Refused
+	}
+	refuse := func(to ...string) {
+		t.Helper()
+		for _, a := range to {
+			if err := l.dial(l.f.alice, "tcp", a); err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("alice → %s (never answered): %v, want connection refused (REJECT)", a, err)
+			}
+		}
+	}
+	n0 := refused()
+	refuse("10.200.0.1:8080", "10.200.0.2:8080", "[2001:db8:3::dead]:8080", "[2001:db8:3::beef]:8080")
+	n1 := refused()
+	if n1 < n0+4 {
+		t.Errorf("refused %d before 4 refused connections, %d after: want at least %d", n0, n1, n0+4)
+	}
+	t.Logf("refused count: %d before, %d after 4 refused connections", n0, n1)
+
+	// A profile change rewrites the strict chain (a new allow_ips range):
+	// the counters the kernel resets are kept.
+	applies := l.a.status().Dataplane.Applies
+	writeFile(t, filepath.Join(l.f.profiles, "family.yaml"), strings.Replace(strictFamily, "allow_ips: [198.51.100.0/24]", "allow_ips: [198.51.100.0/24, 10.99.0.0/16]", 1))
+	deadline := time.Now().Add(20 * time.Second)
+	for l.a.status().Dataplane.Applies == applies {
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed profile was not applied\n%s", l.a.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n2 := refused(); n2 < n1 {
+		t.Errorf("refused %d before the rules were rewritten, %d after", n1, n2)
+	}
+	refuse("10.200.0.3:8080", "[2001:db8:3::f00d]:8080")
+	if n3 := refused(); n3 < n1+2 {
+		t.Errorf("refused %d, want at least %d after 2 more", n3, n1+2)
+	}
+	human, _ := famguard(t, "status", "--state", l.f.state)
+	if !strings.Contains(human, "connections refused") {
+		t.Errorf("human status does not show the refused count:\n%s", human)
+	}
 }

@@ -49,6 +49,7 @@ var (
 	devices  = flag.Int("devices", 250, "protected devices configured")
 	settle   = flag.Duration("settle", 2*time.Second, "pause between the agent's rules being in place and the measurement")
 	debug    = flag.Bool("debug", false, "print the router's rules with counters after each famguard measurement")
+	reverse  = flag.Bool("reverse", false, "measure internet host → tester (iperf3 -R): the data comes in from the WAN, past the inbound guard's -o LAN test")
 )
 
 func main() {
@@ -188,11 +189,15 @@ func run() error {
 				return fmt.Errorf("%s: %w", c, err)
 			}
 			if strings.HasPrefix(c, "famguard") {
-				walked, forwarded, err := pathCounters(ctx, l)
+				walked, forwarded, guard, err := pathCounters(ctx, l)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("        %s: %d of %d forwarded packets walked the MAC list (the rest: one connmark test)\n", c, walked, forwarded)
+				inbound := fmt.Sprintf("%d entered the inbound guard", guard)
+				if guard < 0 {
+					inbound = "no inbound guard in the rules"
+				}
+				fmt.Printf("        %s: %d of %d forwarded packets walked the MAC list (the rest: one connmark test), %s\n", c, walked, forwarded, inbound)
 			}
 			if *debug && strings.HasPrefix(c, "famguard") {
 				out, _ := l.Run(ctx, l.Router, "iptables-save", "-c")
@@ -222,7 +227,11 @@ func run() error {
 		}
 	}
 	base := median(results["none"])
-	fmt.Printf("\nForwarded TCP throughput, tester → internet host, %d rounds × %d s per configuration, interleaved (iperf3, one stream):\n", *rounds, *secs)
+	dir := "tester → internet host"
+	if *reverse {
+		dir = "internet host → tester"
+	}
+	fmt.Printf("\nForwarded TCP throughput, %s, %d rounds × %d s per configuration, interleaved (iperf3, one stream):\n", dir, *rounds, *secs)
 	fmt.Printf("  %-12s %14s %17s %22s %18s\n", "config", "median Gbit/s", "runs", "ratio of medians", "median of ratios")
 	for _, c := range configs {
 		m := median(results[c])
@@ -265,7 +274,11 @@ func waitRules(ctx context.Context, l *lab.Lab, want int) error {
 }
 
 func iperf(ctx context.Context, l *lab.Lab, h *lab.Host) (float64, error) {
-	out, err := l.Cmd(ctx, h, "iperf3", "-c", lab.InternetIPv4.String(), "-t", fmt.Sprint(*secs), "-J").Output()
+	args := []string{"iperf3", "-c", lab.InternetIPv4.String(), "-t", fmt.Sprint(*secs), "-J"}
+	if *reverse {
+		args = append(args, "-R")
+	}
+	out, err := l.Cmd(ctx, h, args...).Output()
 	var res struct {
 		Error string `json:"error"` // set (with exit status 0 or not) when the test did not run
 		End   struct {
@@ -307,7 +320,7 @@ func median(v []float64) float64 {
 // packets of connections without a device ID) and how many were forwarded
 // (filter FORWARD's jump, every forwarded packet). The cost per packet does
 // not depend on the machine's load: these counts show it.
-func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded uint64, err error) {
+func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded uint64, guard int64, err error) {
 	count := func(table, chain, target string) (uint64, error) {
 		out, err := l.Run(ctx, l.Router, "iptables-save", "-c", "-t", table)
 		if err != nil {
@@ -324,8 +337,16 @@ func pathCounters(ctx context.Context, l *lab.Lab) (walked, forwarded uint64, er
 		return 0, fmt.Errorf("no counter for %s %s -j %s", table, chain, target)
 	}
 	if walked, err = count("mangle", "PREROUTING", "FAMGUARD-MARK"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	forwarded, err = count("filter", "FORWARD", "FAMGUARD")
-	return walked, forwarded, err
+	if forwarded, err = count("filter", "FORWARD", "FAMGUARD"); err != nil {
+		return 0, 0, 0, err
+	}
+	// The inbound guard (rules/INBOUND.md): only new connections from
+	// outside the LAN may enter it, never a packet of the measured flow.
+	g, gerr := count("filter", "FAMGUARD", "FAMGUARD-INBOUND")
+	if gerr != nil {
+		return walked, forwarded, -1, nil // no guard in the rules
+	}
+	return walked, forwarded, int64(g), nil
 }

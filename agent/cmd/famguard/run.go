@@ -148,15 +148,20 @@ func cmdRun(args []string) error {
 	// Strict egress: the filter opens every address it answers a strict
 	// child in the child's sets before the answer leaves. Without the
 	// netlink socket, strict children's answers fail closed (SERVFAIL).
+	// The same netlink socket keeps the inbound guard's sets; without it
+	// a connection opened from outside can reach an offline device's
+	// address at its first packet.
 	var strictSets *egress.Sets
-	if dns != nil {
-		if k, err := egress.NewNetlink(); err != nil {
-			log.Error("strict egress sets unusable: strict children get no DNS answers", "err", err)
-		} else {
-			defer k.Close()
+	var inbound daemon.InboundSets
+	if k, err := egress.NewNetlink(); err != nil {
+		log.Error("ipset netlink unusable: strict children get no DNS answers; no inbound guard", "err", err)
+	} else {
+		defer k.Close()
+		inbound = k
+		dp.SetSets(kernelSets{k}) // created before a restore names them
+		if dns != nil {
 			strictSets = egress.New(k)
 			dns.SetOpener(strictSets)
-			dp.SetSets(kernelSets{k}) // created before a restore names them
 		}
 	}
 	doh, err := dnsfilter.LoadDoH(*dohList)
@@ -219,6 +224,7 @@ func cmdRun(args []string) error {
 		DNS:              dns,
 		DNSPorts:         portsOrNil(dnsPorts),
 		StrictSets:       strictOrNil(strictSets),
+		Inbound:          inbound,
 		DNSPort:          *dnsPort,
 		DoH:              doh,
 		Neighbours:       neighbours,

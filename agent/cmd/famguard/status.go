@@ -71,6 +71,9 @@ func printStatus(out io.Writer, st daemon.Status) {
 			st.Dataplane.ConsecutiveFailures, st.Dataplane.NextRetry.Format(time.RFC3339), st.Dataplane.RetryBackoff)
 	}
 	fmt.Fprintf(out, "Firewall: %s\n", fw)
+	if in := st.Inbound; in != nil && in.Guard {
+		fmt.Fprintf(out, "          inbound guard: %d IPv4, %d IPv6 LAN addresses reachable from outside\n", in.Open4, in.Open6)
+	}
 	if st.DNS != nil {
 		lists := fmt.Sprintf("%d categories, %d domains", st.DNS.Categories, st.DNS.Domains)
 		if st.DNS.ListsError != "" {
@@ -96,8 +99,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 		sort.Strings(strict)
 		for _, child := range strict {
 			e := st.DNS.Strict[child]
-			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)\n",
-				child, e.Open4, e.Open6, float64(e.MemBytes)/1024)
+			refused := ""
+			if e.Refused != nil {
+				refused = fmt.Sprintf("; %d connections refused", *e.Refused)
+			}
+			fmt.Fprintf(out, "          strict egress for %s: %d IPv4 and %d IPv6 addresses open (%.1f KiB of kernel memory)%s\n",
+				child, e.Open4, e.Open6, float64(e.MemBytes)/1024, refused)
 		}
 	} else {
 		fmt.Fprintln(out, "DNS:      filter off (category blocks, safe search and DNS bypass prevention are not enforced)")
