@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -116,12 +115,12 @@ func Render(d Desired, fam Family) (string, error) {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortFunc(order, func(i, j int) int {
-		a, b := &d.Devices[i], &d.Devices[j]
-		if c := strings.Compare(a.Child, b.Child); c != 0 {
-			return c
+	sort.Slice(order, func(i, j int) bool {
+		a, b := &d.Devices[order[i]], &d.Devices[order[j]]
+		if a.Child != b.Child {
+			return a.Child < b.Child
 		}
-		return strings.Compare(a.MAC, b.MAC)
+		return a.MAC < b.MAC
 	})
 	devs := make([]rendered, len(d.Devices))
 	for i, k := range order {
