@@ -32,6 +32,9 @@ declare -A need=(
   [dig]=dnsutils
   [iperf3]=iperf3
   [curl]=curl
+  # `famguard pull` is tested with each fetcher it can use: curl, GNU
+  # wget and busybox wget (scripts/e2e/pull_test.go).
+  [wget]=wget
   [nft]=nftables
   [shellcheck]=shellcheck
   [busybox]=busybox

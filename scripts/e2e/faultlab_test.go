@@ -429,6 +429,24 @@ exec %[4]s "$@"
 	return dir, modeFile, pidFile
 }
 
+// privateMounts is the command prefix for a mount namespace whose mounts
+// stay in it. `unshare -m` makes every mount private first, which fails
+// where "/" is not a mount point (a chroot, many containers). There the
+// mounts are often private already (make test-fresh's root is), and then
+// `--propagation unchanged` is as good; where some are shared it would
+// leak the test's mounts out, so the test stops with the reason instead.
+func privateMounts(t *testing.T) []string {
+	t.Helper()
+	if exec.Command("unshare", "-m", "true").Run() == nil {
+		return []string{"unshare", "-m"}
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil || strings.Contains(string(mi), " shared:") {
+		t.Fatalf("cannot make a private mount namespace here: \"/\" is not a mount point and some mounts are shared (%v); run the lab where / is a mount point, or in a private mount namespace (unshare -m --propagation private, as make test-fresh does)", err)
+	}
+	return []string{"unshare", "-m", "--propagation", "unchanged"}
+}
+
 func setMode(t *testing.T, file, mode string) {
 	t.Helper()
 	if err := os.WriteFile(file, []byte(mode+"\n"), 0o644); err != nil {
@@ -638,7 +656,7 @@ mount --bind %[2]s %[2]s
 mount -o remount,bind,ro %[2]s
 exec "$@"`, full, f.state)
 	a := newAgent(t, f.Lab, f.profiles, f.state)
-	a.prefix = []string{"unshare", "-m", "sh", "-c", setup, "sh"}
+	a.prefix = append(privateMounts(t), "sh", "-c", setup, "sh")
 	a.extra = []string{"--saved-state", saved} // after the default one: the last flag wins
 	a.launch(bedtime.Add(30 * time.Minute).Format(time.RFC3339))
 	pid := a.cmd.Process.Pid

@@ -80,13 +80,13 @@ func TestPullMode(t *testing.T) {
 			pull := func(url string) (bundle.PullResult, *bundle.Result) {
 				t.Helper()
 				os.Remove(filepath.Join(state, "last-import.json"))
-				cli(t, l, "pull", "--once", "--url", url, "--fetcher", fetcher, "--timeout", "60s",
+				out, _ := cli(t, l, "pull", "--once", "--url", url, "--fetcher", fetcher, "--timeout", "60s",
 					"--operator", filepath.Join(etc, "operator.d"), "--categories", filepath.Join(etc, "categories.d"),
 					"--profiles", filepath.Join(etc, "profiles.d"), "--keys", filepath.Join(etc, "keys.d"), "--state", state)
 				var pr bundle.PullResult
 				b, err := os.ReadFile(filepath.Join(state, "last-pull.json"))
 				if err != nil || json.Unmarshal(b, &pr) != nil {
-					t.Fatalf("last-pull.json: %v %s", err, b)
+					t.Fatalf("last-pull.json: %v %s\nfamguard pull said:\n%s", err, b, out)
 				}
 				var ir *bundle.Result
 				if b, err := os.ReadFile(filepath.Join(state, "last-import.json")); err == nil {

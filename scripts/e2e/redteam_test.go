@@ -378,9 +378,12 @@ func newRTLab(t *testing.T) *rtLab {
 
 func (r *rtLab) ip(h *lab.Host, args ...string) string {
 	r.t.Helper()
-	out, err := exec.Command("ip", append([]string{"-n", h.NS}, args...)...).CombinedOutput()
+	// Through lab.InNS, not `ip -n`: that remounts "/" first, which fails
+	// where "/" is not a mount point (a chroot, many containers).
+	argv := lab.InNS(h.NS, append([]string{"ip"}, args...)...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
-		r.t.Fatalf("ip -n %s %s: %v: %s", h.NS, strings.Join(args, " "), err, out)
+		r.t.Fatalf("ip (in %s) %s: %v: %s", h.NS, strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
