@@ -430,21 +430,58 @@ exec %[4]s "$@"
 }
 
 // privateMounts is the command prefix for a mount namespace whose mounts
-// stay in it. `unshare -m` makes every mount private first, which fails
-// where "/" is not a mount point (a chroot, many containers). There the
-// mounts are often private already (make test-fresh's root is), and then
-// `--propagation unchanged` is as good; where some are shared it would
-// leak the test's mounts out, so the test stops with the reason instead.
-func privateMounts(t *testing.T) []string {
+// (under the given directories) stay in it. `unshare -m` makes every mount
+// private first, which fails where "/" is not a mount point (a chroot, many
+// containers). There the mounts are often private already (make
+// test-fresh's root is), and then `--propagation unchanged` is as good;
+// where the mount holding one of the directories is shared it would leak
+// the test's mounts out, so the test stops with the reason instead.
+func privateMounts(t *testing.T, dirs ...string) []string {
 	t.Helper()
 	if exec.Command("unshare", "-m", "true").Run() == nil {
 		return []string{"unshare", "-m"}
 	}
 	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil || strings.Contains(string(mi), " shared:") {
-		t.Fatalf("cannot make a private mount namespace here: \"/\" is not a mount point and some mounts are shared (%v); run the lab where / is a mount point, or in a private mount namespace (unshare -m --propagation private, as make test-fresh does)", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if at, shared := sharedMountOf(string(mi), d); shared {
+			t.Fatalf("cannot make a private mount namespace here: \"/\" is not a mount point and %s is on a shared mount (%s); run the lab where / is a mount point, or in a private mount namespace (unshare -m --propagation private, as make test-fresh does)", d, at)
+		}
 	}
 	return []string{"unshare", "-m", "--propagation", "unchanged"}
+}
+
+// sharedMountOf finds the mount holding path in a mountinfo text (the
+// longest mount point that is a prefix of it) and whether it is shared.
+// Mounts outside a chroot are not listed: a path on the chroot's own root
+// then has no entry, and only its namespace's propagation decides.
+func sharedMountOf(mountinfo, path string) (string, bool) {
+	best, shared := "", false
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		mp := f[4]
+		if mp != "/" && path != mp && !strings.HasPrefix(path, mp+"/") {
+			continue
+		}
+		if len(mp) < len(best) {
+			continue
+		}
+		best, shared = mp, false
+		for _, opt := range f[6:] {
+			if opt == "-" {
+				break
+			}
+			if strings.HasPrefix(opt, "shared:") {
+				shared = true
+			}
+		}
+	}
+	return best, shared
 }
 
 func setMode(t *testing.T, file, mode string) {
@@ -656,7 +693,7 @@ mount --bind %[2]s %[2]s
 mount -o remount,bind,ro %[2]s
 exec "$@"`, full, f.state)
 	a := newAgent(t, f.Lab, f.profiles, f.state)
-	a.prefix = append(privateMounts(t), "sh", "-c", setup, "sh")
+	a.prefix = append(privateMounts(t, full, f.state), "sh", "-c", setup, "sh")
 	a.extra = []string{"--saved-state", saved} // after the default one: the last flag wins
 	a.launch(bedtime.Add(30 * time.Minute).Format(time.RFC3339))
 	pid := a.cmd.Process.Pid
@@ -827,4 +864,29 @@ func settledRules(t *testing.T, f *familyLab) (v4, v6 []string) {
 		}
 	}
 	return v4, v6
+}
+
+func TestSharedMountOf(t *testing.T) {
+	const mi = `22 1 0:21 / / rw shared:1 - ext4 /dev/sda1 rw
+30 22 0:25 / /tmp rw,nosuid - tmpfs tmpfs rw
+31 22 0:26 / /run/netns rw shared:7 - tmpfs tmpfs rw
+32 30 0:27 / /tmp/sub rw shared:9 - tmpfs tmpfs rw`
+	for _, c := range []struct {
+		path, at string
+		shared   bool
+	}{
+		{"/tmp/TestX/001/flash", "/tmp", false},
+		{"/tmp/sub/x", "/tmp/sub", true},
+		{"/tmpfoo/x", "/", true},
+		{"/var/lib/x", "/", true},
+	} {
+		at, shared := sharedMountOf(mi, c.path)
+		if at != c.at || shared != c.shared {
+			t.Errorf("%s: got %s shared=%v, want %s shared=%v", c.path, at, shared, c.at, c.shared)
+		}
+	}
+	// In a chroot the root's own mount is not listed: only mounts inside.
+	if at, shared := sharedMountOf("31 22 0:26 / /run/netns rw shared:7 - tmpfs tmpfs rw", "/tmp/x"); at != "" || shared {
+		t.Errorf("chroot: got %q shared=%v, want no entry", at, shared)
+	}
 }
