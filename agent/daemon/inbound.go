@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/rules"
@@ -68,6 +69,13 @@ type inboundState struct {
 	pending string       // the generation of the apply in progress
 	next    *openDevices
 	failed  bool // an add failed (logged once until one works again)
+	// topped is when each address went into the generation toppedGen:
+	// reconcile runs at every neighbour change and reload, and adding
+	// every known address again each time cost one netlink round trip per
+	// address on the reload path. An address is added again only once
+	// half its kernel timeout has passed (to keep it from expiring).
+	toppedGen string
+	topped    map[netip.Addr]time.Time
 	// Not comparable: no generated equality function (router build size).
 	_ [0]func()
 }
@@ -139,8 +147,12 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 			return
 		}
 	}
+	if gen != d.in.toppedGen {
+		d.in.toppedGen, d.in.topped = gen, map[netip.Addr]time.Time{}
+	}
 	v4, v6 := egress.Names(gen)
 	added := 0
+	now0 := time.Now()
 	for mac, addrs := range d.neigh {
 		if !now.is(mac) {
 			continue
@@ -149,6 +161,9 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 			a = a.Unmap()
 			if !a.IsValid() || a.IsLinkLocalUnicast() {
 				continue // never forwarded
+			}
+			if at, ok := d.in.topped[a]; ok && now0.Sub(at) < rules.InboundTimeout*time.Second/2 {
+				continue
 			}
 			name := v4
 			if a.Is6() {
@@ -161,6 +176,7 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 				d.in.failed = true
 				continue
 			}
+			d.in.topped[a] = now0
 			added++
 		}
 	}
@@ -177,6 +193,7 @@ func (d *Daemon) prepareInbound(desired *rules.Desired) {
 // the one no rule names. One that is still named (an apply that wrote one
 // family and failed the other) is kept, with what this agent put there.
 func (d *Daemon) freshInbound() (string, error) {
+	d.in.toppedGen = "" // the sets are made empty: nothing is in them
 	gen := otherGen(d.in.base)
 	if d.destroyGen(gen) != nil && d.in.base == "" {
 		gen = inboundGens[1]

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,5 +141,72 @@ func TestInboundWithoutSets(t *testing.T) {
 	}
 	if in := statusOf(t, d).Inbound; in != nil {
 		t.Errorf("status inbound = %+v without sets", in)
+	}
+}
+
+// countingSets counts the adds that reach the kernel.
+type countingSets struct {
+	egress.Fake
+	mu   sync.Mutex
+	adds int
+}
+
+func (c *countingSets) Add(name string, addr netip.Addr, timeout uint32) error {
+	c.mu.Lock()
+	c.adds++
+	c.mu.Unlock()
+	return c.Fake.Add(name, addr, timeout)
+}
+
+func (c *countingSets) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.adds
+}
+
+// repeatingNeighbours sends the same table n times, as a LAN whose
+// entries change state (REACHABLE, STALE) without new addresses does.
+type repeatingNeighbours struct {
+	table netwatch.Table
+	n     int
+	sent  chan struct{}
+}
+
+func (r repeatingNeighbours) Run(ctx context.Context, out chan<- netwatch.Table) error {
+	for i := 0; i < r.n; i++ {
+		select {
+		case out <- r.table:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	close(r.sent)
+	<-ctx.Done()
+	return nil
+}
+
+// TestInboundTopUpAddsOnlyNewAddresses: a reconcile (every neighbour
+// change) must not send every known address to the kernel again.
+func TestInboundTopUpAddsOnlyNewAddresses(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "family.yaml"), []byte(inboundProfile("21:00")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr
+	neigh := netwatch.Table{"02:00:00:00:00:21": {a("192.0.2.21"), a("2001:db8:1::21")}}
+	sets := &countingSets{}
+	src := repeatingNeighbours{table: neigh, n: 20, sent: make(chan struct{})}
+	cfg := dnsDaemonConfig(t, dir, state, time.Date(2026, 11, 26, 12, 0, 0, 0, berlin), newFakeDataplane(), nil, nil)
+	cfg.Neighbours, cfg.Inbound = src, sets
+	d := runDaemon(t, cfg)
+	<-src.sent
+	statusOf(t, d) // the loop has handled the tables sent before this request
+	if _, ok := sets.Holds("fgin-a4", a("192.0.2.21")); !ok {
+		t.Fatal("bob's address is not in the set")
+	}
+	// Bob's two addresses, once each (the first apply may precede the
+	// table: then it adds nothing).
+	if got := sets.count(); got != 2 {
+		t.Errorf("20 neighbour tables with the same two addresses sent %d adds to the kernel, want 2", got)
 	}
 }
