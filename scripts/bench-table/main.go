@@ -214,19 +214,12 @@ func dnsRows(b *strings.Builder, rs []map[string]string, servers []string) {
 		bySize[r["domains"]][r["server"]] = r
 	}
 	sort.Ints(sizes)
-	anyEcho := 0.0
-	for _, v := range echo {
-		anyEcho = v
-	}
 	for _, n := range sizes {
 		if n == 0 {
 			continue
 		}
 		d := strconv.Itoa(n)
-		e, ok := echo[d]
-		if !ok {
-			e = anyEcho
-		}
+		e := echo[d]
 		var cells []string
 		for _, s := range servers {
 			r := bySize[d][s]
@@ -234,8 +227,8 @@ func dnsRows(b *strings.Builder, rs []map[string]string, servers []string) {
 				continue
 			}
 			ratio := ""
-			if e > 0 {
-				ratio = fmt.Sprintf(" (%.2fx the echo's)", num(r, "cpu_us")/e)
+			if x := xEcho(r); x > 0 {
+				ratio = fmt.Sprintf(" (%.2fx the echo's)", x)
 			}
 			base := bySize["0"][s]
 			perDomain := ""
@@ -258,27 +251,26 @@ func peersTable(b *strings.Builder, lines []string) {
 	}
 	fmt.Fprintf(b, "`make bench-peers` (same lists, upstream and 50/50 mix; each server pinned to one core), %s:\n\n", header(lines))
 	b.WriteString("| server | domains | q/s | CPU µs/query | × echo | load s | RSS ready MiB | peak while loading MiB | peak during queries MiB | RSS after MiB |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	echo := map[string]float64{}
-	last := 0.0
-	for _, r := range rs {
-		if r["server"] == "echo" {
-			echo[r["domains"]], last = num(r, "cpu_us"), num(r, "cpu_us")
-		}
-	}
 	for _, r := range rs {
 		if r["domains"] == "0" && r["server"] != "echo" {
 			continue
 		}
-		e, ok := echo[r["domains"]]
-		if !ok {
-			e = last
-		}
 		ratio := "-"
-		if r["server"] != "echo" && e > 0 {
-			ratio = fmt.Sprintf("%.2f", num(r, "cpu_us")/e)
+		if x := xEcho(r); x > 0 {
+			ratio = fmt.Sprintf("%.2f", x)
 		}
 		fmt.Fprintf(b, "| %s | %s | %.0f | %.1f | %s | %.2f | %.1f | %.1f | %.1f | %.1f |\n", r["server"], r["domains"], num(r, "qps"), num(r, "cpu_us"), ratio,
 			num(r, "load_s"), num(r, "ready_kib")/1024, num(r, "load_peak_kib")/1024, num(r, "query_peak_kib")/1024, num(r, "after_kib")/1024)
 	}
 	b.WriteString("\n")
+}
+
+// xEcho is a result's CPU per query over the echo's in the same round
+// (dns-bench's x_echo: side by side, the median of the rounds' with
+// -repeat); 0 when the run had no echo or is older than that field.
+func xEcho(r map[string]string) float64 {
+	if r["server"] == "echo" {
+		return 0
+	}
+	return num(r, "x_echo")
 }

@@ -144,6 +144,9 @@ type result struct {
 	// (addresses and kernel memory, from the kernel's own set header).
 	open4, setBytes int
 	adds, writes    int // its kernel adds and the writes (batches) they took
+	// xEcho is cpuPerQ over the echo's in the same round at the same size
+	// (0: no echo in the run); with -repeat, the median of the rounds'.
+	xEcho float64
 }
 
 func run(srvCPU string) error {
@@ -206,15 +209,21 @@ func run(srvCPU string) error {
 		}
 		var runs []result
 		for rep := 0; rep < *repeat; rep++ {
+			// The echo does not depend on the lists, but it is measured at
+			// every size, in every round, just before the others: its CPU
+			// per query moved by a third between minutes of one run on this
+			// machine (10.2 and 13.6 µs), so "× echo" is taken within the
+			// round, side by side, never against an echo of another minute.
+			var echo time.Duration
 			for _, s := range list {
-				if s.name == "echo" && n > 0 && n != len(all) && len(results) > 0 {
-					// echo does not depend on the lists: measured with none
-					// and with all (two samples of the ceiling per run).
-					continue
-				}
 				r, err := measure(s, srvCPU, sdir, n, probe, m)
 				if err != nil {
 					return err
+				}
+				if s.name == "echo" {
+					echo = r.cpuPerQ
+				} else if echo > 0 {
+					r.xEcho = float64(r.cpuPerQ) / float64(echo)
 				}
 				runs = append(runs, r)
 				printResult(r, upLat)
@@ -330,9 +339,11 @@ func medians(runs []result, list []server) []result {
 		}
 		sort.Slice(rs, func(i, j int) bool { return rs[i].cpuPerQ < rs[j].cpuPerQ })
 		cpu := rs[len(rs)/2].cpuPerQ
+		sort.Slice(rs, func(i, j int) bool { return rs[i].xEcho < rs[j].xEcho })
+		x := rs[len(rs)/2].xEcho
 		sort.Slice(rs, func(i, j int) bool { return rs[i].thr.qps < rs[j].thr.qps })
 		m := rs[len(rs)/2]
-		m.cpuPerQ = cpu
+		m.cpuPerQ, m.xEcho = cpu, x
 		out = append(out, m)
 	}
 	return out
@@ -392,27 +403,17 @@ func printResult(r result, up loadResult) {
 // scripts/bench-table.sh (which writes the README's table from them).
 func report(results []result, up loadResult) {
 	base := map[string]int{}
-	echo := map[int]time.Duration{}
-	var echoAll time.Duration
 	for _, r := range results {
 		if r.domains == 0 {
 			base[r.name] = r.readyKiB
-		}
-		if r.name == "echo" {
-			echo[r.domains] = r.cpuPerQ
-			echoAll = r.cpuPerQ
 		}
 	}
 	fmt.Printf("\n%-15s %8s %7s %8s %9s %6s %8s %9s %10s %9s %9s %9s %9s %9s\n", "server", "domains", "load s", "q/s", "CPU µs/q", "×echo",
 		"blocked", "p50 blk", "p50 fwd+", "ready MiB", "load pk", "query pk", "after", "B/domain")
 	for _, r := range results {
-		e, ok := echo[r.domains]
-		if !ok {
-			e = echoAll
-		}
 		ratio := "-"
-		if e > 0 && r.name != "echo" {
-			ratio = fmt.Sprintf("%.2f", float64(r.cpuPerQ)/float64(e))
+		if r.xEcho > 0 {
+			ratio = fmt.Sprintf("%.2f", r.xEcho)
 		}
 		perDomain := "-"
 		if b, ok := base[r.name]; ok && r.domains > 0 {
@@ -426,13 +427,13 @@ func report(results []result, up loadResult) {
 	fmt.Println(" p50 blk: a blocked name's answer at one query in flight; p50 fwd+: a forwarded name's minus the upstream's own;")
 	fmt.Println(" load pk: VmHWM when ready (the list load's peak); query pk: VmHWM over the query load; B/domain: RSS when ready above the same server's with no lists)")
 	if *repeat > 1 {
-		fmt.Printf("(each row: the run with the median q/s of %d taking turns, with the median CPU µs/q of the %d)\n", *repeat, *repeat)
+		fmt.Printf("(each row: the run with the median q/s of %d taking turns, with the median CPU µs/q of the %d and the median of the rounds' × echo)\n", *repeat, *repeat)
 	}
 	strictReport(results)
 	for _, r := range results {
-		fmt.Printf("result: server=%s domains=%d load_s=%.3f qps=%.0f cpu_us=%.2f blocked=%.3f errors=%.4f p50_blocked_us=%d p50_fwd_added_us=%d ready_kib=%d load_peak_kib=%d query_peak_kib=%d after_kib=%d%s\n",
+		fmt.Printf("result: server=%s domains=%d load_s=%.3f qps=%.0f cpu_us=%.2f blocked=%.3f errors=%.4f p50_blocked_us=%d p50_fwd_added_us=%d ready_kib=%d load_peak_kib=%d query_peak_kib=%d after_kib=%d x_echo=%.3f%s\n",
 			r.name, r.domains, r.load.Seconds(), r.thr.qps, us(r.cpuPerQ), r.thr.blockedShare(), r.thr.errorRate(),
-			r.lat.p50Blocked.Microseconds(), (r.lat.p50Allowed - up.p50).Microseconds(), r.readyKiB, r.loadPeak, r.queryPeak, r.afterKiB, setFields(r))
+			r.lat.p50Blocked.Microseconds(), (r.lat.p50Allowed - up.p50).Microseconds(), r.readyKiB, r.loadPeak, r.queryPeak, r.afterKiB, r.xEcho, setFields(r))
 	}
 }
 
