@@ -3,6 +3,7 @@ package egress
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +19,8 @@ type Fake struct {
 	// BeforeBatch, if set, is called with each batch before the kernel
 	// takes it (without Fake's lock): tests hold a batch there.
 	BeforeBatch func(adds []KernelAdd)
+	// InUse are sets a firewall rule names: Destroy fails with ErrInUse.
+	InUse map[string]bool
 
 	mu      sync.Mutex
 	sets    map[string]*fakeSet
@@ -122,8 +125,23 @@ func (f *Fake) Destroy(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls = append(f.Calls, "destroy "+name)
+	if f.InUse[name] {
+		return fmt.Errorf("ipset destroy %s: %w", name, ErrInUse)
+	}
 	delete(f.sets, name)
 	return nil
+}
+
+// List implements SetRemover: the names of the sets, sorted.
+func (f *Fake) List() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.sets))
+	for n := range f.sets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // Holds reports whether the set holds addr now, and until when.
