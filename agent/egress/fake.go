@@ -2,6 +2,7 @@ package egress
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -136,12 +137,7 @@ func (f *Fake) Destroy(name string) error {
 func (f *Fake) List() ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	names := make([]string, 0, len(f.sets))
-	for n := range f.sets {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(f.sets)), nil
 }
 
 // Holds reports whether the set holds addr now, and until when.

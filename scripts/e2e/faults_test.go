@@ -138,16 +138,9 @@ func normalisedSave(t *testing.T, l *lab.Lab, save string) string {
 
 // cleanupSetsProfile has a strict child (her sets fg-alice4/6) and a child
 // offline at the clock the test starts the agent with (the inbound guard's
-// sets fgin-…, which an offline device makes matter).
-const cleanupSetsProfile = `version: 1
-timezone: Europe/Berlin
-children:
-  alice:
-    devices: [{mac: "02:00:00:00:00:11", name: "Alice's phone"}]
-    strict: true
-  bob:
-    devices: [{mac: "02:00:00:00:00:21", name: "Bob's tablet"}]
-    schedules:
+// sets fgin-…, which an offline device makes matter): strictFamily with a
+// bedtime for Bob, its last child.
+const cleanupSetsProfile = strictFamily + `    schedules:
       - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
 `
 
