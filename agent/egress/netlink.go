@@ -120,6 +120,13 @@ func (n *Netlink) Destroy(name string) error {
 // of a large set spans several messages).
 func (n *Netlink) List() ([]string, error) {
 	all, err := n.h.IpsetListAll()
+	if errors.Is(err, unix.EINVAL) {
+		// nfnetlink's answer when no ipset subsystem is in the kernel
+		// (on OpenWrt: kmod-ipt-ipset not installed, or not loadable):
+		// then there is no set at all, famguard's included. Failing here
+		// would fail `famguard cleanup`, and with it the package's prerm.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
