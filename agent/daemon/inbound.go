@@ -59,8 +59,9 @@ func (d *Daemon) inboundStatus() *InboundStatus {
 }
 
 // The two generations the guard alternates between. Strict sets are "fg-"
-// and a child's name, so these names are never a child's.
-var inboundGens = [2]string{"fgin-a", "fgin-b"}
+// and a child's name, so these names are never a child's; the prefix is
+// egress's, so that famguard cleanup (egress.Ours) removes them.
+var inboundGens = [2]string{egress.InboundPrefix + "a", egress.InboundPrefix + "b"}
 
 // inboundState is what the loop keeps of the guard.
 type inboundState struct {

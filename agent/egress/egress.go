@@ -21,7 +21,9 @@
 //     answer to a strict class, and sends the answer only once AddAll
 //     returned nil (agent/dnsfilter/strict.go): when AddAll returns nil,
 //     every address is in the kernel;
-//   - status calls Stats(base).
+//   - status calls Stats(base);
+//   - `famguard cleanup`, once famguard's rules are gone, calls
+//     RemoveOurs (cleanup.go): every set whose name is famguard's (Ours).
 //
 // Why netlink rather than the ipset binary: an exec per answered address
 // would cost milliseconds per query; one netlink message on a kept socket
@@ -187,11 +189,11 @@ func (s *Sets) SetGrace(g time.Duration) {
 }
 
 // SetBase is the base set name of a policy class (a child's name, or the
-// unknown-device class): "fg-"+class, or, when that would not fit the
+// unknown-device class): StrictPrefix+class, or, when that would not fit the
 // kernel's name limit with its family suffix, a prefix of it plus a short
 // hash (so two long names never share a set).
 func SetBase(class string) string {
-	base := "fg-" + class
+	base := StrictPrefix + class
 	if len(base)+1 <= maxNameLen {
 		return base
 	}

@@ -2,7 +2,9 @@ package egress
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +20,8 @@ type Fake struct {
 	// BeforeBatch, if set, is called with each batch before the kernel
 	// takes it (without Fake's lock): tests hold a batch there.
 	BeforeBatch func(adds []KernelAdd)
+	// InUse are sets a firewall rule names: Destroy fails with ErrInUse.
+	InUse map[string]bool
 
 	mu      sync.Mutex
 	sets    map[string]*fakeSet
@@ -122,8 +126,18 @@ func (f *Fake) Destroy(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls = append(f.Calls, "destroy "+name)
+	if f.InUse[name] {
+		return fmt.Errorf("ipset destroy %s: %w", name, ErrInUse)
+	}
 	delete(f.sets, name)
 	return nil
+}
+
+// List implements SetRemover: the names of the sets, sorted.
+func (f *Fake) List() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.sets)), nil
 }
 
 // Holds reports whether the set holds addr now, and until when.

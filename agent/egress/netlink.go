@@ -102,10 +102,39 @@ func (n *Netlink) Info(name string) (SetInfo, error) {
 	return SetInfo{Name: name, Entries: int(r.NumEntries), MaxElem: int(r.MaxElements), MemBytes: int(r.SizeInMemory)}, nil
 }
 
-// Destroy implements Kernel.
+// Destroy implements Kernel and SetRemover.
 func (n *Netlink) Destroy(name string) error {
-	if err := n.h.IpsetDestroy(name); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("ipset destroy %s: %w", name, err)
+	err := n.h.IpsetDestroy(name)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
 	}
-	return nil
+	// The kernel answers IPSET_ERR_BUSY for a set a rule references.
+	var ie nl.IPSetError
+	if errors.As(err, &ie) && ie == nl.IPSetError(nl.IPSET_ERR_BUSY) {
+		err = ErrInUse
+	}
+	return fmt.Errorf("ipset destroy %s: %w", name, err)
+}
+
+// List implements SetRemover: every set's name, once (the kernel's dump
+// of a large set spans several messages).
+func (n *Netlink) List() ([]string, error) {
+	all, err := n.h.IpsetListAll()
+	if errors.Is(err, unix.EINVAL) {
+		// nfnetlink's answer when no ipset subsystem is in the kernel
+		// (on OpenWrt: kmod-ipt-ipset not installed, or not loadable):
+		// then there is no set at all, famguard's included. Failing here
+		// would fail `famguard cleanup`, and with it the package's prerm.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range all {
+		if r.SetName != "" && (len(names) == 0 || names[len(names)-1] != r.SetName) {
+			names = append(names, r.SetName)
+		}
+	}
+	return names, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/scripts/lab"
 )
 
@@ -133,6 +134,93 @@ func normalisedSave(t *testing.T, l *lab.Lab, save string) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// cleanupSetsProfile has a strict child (her sets fg-alice4/6) and a child
+// offline at the clock the test starts the agent with (the inbound guard's
+// sets fgin-…, which an offline device makes matter): strictFamily with a
+// bedtime for Bob, its last child.
+const cleanupSetsProfile = strictFamily + `    schedules:
+      - {name: bedtime, days: [daily], from: "21:00", to: "07:00", action: offline}
+`
+
+// routerSets lists the ipsets of the router's namespace: famguard's
+// (egress.Ours) and the others.
+func routerSets(t *testing.T, l *lab.Lab) (ours, others []string) {
+	t.Helper()
+	out, err := l.Run(context.Background(), l.Router, "ipset", "list", "-n")
+	if err != nil {
+		t.Fatalf("ipset list -n: %v\n%s", err, out)
+	}
+	for _, name := range strings.Fields(out) {
+		if egress.Ours(name) {
+			ours = append(ours, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	sort.Strings(ours)
+	return ours, others
+}
+
+// TestCleanupRemovesSets: `cleanup` leaves nothing of famguard's in the
+// kernel: no FAMGUARD chain (IPv4, IPv6) and none of the ipsets the agent
+// made over netlink (strict and inbound guard), while a set of the
+// router's own stays.
+func TestCleanupRemovesSets(t *testing.T) {
+	f := newFamilyLab(t)
+	ctx := context.Background()
+	if out, err := f.Run(ctx, f.Router, "ipset", "create", "other", "hash:ip"); err != nil {
+		t.Fatalf("ipset create other: %v\n%s", err, out)
+	}
+	writeFile(t, filepath.Join(f.profiles, "family.yaml"), cleanupSetsProfile)
+	a := startAgent(t, f.Lab, f.profiles, f.state, bedtime.Add(30*time.Minute).Format(time.RFC3339))
+	want := []string{"fg-alice4", "fg-alice6", "fgin-a4", "fgin-a6"}
+	var ours []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ours, _ = routerSets(t, f.Lab); strings.Join(ours, " ") == strings.Join(want, " ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("famguard's ipsets with the agent running: %q, want %q\n%s", ours, want, a.log.String())
+		}
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		if len(famguardLines(t, f.Lab, save)) == 0 {
+			t.Fatalf("%s: the agent wrote no rules", save)
+		}
+	}
+
+	out, err := cli(t, f.Lab, "cleanup", "--state", f.state)
+	if err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "and 4 famguard ipsets") {
+		t.Errorf("cleanup does not say it removed the 4 sets:\n%s", out)
+	}
+	select {
+	case <-a.done:
+		a.cmd = nil
+	case <-time.After(15 * time.Second):
+		t.Fatal("cleanup did not stop the running agent")
+	}
+	ours, others := routerSets(t, f.Lab)
+	if len(ours) != 0 {
+		t.Errorf("famguard's ipsets after cleanup: %q", ours)
+	}
+	if strings.Join(others, " ") != "other" {
+		t.Errorf("the router's own sets after cleanup: %q, want [other]", others)
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := f.Run(ctx, f.Router, save)
+		if err != nil || strings.Contains(out, "FAMGUARD") {
+			t.Errorf("%s after cleanup (%v):\n%s", save, err, out)
+		}
+	}
+	// Idempotent: nothing left to remove is no error.
+	if out, err := cli(t, f.Lab, "cleanup", "--state", f.state); err != nil || !strings.Contains(out, "and 0 famguard ipsets") {
+		t.Errorf("second cleanup: %v\n%s", err, out)
+	}
 }
 
 // TestCleanupRestoresPreviousRules: `cleanup` stops the agent and leaves the

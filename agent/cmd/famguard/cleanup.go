@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/famguard/famguard/agent/control"
+	"github.com/famguard/famguard/agent/egress"
 	"github.com/famguard/famguard/rules"
 )
 
@@ -35,11 +36,25 @@ func cmdCleanup(args []string) error {
 			errs = append(errs, fmt.Errorf("%s: %w", fam, err))
 		}
 	}
+	// Then the agent's ipsets (strict and inbound guard), which the
+	// kernel destroys only once no rule names them: after the rules.
+	removed, err := removeSets()
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, "famguard rules removed (IPv4 and IPv6); devices are no longer protected")
+	fmt.Fprintf(os.Stderr, "famguard rules removed (IPv4 and IPv6), and %d famguard ipsets; devices are no longer protected\n", removed)
 	return nil
+}
+
+// removeSets destroys every ipset of famguard's (egress.Ours).
+func removeSets() (int, error) {
+	k, err := egress.NewNetlink()
+	if err != nil {
+		return 0, err
+	}
+	defer k.Close()
+	return egress.RemoveOurs(k)
 }
 
 // waitGone waits until nobody answers on the control socket any more.

@@ -71,7 +71,7 @@ grant    extra time that ends by itself, even inside an offline window or past a
 budget   show today's budget per child (used, left, when it runs out), or change today's only
 rpcd     the rpcd plugin behind the "famguard" ubus object (the parents' page); rpcd runs it
 notify   tell the agent the clock is synchronised (ntp hotplug) or the firewall was reloaded (fw4 include)
-cleanup  stop the agent on --state (if running) and remove all its firewall rules
+cleanup  stop the agent on --state (if running), remove all its firewall rules and ipsets
 import   verify a signed bundle (operator profiles, category lists) and apply it atomically, or refuse it and change nothing
 pull     poll an operator's server for new bundles (manifest first) through uclient-fetch, wget or curl, and import them
 tr181    export the policy as TR-181 parameters, or import a parameter list into the operator layer (agent/tr181/MAPPING.md)
