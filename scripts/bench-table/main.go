@@ -186,14 +186,60 @@ func benchTable(b *strings.Builder, lines []string) {
 		fmt.Fprintf(b, "| the whole agent's memory | %s |\n", strings.Join(mem, "; "))
 	}
 	dnsRows(b, results(lines), []string{"famguard", "dnsmasq"})
+	var strict []string
 	for _, l := range lines {
-		f := strings.Fields(l)
-		if len(f) >= 3 && (f[0] == "famguard" || f[0] == "naive") && f[2] == "Gbit/s" && strings.Contains(l, "ratio vs none") {
-			i := strings.Index(l, "ratio vs none")
-			fmt.Fprintf(b, "| forwarded TCP (iperf3), 250 devices configured: %s | %s Gbit/s, %s |\n", f[0], f[1], strings.TrimSpace(l[i:]))
+		if strings.HasPrefix(l, "strict egress at ") {
+			strict = append(strict, strings.TrimPrefix(l, "strict egress at "))
 		}
 	}
+	if len(strict) > 0 {
+		fmt.Fprintf(b, "| strict egress, DNS with strict on vs off in the same run | %s |\n", strings.Join(strict, "; "))
+	}
+	b.WriteString(iperfRows(lines))
+	var acct []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "accounting pass, ") || strings.HasPrefix(l, "an hour of use") || strings.HasPrefix(strings.TrimSpace(l), "acct: ") {
+			acct = append(acct, strings.TrimPrefix(strings.TrimSpace(l), "acct: "))
+		}
+	}
+	if len(acct) > 0 {
+		fmt.Fprintf(b, "| daily-budget accounting | %s |\n", strings.Join(acct, "; "))
+	}
 	b.WriteString("\n")
+	// Every part of `make bench` must be in the table: a part whose output
+	// changed shape would otherwise drop out of it silently (the iperf rows
+	// did, once).
+	for _, want := range []string{"apply,", "reload,", "category lists,", "category lookup", "the whole agent's memory", "DNS, ", "strict egress,", "forwarded TCP", "daily-budget accounting"} {
+		if !strings.Contains(b.String(), "| "+want) {
+			fail("no %q row: the output of `make bench` (%s) no longer has what this script reads; fix scripts/bench-table", want, *full)
+		}
+	}
+}
+
+// iperfRows reads scripts/iperf-bench's summary table: after the header
+// line with "ratio of medians", one line per configuration (name, median
+// Gbit/s, the runs' range, ratio of medians, median of per-round ratios
+// with their range), up to the first line in parentheses.
+func iperfRows(lines []string) string {
+	var b strings.Builder
+	in := false
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.Contains(l, "ratio of medians") && strings.Contains(l, "median of ratios"):
+			in = true
+		case in && (t == "" || strings.HasPrefix(t, "(")):
+			in = false
+		case in:
+			f := strings.Fields(t)
+			if len(f) < 5 {
+				continue
+			}
+			fmt.Fprintf(&b, "| forwarded TCP (iperf3), 250 devices configured: %s | median %s Gbit/s (runs %s), ratio of medians vs none %s, median of per-round ratios %s |\n",
+				f[0], f[1], f[2], f[3], strings.Join(f[4:], " "))
+		}
+	}
+	return b.String()
 }
 
 // dnsRows: per list size, each server's q/s, CPU per query against the
