@@ -1,9 +1,7 @@
 package dnsfilter
 
 import (
-	"context"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,23 +64,7 @@ func TestForwardingListener(t *testing.T) {
 	upstream, _ := rawUpstream(t, func(q []byte) [][]byte { return answer(q, false) }, func(q []byte) [][]byte { return answer(q, true) })
 
 	s := NewServer(UpstreamExchange(upstream), NullIP)
-	l, err := s.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := Rules{Child: "alice", Categories: []string{"gambling"}, SafeSearch: true}
-	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: alice},
-		map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)).WithPorts(map[int]Rules{l.port: alice}, 0))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	addr := l.udp.LocalAddr().String()
+	addr := serveAlice(t, s, Rules{Child: "alice", Categories: []string{"gambling"}, SafeSearch: true}, func(*Listener) {})
 
 	// A raw client: the cut-off answer comes back whole (4.8 kB), more
 	// than a DNS client's default buffer.

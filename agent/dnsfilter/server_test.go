@@ -493,11 +493,18 @@ func startFilterWith(t *testing.T, adjust func(*Listener)) string {
 	t.Cleanup(func() { _ = upstream.Shutdown() })
 
 	s := NewServer(UpstreamExchange(upstream.PacketConn.LocalAddr().String()), NullIP)
+	return serveAlice(t, s, Rules{Child: "alice", Categories: []string{"gambling"}}, adjust)
+}
+
+// serveAlice serves s on a loopback port, 127.0.0.1 being Alice's device
+// with rules alice, until the test ends; adjust may change the listener
+// first. It returns the UDP address.
+func serveAlice(t *testing.T, s *Server, alice Rules, adjust func(*Listener)) string {
+	t.Helper()
 	l, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := Rules{Child: "alice", Categories: []string{"gambling"}}
 	s.Publish(NewSnapshot(map[string]Rules{aliceMAC: alice},
 		map[string][]netip.Addr{aliceMAC: {netip.MustParseAddr("127.0.0.1")}}, store(t)).WithPorts(map[int]Rules{l.port: alice}, 0))
 	adjust(l)
