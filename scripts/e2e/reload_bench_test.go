@@ -75,20 +75,24 @@ func BenchmarkReloadLatency(b *testing.B) {
 
 // BenchmarkReloadChanged is the same measurement by how many devices a
 // reload changes: one (a device renamed: its rules' comments), four (one
-// child's bedtime moved to 11:00: its devices go offline and back) or all
-// of them (every child's bedtime moved).
+// child's bedtime moved to 11:00: its devices go offline and back), all of
+// them (every child's bedtime moved), or four while every other device is
+// offline (bedtime for everyone, one child's moved back: extra time at
+// bedtime, with the offline rules of all the others in place).
 func BenchmarkReloadChanged(b *testing.B) {
 	for _, n := range []int{10, 250, 1000} {
+		kids := (n + 3) / 4
 		for _, c := range []struct {
-			name   string
-			edited variant
+			name     string
+			base, ed variant
 		}{
-			{"one", variant{renamed: true}},
-			{"child", variant{earlyKids: 1}},
-			{"all", variant{earlyKids: (n + 3) / 4}},
+			{"one", variant{}, variant{renamed: true}},
+			{"child", variant{}, variant{earlyKids: 1}},
+			{"all", variant{}, variant{earlyKids: kids}},
+			{"child-at-bedtime", variant{earlyKids: kids}, variant{earlyKids: kids - 1}},
 		} {
 			b.Run(fmt.Sprintf("devices=%d/changed=%s", n, c.name), func(b *testing.B) {
-				reloadBench(b, n, variant{}, c.edited)
+				reloadBench(b, n, c.base, c.ed)
 			})
 		}
 	}
