@@ -7,7 +7,8 @@
 //
 // so that every figure in them comes from a run, with its date, commit and
 // machine (the header bench.sh prints). `make bench-table` runs it; a
-// missing file leaves its rows out.
+// missing file leaves its rows out, a missing part of one fails it. With
+// -check it only checks a file (make bench-smoke runs it on its output).
 package main
 
 import (
@@ -25,6 +26,7 @@ var (
 	full   = flag.String("bench", "dist/bench-full.txt", "output of make bench")
 	peers  = flag.String("peers", "dist/bench-peers.txt", "output of make bench-peers")
 	readme = flag.String("out", "scripts/bench.md", "the file whose marked section is rewritten")
+	check  = flag.Bool("check", false, "only check that -bench holds every part of the table (make bench-smoke's output); write nothing")
 )
 
 const (
@@ -35,6 +37,15 @@ const (
 func main() {
 	flag.Parse()
 	var b strings.Builder
+	if *check {
+		lines, err := readLines(*full)
+		if err != nil {
+			fail("%v", err)
+		}
+		benchTable(&b, lines) // fails on a missing part
+		fmt.Printf("bench-table: %s has every part of the table\n", *full)
+		return
+	}
 	if lines, err := readLines(*full); err == nil {
 		benchTable(&b, lines)
 	} else {
