@@ -55,8 +55,8 @@ func TestProfileEditTakesEffect(t *testing.T) {
 	blocked := strings.Replace(familyProfile, "      - {name: bedtime, days: [daily], from: \"21:00\"", lunchBlock+"      - {name: bedtime, days: [daily], from: \"21:00\"", 1)
 	writeFile(t, path, blocked)
 	took := f.waitReach(t, f.alice, inet4, false, editEffect)
-	// The families are written one after the other: IPv6 follows IPv4 by
-	// a few milliseconds.
+	// The families are written side by side, two restores: one may
+	// follow the other by a few milliseconds.
 	took += f.waitReach(t, f.alice, inet6, false, editEffect)
 	t.Logf("block in force %v after the edit", took.Round(time.Millisecond))
 	f.expectReach(t, f.alice, false, "after adding the lunch window")
