@@ -38,22 +38,13 @@ func identityDesired() Desired {
 
 func init() {
 	goldenCases = append(goldenCases,
-		struct {
-			name string
-			d    Desired
-		}{"identity", identityDesired()},
-		struct {
-			name string
-			d    Desired
-		}{"unknown-like-child", func() Desired {
+		goldenCase{"identity", identityDesired()},
+		goldenCase{"unknown-like-child", func() Desired {
 			d := identityDesired()
 			d.Unknown = UnknownPolicy{Class: Device{ID: 9, Child: "unknown (like bob)", DNSPort: 5361, Strict: true, StrictSet: "fg-bob"}}
 			return d
 		}()},
-		struct {
-			name string
-			d    Desired
-		}{"unknown-allowed", func() Desired {
+		goldenCase{"unknown-allowed", func() Desired {
 			d := identityDesired()
 			d.Unknown = UnknownPolicy{Allow: true}
 			return d

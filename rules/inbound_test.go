@@ -18,14 +18,8 @@ func inboundDesired() Desired {
 
 func init() {
 	goldenCases = append(goldenCases,
-		struct {
-			name string
-			d    Desired
-		}{"inbound-guard", inboundDesired()},
-		struct {
-			name string
-			d    Desired
-		}{"inbound-nobody-offline", func() Desired {
+		goldenCase{"inbound-guard", inboundDesired()},
+		goldenCase{"inbound-nobody-offline", func() Desired {
 			d := inboundDesired()
 			d.Devices = []Device{bobTablet}
 			d.Unknown = UnknownPolicy{Allow: true}

@@ -23,10 +23,14 @@ var (
 	parentMAC = "02:00:00:00:00:31"
 )
 
-var goldenCases = []struct {
+// goldenCase is one rendered state checked against testdata/rules (other
+// files add theirs in init).
+type goldenCase struct {
 	name string
 	d    Desired
-}{
+}
+
+var goldenCases = []goldenCase{
 	{"empty", Desired{}},
 	{"one-offline", Desired{Devices: []Device{alicePhone}}},
 	{"family", Desired{Devices: []Device{bobTablet, aliceLaptop, alicePhone}}},
