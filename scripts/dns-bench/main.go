@@ -163,6 +163,9 @@ func run(srvCPU string) error {
 	if err != nil {
 		return err
 	}
+	// The echo goes first in every round, wherever -servers names it:
+	// each other server's "× echo" is taken against the echo just before.
+	sort.SliceStable(list, func(i, j int) bool { return list[i].name == "echo" && list[j].name != "echo" })
 	dir, err := os.MkdirTemp("", "dns-bench-")
 	if err != nil {
 		return err
