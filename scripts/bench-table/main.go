@@ -196,7 +196,7 @@ func benchTable(b *strings.Builder, lines []string) {
 	if len(mem) > 0 {
 		fmt.Fprintf(b, "| the whole agent's memory | %s |\n", strings.Join(mem, "; "))
 	}
-	dnsRows(b, results(lines), []string{"famguard", "dnsmasq"})
+	dnsRows(b, results(lines), []string{"famguard", "forwarder", "dnsmasq"})
 	var strict []string
 	for _, l := range lines {
 		if strings.HasPrefix(l, "strict egress at ") {
@@ -292,8 +292,12 @@ func dnsRows(b *strings.Builder, rs []map[string]string, servers []string) {
 			if base != nil {
 				perDomain = fmt.Sprintf(", %.1f B/domain", (num(r, "ready_kib")-num(base, "ready_kib"))*1024/float64(n))
 			}
-			cells = append(cells, fmt.Sprintf("**%s** %.1fk q/s, CPU %.1f µs/query%s, load %.2f s, RSS ready %.1f / query peak %.1f / after %.1f MiB%s",
-				s, num(r, "qps")/1000, num(r, "cpu_us"), ratio, num(r, "load_s"), num(r, "ready_kib")/1024, num(r, "query_peak_kib")/1024, num(r, "after_kib")/1024, perDomain))
+			name := "**" + s + "**"
+			if s == "forwarder" {
+				name = "**forwarder** (bare Go relay, no filtering: the floor for this mix)"
+			}
+			cells = append(cells, fmt.Sprintf("%s %.1fk q/s, CPU %.1f µs/query%s, load %.2f s, RSS ready %.1f / query peak %.1f / after %.1f MiB%s",
+				name, num(r, "qps")/1000, num(r, "cpu_us"), ratio, num(r, "load_s"), num(r, "ready_kib")/1024, num(r, "query_peak_kib")/1024, num(r, "after_kib")/1024, perDomain))
 		}
 		if len(cells) > 0 {
 			fmt.Fprintf(b, "| DNS, %d domains, 50/50 mix, each server on one core (bare Go UDP echo: %.1f µs/query) | %s |\n", n, e, strings.Join(cells, "; "))

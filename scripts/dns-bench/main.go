@@ -56,7 +56,7 @@ import (
 var (
 	data        = flag.String("data", "../shared/data", "the shared data directory")
 	sizes       = flag.String("sizes", "100000,all", "list sizes to compare (a number of domains, or all); a run with no lists is always first (the baseline for bytes per domain)")
-	names       = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, famguard, famguard-strict, dnsmasq, blocky, adguardhome")
+	names       = flag.String("servers", "echo,famguard,dnsmasq", "servers to compare, in order: echo, forwarder, famguard, famguard-strict, dnsmasq, blocky, adguardhome")
 	unique      = flag.Bool("unique", false, "allowed names are synthesized (uN.bench.example), each answered with an address no earlier name had: the worst case for famguard-strict, one kernel set add per allowed answer")
 	peers       = flag.String("peers", "bin/peers", "where scripts/bench-peers/build.sh put blocky and adguardhome")
 	duration    = flag.Duration("duration", 4*time.Second, "throughput phase per measurement")
@@ -84,6 +84,9 @@ func main() {
 			return
 		case "serve-echo":
 			serveEcho(os.Args[2:])
+			return
+		case "serve-forwarder":
+			serveForwarder(os.Args[2:])
 			return
 		case "serve-upstream":
 			serveUpstream(os.Args[2:])
@@ -250,8 +253,8 @@ func run(srvCPU string) error {
 // runs the latency and the throughput phase.
 func measure(s server, srvCPU, dir string, n int, probe string, m *mix) (result, error) {
 	r := result{name: s.name, domains: n}
-	if s.name == "echo" {
-		probe = "" // echo blocks nothing: any answer means ready
+	if s.check == checkEcho {
+		probe = "" // echo and forwarder block nothing: any answer means ready
 	}
 	start := time.Now()
 	cmd, err := s.start([]string{"taskset", "-c", srvCPU}, dir)
@@ -367,7 +370,7 @@ func sanity(r result) []string {
 	// baseline with no lists forwards every query, and blocky dials a TCP
 	// and a UDP socket for each: a few hundred a second is its real cost.
 	bound := *minQPS
-	if r.name != "echo" && r.name != "famguard" && r.name != "famguard-strict" {
+	if r.name != "echo" && r.name != "forwarder" && r.name != "famguard" && r.name != "famguard-strict" {
 		bound = *minQPSPeers
 		if r.domains == 0 {
 			bound = 0

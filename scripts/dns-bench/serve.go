@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/famguard/famguard/agent/categories"
@@ -125,6 +126,74 @@ func serveEcho(args []string) {
 		}
 		buf[2] |= 0x80
 		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// serveForwarder is the floor for a forwarding filter on the bench's mix: a
+// bare Go UDP server that does the socket work a filter must do and
+// nothing else. The queries the mix blocks (even IDs: the generator's
+// sequence alternates blocked and allowed names, and the ID is the
+// sequence number) it answers with themselves, as the echo does; the
+// others it relays through one connected socket to the upstream and the
+// answers back, by ID. One read and one write per datagram, no parsing, no
+// lists: what it spends per query is what moving the mix's datagrams costs.
+// With an empty list (the run with no lists, whose mix blocks nothing) it
+// relays every query, as a filter does.
+func serveForwarder(args []string) {
+	if len(args) != 3 {
+		fail("usage: dns-bench serve-forwarder PLAIN-LIST LISTEN UPSTREAM")
+	}
+	st, err := os.Stat(args[0])
+	if err != nil {
+		fail("forwarder: %v", err)
+	}
+	answerEven := st.Size() > 0
+	pc, err := net.ListenPacket("udp", args[1])
+	if err != nil {
+		fail("forwarder: %v", err)
+	}
+	up, err := net.Dial("udp", args[2])
+	if err != nil {
+		fail("forwarder: %v", err)
+	}
+	c := pc.(*net.UDPConn)
+	var mu sync.Mutex
+	var to [1 << 16]netip.AddrPort // by ID: the bench's IDs in flight are distinct
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				fail("forwarder: %v", err)
+			}
+			if n < 12 {
+				continue
+			}
+			mu.Lock()
+			client := to[binary.BigEndian.Uint16(buf)]
+			mu.Unlock()
+			_, _ = c.WriteToUDPAddrPort(buf[:n], client)
+		}
+	}()
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			fail("forwarder: %v", err)
+		}
+		if n < 12 {
+			continue
+		}
+		id := binary.BigEndian.Uint16(buf)
+		if answerEven && id%2 == 0 {
+			buf[2] |= 0x80
+			_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+			continue
+		}
+		mu.Lock()
+		to[id] = from
+		mu.Unlock()
+		_, _ = up.Write(buf[:n])
 	}
 }
 

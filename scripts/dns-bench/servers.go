@@ -39,6 +39,10 @@ func servers(names []string, self, peers string) ([]server, error) {
 			s = server{name: n, check: checkEcho, start: func(prefix []string, dir string) (*exec.Cmd, error) {
 				return startGo(n, append(prefix, self, "serve-echo", filterAddr), dir)
 			}}
+		case "forwarder":
+			s = server{name: n, check: checkEcho, start: func(prefix []string, dir string) (*exec.Cmd, error) {
+				return startGo(n, append(prefix, self, "serve-forwarder", filepath.Join(dir, "plain.txt"), filterAddr, upstreamAddr), dir)
+			}}
 		case "famguard":
 			s = server{name: n, start: func(prefix []string, dir string) (*exec.Cmd, error) {
 				return startGo(n, append(prefix, self, "serve", filepath.Join(dir, "famguard"), filterAddr, upstreamAddr), dir)
@@ -77,7 +81,7 @@ func servers(names []string, self, peers string) ([]server, error) {
 				}}
 			}
 		default:
-			return nil, fmt.Errorf("unknown server %q (echo, famguard, famguard-strict, dnsmasq, blocky, adguardhome)", n)
+			return nil, fmt.Errorf("unknown server %q (echo, forwarder, famguard, famguard-strict, dnsmasq, blocky, adguardhome)", n)
 		}
 		out = append(out, s)
 	}
