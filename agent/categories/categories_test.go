@@ -1,11 +1,14 @@
 package categories
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -205,6 +208,129 @@ func BenchmarkMatch(b *testing.B) {
 		b.Skip(err)
 	}
 	names := []string{"www.example.com", "cdn.assets.some-shop.example", "casino.example", "a.b.c.d.e.f.example.org"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Match(names[i%len(names)], nil)
+	}
+}
+
+// TestMatchAgainstReference: Match over random lists agrees with the plain
+// definition (a map per category, every suffix of the name looked up) —
+// with more categories than 4 bits hold, domains listed in several
+// categories, and names that are listed, parents of listed ones, children
+// of listed ones and unlisted. Also the key sort (sortKeys) on a slice
+// large enough to take the bucket pass.
+func TestMatchAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const cats = 19
+	word := func() string { return []string{"a", "b", "cd", "shop", "x1", "mail", "cdn"}[rng.IntN(7)] }
+	domain := func() string {
+		d := word() + ".example"
+		for range rng.IntN(3) {
+			d = word() + "." + d
+		}
+		return d
+	}
+	ref := make([]map[string]bool, cats)
+	files := map[string]string{}
+	var all []string
+	for c := range ref {
+		ref[c] = map[string]bool{}
+		var b strings.Builder
+		for range 2000 + rng.IntN(3000) { // some 70,000 keys over all: the bucket pass runs
+			d := domain()
+			if rng.IntN(3) == 0 {
+				d = fmt.Sprintf("n%d.%s", rng.IntN(20000), d)
+			}
+			ref[c][d] = true
+			all = append(all, d)
+			b.WriteString(d + "\n")
+		}
+		files[fmt.Sprintf("cat%02d.txt", c)] = b.String()
+	}
+	s, st, err := Load(writeLists(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, m := range ref {
+		want += len(m)
+	}
+	if st.Domains != want || s.Len() != want || !slices.IsSorted(s.keys) {
+		t.Fatalf("%d keys (sorted: %v), want %d", s.Len(), slices.IsSorted(s.keys), want)
+	}
+	among := []string{"cat03", "cat07", "cat18"}
+	for i := range 20000 {
+		name := domain()
+		switch i % 3 {
+		case 0:
+			name = "www." + all[rng.IntN(len(all))]
+		case 1:
+			name = all[rng.IntN(len(all))]
+		}
+		for _, am := range [][]string{nil, among} {
+			var wantCats []string
+			wantListed := ""
+			for c := range ref {
+				cat := fmt.Sprintf("cat%02d", c)
+				if am != nil && !slices.Contains(am, cat) {
+					continue
+				}
+				for sfx := name; ; {
+					if ref[c][sfx] {
+						wantCats = append(wantCats, cat)
+						if wantListed == "" {
+							wantListed = sfx
+						}
+						break
+					}
+					dot := strings.IndexByte(sfx, '.')
+					if dot < 0 {
+						break
+					}
+					sfx = sfx[dot+1:]
+				}
+			}
+			cats, listed := s.Match(name, am)
+			if !reflect.DeepEqual(cats, wantCats) || listed != wantListed {
+				t.Fatalf("Match(%q, %v) = %v, %q; want %v, %q", name, am, cats, listed, wantCats, wantListed)
+			}
+		}
+	}
+}
+
+// BenchmarkMatchSpread: what a DNS filter's lookups cost over the whole
+// lists — names spread across them, as real queries are (BenchmarkMatch's
+// four names stay in the CPU's cache): every other name a random listed
+// domain under a random subdomain label, the others unlisted names.
+func BenchmarkMatchSpread(b *testing.B) {
+	dir := filepath.Join("..", "..", "..", "shared", "data", "categories")
+	s, _, err := Load(dir)
+	if err != nil {
+		b.Skip(err)
+	}
+	var listed []string
+	for _, cat := range s.names {
+		f, err := os.Open(filepath.Join(dir, cat+".txt"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = ReadList(f, func(d string) {
+			if len(listed) < 1<<20 {
+				listed = append(listed, strings.Clone(d))
+			}
+		})
+		f.Close()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := make([]string, 1<<14)
+	for i := range names {
+		if i%2 == 0 {
+			names[i] = fmt.Sprintf("w%d.%s", i, listed[rng.IntN(len(listed))])
+		} else {
+			names[i] = fmt.Sprintf("cdn%d.shop%d.example", rng.IntN(1000), i)
+		}
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s.Match(names[i%len(names)], nil)
