@@ -6,8 +6,8 @@
 // map that is 60–100 bytes a domain (a dnsmasq-like design measures ~75);
 // a 256 MB router cannot afford it. Here every listed domain becomes one
 // 64-bit key in one sorted slice for all categories: the domain's hash with
-// its lowest bits replaced by the category's index (4 bits for up to 16
-// categories), 8 bytes a listed domain. Loading is streaming (no line is
+// its lowest bits replaced by the category's index (as few bits as the
+// categories need: 4 for 9 to 16), 8 bytes a listed domain. Loading is streaming (no line is
 // kept) into a slice sized from the files' line counts, so the peak during
 // a load stays close to the settled size. A false match needs a collision
 // of the hash's upper 60 bits between a queried name and a listed one: with
