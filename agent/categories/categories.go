@@ -344,11 +344,23 @@ func (s *Store) Match(name string, among []string) (cats []string, listed string
 		i, _ := slices.BinarySearch(s.keys, h) // the first key of this hash, if any
 		for ; i < len(s.keys) && s.keys[i]&^mask == h; i++ {
 			cat := int(s.keys[i] & mask)
-			if slices.ContainsFunc(hits, func(x hit) bool { return x.cat == cat }) ||
-				among != nil && !slices.Contains(among, s.names[cat]) {
+			if among != nil && !slices.Contains(among, s.names[cat]) {
 				continue
 			}
-			hits = append(hits, hit{cat, at})
+			// hits stay in category order (the names' order); a category
+			// hit before keeps its longer suffix. A plain loop: a generic
+			// sort or search of hits would cost the mips build a 64 KiB
+			// step (Makefile, size-check).
+			j := 0
+			for j < len(hits) && hits[j].cat < cat {
+				j++
+			}
+			if j < len(hits) && hits[j].cat == cat {
+				continue
+			}
+			hits = append(hits, hit{})
+			copy(hits[j+1:], hits[j:])
+			hits[j] = hit{cat, at}
 		}
 		dot := strings.IndexByte(name[at:], '.')
 		if dot < 0 {
@@ -359,7 +371,6 @@ func (s *Store) Match(name string, among []string) (cats []string, listed string
 	if len(hits) == 0 {
 		return nil, ""
 	}
-	slices.SortFunc(hits, func(a, b hit) int { return a.cat - b.cat }) // names are sorted: so are cats
 	for _, x := range hits {
 		cats = append(cats, s.names[x.cat])
 	}
