@@ -22,7 +22,7 @@
 //
 // Every run checks sanity bounds and exits 1 when a figure is absurd (a
 // server that did not become ready, fewer than -min-qps queries a second
-// from famguard or echo or -min-qps-peers from a peer, more than 1 % lost
+// from famguard, echo or forwarder, or -min-qps-peers from a peer, more than 1 % lost
 // or wrong answers, a served mix off 50/50): the bench
 // then measures something other than the filter, as it once measured the
 // per-client limiter. `make bench-smoke` runs it for a second per phase.
@@ -63,7 +63,7 @@ var (
 	latency     = flag.Duration("latency", 2*time.Second, "latency phase (one query in flight) per measurement")
 	inflight    = flag.Int("inflight", 64, "queries in flight in the throughput phase")
 	ready       = flag.Duration("ready", 180*time.Second, "how long a server may take to load the lists and answer")
-	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard or echo answering fewer queries a second fails the run")
+	minQPS      = flag.Float64("min-qps", 1000, "sanity bound: famguard, echo or forwarder answering fewer queries a second fails the run")
 	minQPSPeers = flag.Float64("min-qps-peers", 100, "sanity bound for dnsmasq, blocky and AdGuard Home with the 50/50 mix (their rate is bound by the scheduler on a loaded machine)")
 	maxErr      = flag.Float64("max-errors", 0.01, "sanity bound: a larger share of lost or wrong answers fails the run")
 	warm        = flag.Bool("warm", false, "before measuring a server, ask every name of the mix once (unmeasured): famguard-strict then measures its steady state, every address the mix answers already open, instead of opening thousands of new ones a second")
@@ -245,7 +245,7 @@ func run(srvCPU string) error {
 		}
 		return fmt.Errorf("%d sanity bound(s) failed: the figures above do not measure the filters", len(failures))
 	}
-	fmt.Printf("\nsanity bounds: every server became ready; famguard and echo answered at least %.0f q/s, the peers %.0f; at most %.0f %% lost or wrong; a 50/50 mix served\n", *minQPS, *minQPSPeers, *maxErr*100)
+	fmt.Printf("\nsanity bounds: every server became ready; famguard, echo and forwarder answered at least %.0f q/s, the peers %.0f; at most %.0f %% lost or wrong; a 50/50 mix served\n", *minQPS, *minQPSPeers, *maxErr*100)
 	return nil
 }
 
@@ -361,7 +361,7 @@ func medians(runs []result, list []server) []result {
 func sanity(r result) []string {
 	var out []string
 	what := fmt.Sprintf("%s at %d domains", r.name, r.domains)
-	// famguard and echo must answer -min-qps; the peers -min-qps-peers,
+	// famguard, echo and forwarder must answer -min-qps; the peers -min-qps-peers,
 	// and only with the 50/50 mix. On this 2-core machine shared by eight
 	// sessions (load average 27) dnsmasq answered 742-983 q/s, AdGuard Home
 	// 447-940 and blocky 485 (500 k domains): real figures of servers that
